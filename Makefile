@@ -1,0 +1,120 @@
+# tpops: build, run, check, fuzz, bench, install.
+# `make run` and `make check` first install missing Debian packages
+# (scripts/deps.sh), so both work on a fresh machine.
+
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc/tpops
+DATADIR ?= $(PREFIX)/share/tpops
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+VERSION := 0.9.0
+
+CC ?= cc
+PKGS := libevent libevent_pthreads sqlite3 openssl libcrypt libargon2 libmariadb
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu17 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -D_GNU_SOURCE \
+	-DTPOPS_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' -Isrc -Ibuild-gen -pthread
+LDLIBS_ALL = $(PKG_LIBS) -pthread
+
+# BUILD selects the flavour: build (optimised) or build-asan (tests).
+BUILD ?= build
+ifeq ($(BUILD),build-asan)
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TOOL_COMMON_OBJ := $(BUILD)/obj/tools/tool_common.o
+TOOL_SRC := $(wildcard tools/tpops-*.c)
+TOOLS := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
+PROGRAMS := $(BUILD)/tpops $(TOOLS)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run check unit integration fuzz fuzz-check bench install uninstall clean format
+all: $(PROGRAMS)
+
+deps:
+	@scripts/deps.sh build
+
+GEN := build-gen/schema_sqlite.h
+build-gen/schema_sqlite.h: sql/sqlite.sql scripts/embed.sh
+	@mkdir -p build-gen
+	scripts/embed.sh $< schema_sqlite_sql > $@
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(GEN) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard src/*.h tools/*.h) | $(BUILD)/obj/tools
+	$(CC) $(ALL_CFLAGS) -Itools -c -o $@ $<
+$(BUILD)/libtpops.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/tpops: $(BUILD)/obj/main.o $(BUILD)/libtpops.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/tpops-%: $(BUILD)/obj/tools/tpops-%.o $(TOOL_COMMON_OBJ) $(BUILD)/libtpops.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtpops.a | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtpops.a $(LDLIBS_ALL) $(shell pkg-config --libs cmocka 2>/dev/null)
+$(BUILD)/obj $(BUILD)/obj/tools $(BUILD)/tests:
+	mkdir -p $@
+
+# Builds and starts the daemon on the embedded default (SQLite) in ./run.
+run: deps
+	$(MAKE) all
+	scripts/dev-run.sh $(BUILD)
+
+# Every test, against the ASan+UBSan build: unit tests, then the daemon and
+# tools with real clients (pytest), then each fuzzer for a short time.
+check:
+	@scripts/deps.sh test
+	$(MAKE) BUILD=build-asan all unit-bins
+	$(MAKE) BUILD=build-asan unit
+	$(MAKE) BUILD=build-asan integration
+	$(MAKE) fuzz-check
+
+unit-bins: $(UNIT_BIN)
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+PYTEST ?= /usr/bin/python3 -m pytest
+integration:
+	TPOPS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -ra tests/integration $(PYTEST_ARGS)
+
+# libFuzzer targets (clang). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 20
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC) $(wildcard src/*.h) $(GEN)
+	@mkdir -p build-fuzz
+	clang -std=gnu17 -g -O1 -D_GNU_SOURCE -DTPOPS_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
+		-Isrc -Ibuild-gen $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS_ALL)
+fuzz-bins: $(FUZZ_BIN)
+fuzz: fuzz-bins
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+fuzz-check: fuzz-bins
+	scripts/fuzz.sh 10 $(FUZZ_BIN)
+
+bench: deps
+	$(MAKE) all
+	bench/run.sh
+
+format:
+	clang-format -i src/*.[ch] tools/*.[ch] tests/unit/*.c fuzz/*.c
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DATADIR)/sql
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(SBINDIR)/
+	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	test -e $(DESTDIR)$(SYSCONFDIR)/tpops.conf || install -m 640 doc/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGRAMS)))
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build build-asan build-fuzz build-gen

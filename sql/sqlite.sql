@@ -1,0 +1,39 @@
+-- tpops schema for SQLite (the embedded default).
+-- The seed's tables and column names, so that TPOPS databases keep working;
+-- message parts are BLOBs (8-bit safe, any size SQLite allows).
+PRAGMA journal_mode = WAL;
+
+CREATE TABLE IF NOT EXISTS "user" (
+	uid INTEGER PRIMARY KEY AUTOINCREMENT,
+	login TEXT NOT NULL UNIQUE,
+	passwd TEXT NOT NULL,
+	mail TEXT NOT NULL UNIQUE,
+	maildir TEXT NOT NULL DEFAULT '',
+	quota INTEGER NOT NULL DEFAULT 0
+);
+
+-- header || body is the message exactly as delivered: header holds the
+-- header lines and the empty line that ends them, body the rest.
+-- timestamp is the arrival time, local time, 'YYYY-MM-DD hh:mm:ss'; the
+-- UIDL is id.uid.YYYYMMDDhhmmss as the original TPOPS made it.
+-- size is the octet count POP3 sends (CRLF line ends, no dot-stuffing).
+-- msgno is the seed's column, kept for compatibility and never written.
+CREATE TABLE IF NOT EXISTS msg (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	uid INTEGER NOT NULL,
+	msgno INTEGER NOT NULL DEFAULT 0,
+	timestamp TEXT NOT NULL,
+	header BLOB NOT NULL,
+	body BLOB NOT NULL,
+	size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS msg_uid ON msg (uid, timestamp, id);
+
+-- One row per locked maildrop: a lease held by owner until expires (Unix
+-- time), renewed while the session lives; an expired row is free.
+CREATE TABLE IF NOT EXISTS locks (
+	uid INTEGER PRIMARY KEY,
+	owner TEXT NOT NULL DEFAULT '',
+	expires INTEGER NOT NULL DEFAULT 0,
+	timestamp TEXT
+);

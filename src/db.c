@@ -1,0 +1,50 @@
+/* The database engine registry and helpers shared by every engine. */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+const struct db_ops *db_engine(const struct config *cfg)
+{
+	switch (cfg->database) {
+	case DATABASE_SQLITE:
+		return &db_sqlite_ops;
+	case DATABASE_MYSQL:
+		return NULL;
+	}
+	return NULL;
+}
+
+int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	const struct db_ops *ops = db_engine(cfg);
+	if (ops == NULL) {
+		snprintf(err, errlen, "Database: this build has no driver for the configured engine");
+		return DB_PERMFAIL;
+	}
+	return ops->open(cfg, db_r, err, errlen);
+}
+
+void db_close(struct db *db)
+{
+	if (db != NULL)
+		db->ops->close(db);
+}
+
+const char *db_error(struct db *db)
+{
+	return db->ops->error(db);
+}
+
+void user_clear(struct user *u)
+{
+	free(u->login);
+	if (u->passwd != NULL)
+		free_secret(u->passwd, strlen(u->passwd));
+	free(u->mail);
+	free(u->maildir);
+	*u = (struct user){0};
+}

@@ -1,0 +1,99 @@
+/* The SQL database: users, maildrop lock leases, and the `msg` table.
+ * One implementation per engine (db_sqlite.c, later db_mysql.c) behind
+ * struct db_ops; nothing above this interface knows which engine it has.
+ *
+ * A struct db is one connection, used by one thread at a time: each storage
+ * worker keeps its own (worker_db()), each tool opens one. Every call may
+ * block; none may run on an I/O thread. */
+#ifndef TPOPS_DB_H
+#define TPOPS_DB_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum db_status {
+	DB_OK = 0,
+	DB_NOT_FOUND = 1, /* no such user / row; a lost lock */
+	DB_CONFLICT = 2,  /* duplicate login or address; lock held by another owner */
+	DB_QUOTA = 3,     /* msg_store: the message would exceed the user's quota */
+	DB_TEMPFAIL = -1, /* database unreachable, busy, I/O error: try again later */
+	DB_PERMFAIL = -2, /* schema missing or broken, constraint the retry cannot fix */
+};
+
+struct user {
+	int64_t uid;
+	char *login;
+	char *passwd; /* stored form, see password.h */
+	char *mail;
+	char *maildir;
+	int64_t quota; /* bytes; 0 = none */
+};
+
+/* One message of the `msg` table as the maildrop lists it. */
+struct db_msg {
+	int64_t id;
+	uint64_t size;     /* octets as POP3 sends them (CRLF), the `size` column */
+	uint64_t raw_size; /* octets of header + body as stored */
+	char timestamp[15]; /* YYYYMMDDhhmmss: MySQL's `timestamp + 0` of a DATETIME */
+};
+
+struct db;
+
+struct db_ops {
+	const char *name;
+	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+	void (*close)(struct db *db);
+	/* Creates the tables when they are missing, or upgrades an older
+	 * schema in place. */
+	int (*schema_install)(struct db *db);
+
+	int (*user_by_login)(struct db *db, const char *login, struct user *u);
+	int (*user_by_mail)(struct db *db, const char *mail, struct user *u);
+	int (*user_add)(struct db *db, const struct user *u);
+	int (*user_delete)(struct db *db, const char *login);
+	int (*user_set_password)(struct db *db, const char *login, const char *passwd);
+	int (*user_list)(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+
+	/* Lease locks: a row (uid, owner, expiry). acquire -> DB_CONFLICT when
+	 * another owner holds an unexpired lease; renew -> DB_NOT_FOUND when
+	 * the lease was lost. */
+	int (*lock_acquire)(struct db *db, int64_t uid, const char *owner, int lease_seconds);
+	int (*lock_renew)(struct db *db, int64_t uid, const char *owner, int lease_seconds);
+	int (*lock_release)(struct db *db, int64_t uid, const char *owner);
+
+	/* Messages, arrival order (timestamp, then id). *msgs_r is malloc'd. */
+	int (*msg_list)(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r);
+	/* Reads up to len octets of header||body from offset. *got_r 0 = end. */
+	int (*msg_read)(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
+			size_t *got_r);
+	/* Deletes the ids of uid in one transaction, only while owner still
+	 * holds the lock (else DB_NOT_FOUND and nothing deleted). */
+	int (*msg_delete)(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
+			  size_t count);
+	/* Stores one message in one transaction, refusing with DB_QUOTA when
+	 * quota > 0 and the stored sizes plus this one exceed it. */
+	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
+			 size_t header_len, const char *body, size_t body_len, uint64_t size);
+	/* Total `size` of a user's messages (quota accounting). */
+	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
+
+	const char *(*error)(struct db *db); /* last error, for logs */
+};
+
+struct db {
+	const struct db_ops *ops;
+};
+
+/* The engine the configuration names. */
+const struct db_ops *db_engine(const struct config *cfg);
+int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+void db_close(struct db *db);
+const char *db_error(struct db *db);
+
+void user_clear(struct user *u);
+
+extern const struct db_ops db_sqlite_ops;
+
+#endif

@@ -1,0 +1,572 @@
+/* The SQL database on SQLite, the embedded default. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "db.h"
+#include "tpops_limits.h"
+#include "schema_sqlite.h"
+#include "xalloc.h"
+
+enum stmt_id {
+	ST_USER_BY_LOGIN,
+	ST_USER_BY_MAIL,
+	ST_USER_ADD,
+	ST_USER_DELETE,
+	ST_USER_SET_PASSWORD,
+	ST_USER_LIST,
+	ST_LOCK_EXPIRE,
+	ST_LOCK_INSERT,
+	ST_LOCK_RENEW,
+	ST_LOCK_RELEASE,
+	ST_LOCK_OWNED,
+	ST_MSG_LIST,
+	ST_MSG_DELETE,
+	ST_MSG_INSERT,
+	ST_MSG_USAGE,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_COUNT
+};
+
+#define USER_COLUMNS "uid, login, passwd, mail, maildir, quota"
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_USER_BY_LOGIN] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE login = ?1",
+	[ST_USER_BY_MAIL] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE mail = ?1",
+	[ST_USER_ADD] = "INSERT INTO \"user\" (login, passwd, mail, maildir, quota) "
+			"VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1",
+	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1",
+	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
+	[ST_LOCK_EXPIRE] = "DELETE FROM locks WHERE uid = ?1 AND expires < ?2",
+	[ST_LOCK_INSERT] = "INSERT OR IGNORE INTO locks (uid, owner, expires, timestamp) "
+			   "VALUES (?1, ?2, ?3, datetime(?4, 'unixepoch', 'localtime'))",
+	[ST_LOCK_RENEW] = "UPDATE locks SET expires = ?3 WHERE uid = ?1 AND owner = ?2",
+	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ?1 AND owner = ?2",
+	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ?1 AND owner = ?2",
+	[ST_MSG_LIST] = "SELECT id, size, length(header) + length(body), timestamp FROM msg "
+			"WHERE uid = ?1 ORDER BY timestamp, id",
+	[ST_MSG_DELETE] = "DELETE FROM msg WHERE id = ?1 AND uid = ?2",
+	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size) "
+			  "VALUES (?1, 0, datetime('now', 'localtime'), ?2, ?3, ?4)",
+	[ST_MSG_USAGE] = "SELECT COALESCE(SUM(size), 0) FROM msg WHERE uid = ?1",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+};
+
+struct db_sqlite {
+	struct db db;
+	sqlite3 *handle;
+	sqlite3_stmt *stmts[ST_COUNT];
+	char error[512];
+};
+
+static struct db_sqlite *db_sqlite(struct db *db)
+{
+	return (struct db_sqlite *)db;
+}
+
+/* SQLITE_BUSY and I/O errors may go away; anything else is permanent. */
+static int status_of(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_NOMEM:
+	case SQLITE_PROTOCOL:
+		return DB_TEMPFAIL;
+	case SQLITE_CONSTRAINT:
+		return DB_CONFLICT;
+	default:
+		return DB_PERMFAIL;
+	}
+}
+
+static int fail(struct db_sqlite *d, int rc, const char *what)
+{
+	snprintf(d->error, sizeof d->error, "sqlite: %s: %s", what, sqlite3_errmsg(d->handle));
+	return status_of(rc);
+}
+
+static sqlite3_stmt *stmt(struct db_sqlite *d, enum stmt_id id)
+{
+	if (d->stmts[id] == NULL &&
+	    sqlite3_prepare_v3(d->handle, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &d->stmts[id],
+			       NULL) != SQLITE_OK) {
+		fail(d, SQLITE_ERROR, "prepare");
+		return NULL;
+	}
+	sqlite3_reset(d->stmts[id]);
+	sqlite3_clear_bindings(d->stmts[id]);
+	return d->stmts[id];
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_stmt(struct db_sqlite *d, sqlite3_stmt *s, const char *what)
+{
+	if (s == NULL)
+		return DB_PERMFAIL;
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(d, rc, what);
+	return DB_OK;
+}
+
+static int begin(struct db_sqlite *d)
+{
+	return exec_stmt(d, stmt(d, ST_BEGIN), "begin transaction");
+}
+
+static int commit(struct db_sqlite *d)
+{
+	return exec_stmt(d, stmt(d, ST_COMMIT), "commit");
+}
+
+static void rollback(struct db_sqlite *d)
+{
+	if (!sqlite3_get_autocommit(d->handle))
+		exec_stmt(d, stmt(d, ST_ROLLBACK), "rollback");
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *text)
+{
+	sqlite3_bind_text(s, i, text ? text : "", -1, SQLITE_STATIC);
+}
+
+static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	struct db_sqlite *d = xcalloc(1, sizeof *d);
+	d->db.ops = &db_sqlite_ops;
+	int rc = sqlite3_open_v2(cfg->sqlite_path, &d->handle,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "sqlite: cannot open %s: %s", cfg->sqlite_path,
+			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc));
+		sqlite3_close(d->handle);
+		free(d);
+		return DB_TEMPFAIL;
+	}
+	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
+	/* WAL: readers never wait for the writer. synchronous=FULL: a
+	 * committed message survives a power cut (tpops-store's promise). */
+	char *msg = NULL;
+	rc = sqlite3_exec(d->handle,
+			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+			  " PRAGMA foreign_keys = OFF;",
+			  NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "sqlite: %s: %s", cfg->sqlite_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		sqlite3_close(d->handle);
+		free(d);
+		return status_of(rc);
+	}
+	*db_r = &d->db;
+	return DB_OK;
+}
+
+static void sqlite_close(struct db *db)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(d->stmts[i]);
+	sqlite3_close(d->handle);
+	free(d);
+}
+
+static int sqlite_schema_install(struct db *db)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	char *msg = NULL;
+	int rc = sqlite3_exec(d->handle, schema_sqlite_sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(d->error, sizeof d->error, "sqlite: creating the schema: %s",
+			 msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return status_of(rc);
+	}
+	return DB_OK;
+}
+
+static char *column_strdup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *text = sqlite3_column_text(s, col);
+	return xstrndup(text ? (const char *)text : "", (size_t)sqlite3_column_bytes(s, col));
+}
+
+static void user_from_row(sqlite3_stmt *s, struct user *u)
+{
+	u->uid = sqlite3_column_int64(s, 0);
+	u->login = column_strdup(s, 1);
+	u->passwd = column_strdup(s, 2);
+	u->mail = column_strdup(s, 3);
+	u->maildir = column_strdup(s, 4);
+	u->quota = sqlite3_column_int64(s, 5);
+}
+
+static int user_lookup(struct db_sqlite *d, enum stmt_id id, const char *key, struct user *u)
+{
+	sqlite3_stmt *s = stmt(d, id);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	bind_text(s, 1, key);
+	int rc = sqlite3_step(s);
+	int status = DB_NOT_FOUND;
+	if (rc == SQLITE_ROW) {
+		user_from_row(s, u);
+		status = DB_OK;
+	} else if (rc != SQLITE_DONE) {
+		status = fail(d, rc, "looking up a user");
+	}
+	sqlite3_reset(s);
+	return status;
+}
+
+static int sqlite_user_by_login(struct db *db, const char *login, struct user *u)
+{
+	return user_lookup(db_sqlite(db), ST_USER_BY_LOGIN, login, u);
+}
+
+static int sqlite_user_by_mail(struct db *db, const char *mail, struct user *u)
+{
+	return user_lookup(db_sqlite(db), ST_USER_BY_MAIL, mail, u);
+}
+
+static int sqlite_user_add(struct db *db, const struct user *u)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_USER_ADD);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	bind_text(s, 1, u->login);
+	bind_text(s, 2, u->passwd);
+	bind_text(s, 3, u->mail);
+	bind_text(s, 4, u->maildir);
+	sqlite3_bind_int64(s, 5, u->quota);
+	return exec_stmt(d, s, "adding a user");
+}
+
+static int changed_one(struct db_sqlite *d, int status)
+{
+	if (status != DB_OK)
+		return status;
+	return sqlite3_changes(d->handle) > 0 ? DB_OK : DB_NOT_FOUND;
+}
+
+static int sqlite_user_delete(struct db *db, const char *login)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_USER_DELETE);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	bind_text(s, 1, login);
+	return changed_one(d, exec_stmt(d, s, "deleting a user"));
+}
+
+static int sqlite_user_set_password(struct db *db, const char *login, const char *passwd)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_USER_SET_PASSWORD);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	bind_text(s, 1, login);
+	bind_text(s, 2, passwd);
+	int status = changed_one(d, exec_stmt(d, s, "changing a password"));
+	sqlite3_clear_bindings(s); /* the statement held a pointer to the hash */
+	return status;
+}
+
+static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_USER_LIST);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct user u = {0};
+		user_from_row(s, &u);
+		each(&u, ctx);
+		user_clear(&u);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? DB_OK : fail(d, rc, "listing users");
+}
+
+static int sqlite_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	int64_t now = (int64_t)time(NULL);
+	int status = begin(d);
+	if (status != DB_OK)
+		return status;
+	sqlite3_stmt *s = stmt(d, ST_LOCK_EXPIRE);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_int64(s, 2, now);
+	if ((status = exec_stmt(d, s, "expiring a lock")) != DB_OK)
+		goto fail;
+	if ((s = stmt(d, ST_LOCK_INSERT)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, uid);
+	bind_text(s, 2, owner);
+	sqlite3_bind_int64(s, 3, now + lease);
+	sqlite3_bind_int64(s, 4, now);
+	if ((status = exec_stmt(d, s, "taking a lock")) != DB_OK)
+		goto fail;
+	int inserted = sqlite3_changes(d->handle);
+	if ((status = commit(d)) != DB_OK)
+		goto fail;
+	return inserted ? DB_OK : DB_CONFLICT;
+fail:
+	rollback(d);
+	return status == DB_OK ? DB_PERMFAIL : status;
+}
+
+static int lock_update(struct db *db, enum stmt_id id, int64_t uid, const char *owner, int lease)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, id);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	sqlite3_bind_int64(s, 1, uid);
+	bind_text(s, 2, owner);
+	sqlite3_bind_int64(s, 3, (int64_t)time(NULL) + lease);
+	return changed_one(d, exec_stmt(d, s, "updating a lock"));
+}
+
+static int sqlite_lock_renew(struct db *db, int64_t uid, const char *owner, int lease)
+{
+	return lock_update(db, ST_LOCK_RENEW, uid, owner, lease);
+}
+
+static int sqlite_lock_release(struct db *db, int64_t uid, const char *owner)
+{
+	return lock_update(db, ST_LOCK_RELEASE, uid, owner, 0);
+}
+
+/* "2026-11-26 19:35:23" -> "20261126193523" (MySQL's DATETIME + 0). */
+static void timestamp_digits(const char *text, char out[15])
+{
+	size_t n = 0;
+	for (; text != NULL && *text != '\0' && n < 14; text++)
+		if (*text >= '0' && *text <= '9')
+			out[n++] = *text;
+	while (n < 14)
+		out[n++] = '0';
+	out[14] = '\0';
+}
+
+static int sqlite_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_MSG_LIST);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	sqlite3_bind_int64(s, 1, uid);
+	size_t count = 0, cap = 16;
+	struct db_msg *msgs = xmalloc(cap * sizeof *msgs);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap *= 2;
+			msgs = xrealloc(msgs, cap * sizeof *msgs);
+		}
+		struct db_msg *m = &msgs[count++];
+		m->id = sqlite3_column_int64(s, 0);
+		m->size = (uint64_t)sqlite3_column_int64(s, 1);
+		m->raw_size = (uint64_t)sqlite3_column_int64(s, 2);
+		timestamp_digits((const char *)sqlite3_column_text(s, 3), m->timestamp);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(msgs);
+		return fail(d, rc, "listing messages");
+	}
+	*msgs_r = msgs;
+	*count_r = count;
+	return DB_OK;
+}
+
+/* Reads part of one BLOB column; *len_r is the column's length. */
+static int read_column(struct db_sqlite *d, const char *column, int64_t id, uint64_t offset,
+		       char *buf, size_t len, size_t *got_r, uint64_t *len_r)
+{
+	sqlite3_blob *blob = NULL;
+	int rc = sqlite3_blob_open(d->handle, "main", "msg", column, id, 0, &blob);
+	if (rc != SQLITE_OK) {
+		int status = fail(d, rc, "opening a message");
+		sqlite3_blob_close(blob);
+		return rc == SQLITE_ERROR ? DB_NOT_FOUND : status;
+	}
+	uint64_t total = (uint64_t)sqlite3_blob_bytes(blob);
+	*len_r = total;
+	*got_r = 0;
+	if (offset < total) {
+		size_t n = total - offset < len ? (size_t)(total - offset) : len;
+		rc = sqlite3_blob_read(blob, buf, (int)n, (int)offset);
+		if (rc != SQLITE_OK) {
+			int status = fail(d, rc, "reading a message");
+			sqlite3_blob_close(blob);
+			return status;
+		}
+		*got_r = n;
+	}
+	sqlite3_blob_close(blob);
+	return DB_OK;
+}
+
+static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
+			   size_t *got_r)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	uint64_t header_len;
+	size_t got = 0;
+	/* The message is header || body: read across the seam. */
+	int status = read_column(d, "header", id, offset, buf, len, &got, &header_len);
+	if (status != DB_OK)
+		return status;
+	if (got < len) {
+		uint64_t body_offset = offset + got - header_len;
+		size_t more = 0;
+		uint64_t body_len;
+		status = read_column(d, "body", id, body_offset, (char *)buf + got, len - got, &more,
+				     &body_len);
+		if (status != DB_OK)
+			return status;
+		got += more;
+	}
+	*got_r = got;
+	return DB_OK;
+}
+
+static int sqlite_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
+			     size_t count)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	int status = begin(d);
+	if (status != DB_OK)
+		return status;
+	sqlite3_stmt *s = stmt(d, ST_LOCK_OWNED);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, uid);
+	bind_text(s, 2, owner);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE) { /* the lease was lost: someone else may hold it */
+		status = DB_NOT_FOUND;
+		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
+		goto fail;
+	}
+	if (rc != SQLITE_ROW) {
+		status = fail(d, rc, "checking the lock");
+		goto fail;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if ((s = stmt(d, ST_MSG_DELETE)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(s, 1, ids[i]);
+		sqlite3_bind_int64(s, 2, uid);
+		if ((status = exec_stmt(d, s, "deleting a message")) != DB_OK)
+			goto fail;
+	}
+	if ((status = commit(d)) != DB_OK)
+		goto fail;
+	return DB_OK;
+fail:
+	rollback(d);
+	return status == DB_OK ? DB_PERMFAIL : status;
+}
+
+static int usage_of(struct db_sqlite *d, int64_t uid, uint64_t *bytes_r)
+{
+	sqlite3_stmt *s = stmt(d, ST_MSG_USAGE);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	sqlite3_bind_int64(s, 1, uid);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*bytes_r = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? DB_OK : fail(d, rc, "summing message sizes");
+}
+
+static int sqlite_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r)
+{
+	return usage_of(db_sqlite(db), uid, bytes_r);
+}
+
+static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
+			    size_t header_len, const char *body, size_t body_len, uint64_t size)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	int status = begin(d);
+	if (status != DB_OK)
+		return status;
+	if (quota > 0) {
+		uint64_t used = 0;
+		if ((status = usage_of(d, uid, &used)) != DB_OK)
+			goto fail;
+		if (used + size > (uint64_t)quota) {
+			snprintf(d->error, sizeof d->error,
+				 "quota exceeded: %llu bytes stored + %llu > quota %lld",
+				 (unsigned long long)used, (unsigned long long)size, (long long)quota);
+			status = DB_QUOTA;
+			goto fail;
+		}
+	}
+	sqlite3_stmt *s = stmt(d, ST_MSG_INSERT);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_blob64(s, 2, header, header_len, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 3, body, body_len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (int64_t)size);
+	status = exec_stmt(d, s, "storing a message");
+	sqlite3_clear_bindings(s);
+	if (status != DB_OK || (status = commit(d)) != DB_OK)
+		goto fail;
+	return DB_OK;
+fail:
+	rollback(d);
+	return status == DB_OK ? DB_PERMFAIL : status;
+}
+
+static const char *sqlite_error(struct db *db)
+{
+	return db_sqlite(db)->error;
+}
+
+const struct db_ops db_sqlite_ops = {
+	.name = "sqlite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.schema_install = sqlite_schema_install,
+	.user_by_login = sqlite_user_by_login,
+	.user_by_mail = sqlite_user_by_mail,
+	.user_add = sqlite_user_add,
+	.user_delete = sqlite_user_delete,
+	.user_set_password = sqlite_user_set_password,
+	.user_list = sqlite_user_list,
+	.lock_acquire = sqlite_lock_acquire,
+	.lock_renew = sqlite_lock_renew,
+	.lock_release = sqlite_lock_release,
+	.msg_list = sqlite_msg_list,
+	.msg_read = sqlite_msg_read,
+	.msg_delete = sqlite_msg_delete,
+	.msg_store = sqlite_msg_store,
+	.msg_usage = sqlite_msg_usage,
+	.error = sqlite_error,
+};

@@ -1,0 +1,89 @@
+/* Logging to syslog or stderr: error/warn/info/debug, printf-checked. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <syslog.h>
+#include <time.h>
+
+static enum config_log log_target = LOG_TO_STDERR;
+static enum config_log_level log_level = LOGLEVEL_INFO;
+static const char *log_ident = "tpops";
+
+void log_open(const char *ident, enum config_log target, enum config_log_level level)
+{
+	log_ident = ident;
+	log_target = target;
+	log_level = level;
+	if (target == LOG_TO_SYSLOG)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void log_set_level(enum config_log_level level)
+{
+	log_level = level;
+}
+
+bool log_debug_enabled(void)
+{
+	return log_level >= LOGLEVEL_DEBUG;
+}
+
+static void log_write(int priority, const char *label, const char *fmt, va_list ap)
+{
+	if (log_target == LOG_TO_SYSLOG) {
+		vsyslog(priority, fmt, ap);
+		return;
+	}
+	char line[2048];
+	vsnprintf(line, sizeof line, fmt, ap);
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+	/* one fprintf per line: stdio locks the stream, so lines from
+	 * different threads never interleave */
+	fprintf(stderr, "%s.%03ld %s: %s%s\n", when, ts.tv_nsec / 1000000, log_ident, label, line);
+}
+
+#define LOG_BODY(prio, label, min_level)                                                           \
+	do {                                                                                       \
+		if (log_level < (min_level))                                                       \
+			return;                                                                    \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		log_write(prio, label, fmt, ap);                                                   \
+		va_end(ap);                                                                        \
+	} while (0)
+
+void log_error(const char *fmt, ...)
+{
+	LOG_BODY(LOG_ERR, "error: ", LOGLEVEL_ERROR);
+}
+
+void log_warn(const char *fmt, ...)
+{
+	LOG_BODY(LOG_WARNING, "warning: ", LOGLEVEL_ERROR);
+}
+
+void log_info(const char *fmt, ...)
+{
+	LOG_BODY(LOG_INFO, "", LOGLEVEL_INFO);
+}
+
+void log_debug(const char *fmt, ...)
+{
+	LOG_BODY(LOG_DEBUG, "debug: ", LOGLEVEL_DEBUG);
+}
+
+void log_fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_write(LOG_CRIT, "fatal: ", fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,58 @@
+/* A user's maildrop: list, read as a stream, commit deletions, deliver.
+ * Implementations: maildrop_sql.c (the `msg` table of the database) and,
+ * with `Mailbox: Maildir`, a Maildir on disk. Every call may block and runs
+ * on a storage worker (or in a tool), with that thread's database. */
+#ifndef TPOPS_MAILDROP_H
+#define TPOPS_MAILDROP_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+#include "tpops_limits.h"
+
+struct maildrop_msg {
+	uint64_t size;     /* octets POP3 sends: CRLF line ends, no dot-stuffing */
+	uint64_t raw_size; /* octets stored */
+	int64_t id;        /* SQL: msg.id */
+	char *name;        /* Maildir: file name below the maildrop, else NULL */
+	char uidl[POP3_MAX_UIDL + 1];
+};
+
+struct maildrop {
+	const struct maildrop_ops *ops;
+	int64_t uid;
+	struct maildrop_msg *msgs; /* arrival order; numbers are index + 1 */
+	size_t count;
+};
+
+/* Status values are those of enum db_status; DB_PERMFAIL for a maildrop
+ * that must not be served (-ERR [SYS/PERM]). */
+struct maildrop_ops {
+	const char *name;
+	int (*open)(struct db *db, const struct config *cfg, const struct user *u,
+		    struct maildrop **md_r, char *err, size_t errlen);
+	/* Reads stored octets of message `index` from offset; *got_r 0 = end.
+	 * DB_NOT_FOUND when the message vanished. */
+	int (*read)(struct maildrop *md, struct db *db, size_t index, uint64_t offset, void *buf,
+		    size_t len, size_t *got_r, char *err, size_t errlen);
+	/* At QUIT: removes deleted[i] messages (all or nothing for SQL) while
+	 * owner holds the lock; retrieved[i] may mark messages as seen. */
+	int (*commit)(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,
+		      const bool *retrieved, char *err, size_t errlen);
+	void (*free)(struct maildrop *md);
+	/* tpops-store: stores one whole message durably, or nothing. */
+	int (*deliver)(struct db *db, const struct config *cfg, const struct user *u,
+		       const char *msg, size_t len, char *err, size_t errlen);
+};
+
+const struct maildrop_ops *maildrop_backend(const struct config *cfg);
+
+extern const struct maildrop_ops maildrop_sql_ops;
+
+/* Where the header ends: the length of the header including the empty line
+ * that ends it, or len when there is none. */
+size_t message_header_length(const char *msg, size_t len);
+
+#endif

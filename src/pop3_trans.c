@@ -1,0 +1,437 @@
+/* TRANSACTION and UPDATE states: STAT LIST RETR TOP DELE RSET UIDL NOOP
+ * CAPA QUIT, the streaming of messages, the lease renewal and the commit
+ * of deletions at QUIT. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tpops_limits.h"
+#include "log.h"
+#include "session.h"
+#include "worker.h"
+#include "xalloc.h"
+
+/* The message numbered n (1-based), or NULL with -ERR sent when there is
+ * none or it is marked deleted. */
+static struct maildrop_msg *message(struct session *s, uint32_t n)
+{
+	if (n == 0 || n > s->maildrop->count || s->deleted[n - 1]) {
+		reply_err(s, "No such message");
+		return NULL;
+	}
+	return &s->maildrop->msgs[n - 1];
+}
+
+static void maildrop_totals(struct session *s, size_t *count_r, uint64_t *octets_r)
+{
+	size_t count = 0;
+	uint64_t octets = 0;
+	for (size_t i = 0; i < s->maildrop->count; i++) {
+		if (!s->deleted[i]) {
+			count++;
+			octets += s->maildrop->msgs[i].size;
+		}
+	}
+	*count_r = count;
+	*octets_r = octets;
+}
+
+void pop3_trans_begin(struct session *s)
+{
+	size_t n = s->maildrop->count;
+	s->deleted = xcalloc(n ? n : 1, sizeof *s->deleted);
+	s->retrieved = xcalloc(n ? n : 1, sizeof *s->retrieved);
+	s->state = STATE_TRANSACTION;
+	size_t count;
+	uint64_t octets;
+	maildrop_totals(s, &count, &octets);
+	int period = s->cfg->lock_lease / 3 > 0 ? s->cfg->lock_lease / 3 : 1;
+	struct timeval tv = {period, 0};
+	event_add(s->lease_timer, &tv);
+	reply_ok(s, "Logged in, %zu messages (%llu octets)", count, (unsigned long long)octets);
+}
+
+/* ---- lease ---- */
+
+struct lease_job {
+	struct session_job sj;
+	int64_t uid;
+	char owner[128];
+	int lease;
+	bool release;
+	int status;
+	char error[256];
+};
+
+static void lease_work(struct session_job *sj)
+{
+	struct lease_job *lj = (struct lease_job *)sj;
+	struct db *db = worker_db(lj->error, sizeof lj->error);
+	if (db == NULL) {
+		lj->status = DB_TEMPFAIL;
+		return;
+	}
+	lj->status = lj->release ? db->ops->lock_release(db, lj->uid, lj->owner)
+				 : db->ops->lock_renew(db, lj->uid, lj->owner, lj->lease);
+	if (lj->status < 0) {
+		snprintf(lj->error, sizeof lj->error, "%s", db_error(db));
+		worker_db_discard();
+	}
+}
+
+static void lease_finish(struct session_job *sj)
+{
+	struct lease_job *lj = (struct lease_job *)sj;
+	struct session *s = sj->session;
+	if (lj->release) {
+		s->locked = false; /* on failure the lease expires by itself */
+		if (lj->status < 0)
+			log_warn("user=%s: releasing the maildrop lock: %s (it expires by itself)",
+				 s->user.login, lj->error);
+	} else if (lj->status == DB_NOT_FOUND && s->state == STATE_TRANSACTION && !s->closing) {
+		log_error("user=%s from=%s: the maildrop lock was lost; ending the session",
+			  s->user.login, s->peer_text);
+		s->locked = false;
+		reply_err(s, "[IN-USE] Maildrop lock lost, closing connection");
+		session_close(s, "lock lost");
+	} else if (lj->status < 0) {
+		log_warn("user=%s: renewing the maildrop lock: %s", s->user.login, lj->error);
+	}
+	free(lj);
+}
+
+static void lease_submit(struct session *s, bool release)
+{
+	struct lease_job *lj = xcalloc(1, sizeof *lj);
+	lj->sj.work = lease_work;
+	lj->sj.finish = lease_finish;
+	lj->uid = s->user.uid;
+	lj->lease = s->cfg->lock_lease;
+	lj->release = release;
+	snprintf(lj->owner, sizeof lj->owner, "%s", s->lock_owner);
+	session_submit(s, &lj->sj, false);
+}
+
+void pop3_lease_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == STATE_TRANSACTION && s->locked && !s->closing)
+		lease_submit(s, false);
+}
+
+void pop3_release_lock(struct session *s)
+{
+	event_del(s->lease_timer);
+	lease_submit(s, true);
+}
+
+/* ---- RETR and TOP: the message streams out in pieces ---- */
+
+struct chunk_job {
+	struct session_job sj;
+	struct maildrop *maildrop;
+	size_t index;
+	uint64_t offset;
+	struct pop3_out *filter;
+	char *out;
+	size_t out_len;
+	uint64_t consumed;
+	bool end;
+	int status;
+	char error[256];
+};
+
+static void chunk_work(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct db *db = worker_db(cj->error, sizeof cj->error);
+	if (db == NULL) {
+		cj->status = DB_TEMPFAIL;
+		return;
+	}
+	char *raw = xmalloc(RETR_CHUNK_SIZE);
+	size_t got = 0;
+	cj->status = cj->maildrop->ops->read(cj->maildrop, db, cj->index, cj->offset, raw,
+					     RETR_CHUNK_SIZE, &got, cj->error, sizeof cj->error);
+	if (cj->status == DB_OK) {
+		cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
+		cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
+		cj->consumed = got;
+		if (got == 0 || pop3_out_done(cj->filter)) {
+			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);
+			cj->end = true;
+		}
+	} else if (cj->status == DB_TEMPFAIL) {
+		worker_db_discard();
+	}
+	free(raw);
+}
+
+static void free_chunk(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
+static void stream_fetch(struct session *s);
+
+static void chunk_finish(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct session *s = sj->session;
+	s->stream.fetching = false;
+	if (s->closing) {
+		free(cj->out);
+		free(cj);
+		return;
+	}
+	struct maildrop_msg *m = &s->maildrop->msgs[cj->index];
+	if (cj->status != DB_OK) {
+		log_error("user=%s: reading message %zu: %s", s->user.login, cj->index + 1,
+			  cj->error);
+		int status = cj->status;
+		free(cj);
+		if (s->stream.first) {
+			if (status == DB_NOT_FOUND)
+				reply_err(s, "Message %zu is gone", s->stream.index + 1);
+			else
+				reply_err(s, "[SYS/TEMP] Cannot read the message, try again later");
+			session_resume(s);
+		} else { /* part of it is sent: the only honest end is to hang up */
+			session_close(s, "read error in the middle of a message");
+		}
+		return;
+	}
+	if (s->stream.first) {
+		s->stream.first = false;
+		if (s->stream.top)
+			reply_ok(s, "Top of message follows");
+		else
+			reply_ok(s, "%llu octets", (unsigned long long)m->size);
+	}
+	s->stream.offset += cj->consumed;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (cj->out_len > 0)
+		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
+	else
+		free(cj->out);
+	bool end = cj->end;
+	free(cj);
+	if (end) {
+		if (!s->stream.top) {
+			s->retrieved[s->stream.index] = true;
+			s->retr_count++;
+			s->retr_octets += m->size;
+		}
+		session_resume(s);
+		return;
+	}
+	/* Keep one piece ahead of the socket; else the write callback asks
+	 * for the next piece once the output drains to RETR_LOW_WATER. */
+	if (evbuffer_get_length(out) < 2 * RETR_CHUNK_SIZE)
+		stream_fetch(s);
+}
+
+static void stream_fetch(struct session *s)
+{
+	struct chunk_job *cj = xcalloc(1, sizeof *cj);
+	cj->sj.work = chunk_work;
+	cj->sj.finish = chunk_finish;
+	cj->maildrop = s->maildrop;
+	cj->index = s->stream.index;
+	cj->offset = s->stream.offset;
+	cj->filter = &s->stream.filter;
+	s->stream.fetching = true;
+	session_submit(s, &cj->sj, false);
+}
+
+void pop3_stream_resume(struct session *s)
+{
+	if (s->wait == WAIT_STREAM && !s->stream.fetching)
+		stream_fetch(s);
+}
+
+static void stream_start(struct session *s, uint32_t n, int64_t top_lines)
+{
+	s->stream.index = n - 1;
+	s->stream.offset = 0;
+	s->stream.first = true;
+	s->stream.top = top_lines >= 0;
+	pop3_out_init(&s->stream.filter, true, top_lines);
+	s->wait = WAIT_STREAM;
+	stream_fetch(s);
+}
+
+/* ---- commands ---- */
+
+static void cmd_stat(struct session *s, const struct pop3_command *c)
+{
+	size_t count;
+	uint64_t octets;
+	maildrop_totals(s, &count, &octets);
+	reply_ok(s, "%zu %llu", count, (unsigned long long)octets);
+}
+
+/* LIST and UIDL: one message, or all that are not deleted. */
+static void list_messages(struct session *s, const struct pop3_command *c, bool uidl)
+{
+	if (c->has_number) {
+		struct maildrop_msg *m = message(s, c->number[0]);
+		if (m == NULL)
+			return;
+		if (uidl)
+			reply_ok(s, "%u %s", c->number[0], m->uidl);
+		else
+			reply_ok(s, "%u %llu", c->number[0], (unsigned long long)m->size);
+		return;
+	}
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	reply_ok(s, "%s", uidl ? "Unique-ID listing follows" : "Scan listing follows");
+	for (size_t i = 0; i < s->maildrop->count; i++) {
+		if (s->deleted[i])
+			continue;
+		if (uidl)
+			evbuffer_add_printf(out, "%zu %s\r\n", i + 1, s->maildrop->msgs[i].uidl);
+		else
+			evbuffer_add_printf(out, "%zu %llu\r\n", i + 1,
+					    (unsigned long long)s->maildrop->msgs[i].size);
+	}
+	evbuffer_add(out, ".\r\n", 3);
+}
+
+static void cmd_list(struct session *s, const struct pop3_command *c)
+{
+	list_messages(s, c, false);
+}
+
+static void cmd_uidl(struct session *s, const struct pop3_command *c)
+{
+	list_messages(s, c, true);
+}
+
+static void cmd_retr(struct session *s, const struct pop3_command *c)
+{
+	if (message(s, c->number[0]) != NULL)
+		stream_start(s, c->number[0], -1);
+}
+
+static void cmd_top(struct session *s, const struct pop3_command *c)
+{
+	if (message(s, c->number[0]) != NULL)
+		stream_start(s, c->number[0], c->number[1]);
+}
+
+static void cmd_dele(struct session *s, const struct pop3_command *c)
+{
+	if (message(s, c->number[0]) == NULL)
+		return;
+	s->deleted[c->number[0] - 1] = true;
+	reply_ok(s, "Message %u deleted", c->number[0]);
+}
+
+static void cmd_rset(struct session *s, const struct pop3_command *c)
+{
+	memset(s->deleted, 0, s->maildrop->count * sizeof *s->deleted);
+	size_t count;
+	uint64_t octets;
+	maildrop_totals(s, &count, &octets);
+	reply_ok(s, "%zu messages (%llu octets)", count, (unsigned long long)octets);
+}
+
+static void cmd_noop(struct session *s, const struct pop3_command *c)
+{
+	reply_raw(s, "+OK\r\n", 5);
+	s->bad_commands = 0;
+}
+
+static void cmd_capa(struct session *s, const struct pop3_command *c)
+{
+	pop3_capa(s);
+}
+
+struct commit_job {
+	struct session_job sj;
+	struct maildrop *maildrop;
+	const bool *deleted, *retrieved;
+	int64_t uid;
+	char owner[128];
+	int status;
+	bool released;
+	char error[512];
+};
+
+static void commit_work(struct session_job *sj)
+{
+	struct commit_job *cj = (struct commit_job *)sj;
+	struct db *db = worker_db(cj->error, sizeof cj->error);
+	if (db == NULL) {
+		cj->status = DB_TEMPFAIL;
+		return;
+	}
+	cj->status = cj->maildrop->ops->commit(cj->maildrop, db, cj->owner, cj->deleted,
+					       cj->retrieved, cj->error, sizeof cj->error);
+	cj->released = db->ops->lock_release(db, cj->uid, cj->owner) >= 0;
+	if (cj->status == DB_TEMPFAIL)
+		worker_db_discard();
+}
+
+static void commit_finish(struct session_job *sj)
+{
+	struct commit_job *cj = (struct commit_job *)sj;
+	struct session *s = sj->session;
+	s->locked = !cj->released;
+	if (cj->status == DB_OK) {
+		for (size_t i = 0; i < s->maildrop->count; i++) {
+			if (s->deleted[i]) {
+				s->dele_count++;
+				s->dele_octets += s->maildrop->msgs[i].size;
+			}
+		}
+		reply_ok(s, "tpops signing off (%u messages deleted)", s->dele_count);
+	} else {
+		log_error("user=%s from=%s: deleting messages at QUIT: %s", s->user.login,
+			  s->peer_text, cj->error);
+		reply_err(s, "[SYS/TEMP] Messages could not be deleted; they are kept");
+	}
+	free(cj);
+	session_close(s, "QUIT");
+}
+
+static void cmd_quit(struct session *s, const struct pop3_command *c)
+{
+	s->state = STATE_UPDATE;
+	event_del(s->lease_timer);
+	struct commit_job *cj = xcalloc(1, sizeof *cj);
+	cj->sj.work = commit_work;
+	cj->sj.finish = commit_finish;
+	cj->maildrop = s->maildrop;
+	cj->deleted = s->deleted;
+	cj->retrieved = s->retrieved;
+	cj->uid = s->user.uid;
+	snprintf(cj->owner, sizeof cj->owner, "%s", s->lock_owner);
+	session_submit(s, &cj->sj, true);
+}
+
+static const struct {
+	enum pop3_cmd cmd;
+	void (*handler)(struct session *s, const struct pop3_command *c);
+} trans_commands[] = {
+	{CMD_STAT, cmd_stat}, {CMD_LIST, cmd_list}, {CMD_RETR, cmd_retr},
+	{CMD_TOP, cmd_top},   {CMD_DELE, cmd_dele}, {CMD_RSET, cmd_rset},
+	{CMD_UIDL, cmd_uidl}, {CMD_NOOP, cmd_noop}, {CMD_CAPA, cmd_capa},
+	{CMD_QUIT, cmd_quit},
+};
+
+bool pop3_trans_dispatch(struct session *s, const struct pop3_command *c)
+{
+	if (s->state != STATE_TRANSACTION)
+		return false;
+	for (size_t i = 0; i < sizeof trans_commands / sizeof trans_commands[0]; i++) {
+		if (trans_commands[i].cmd == c->cmd) {
+			trans_commands[i].handler(s, c);
+			return true;
+		}
+	}
+	return false;
+}

@@ -1,0 +1,20 @@
+/* Listeners and I/O threads: binds the POP3 ports, accepts connections on
+ * every loop, applies the connection limits and starts sessions. */
+#ifndef TPOPS_SERVER_H
+#define TPOPS_SERVER_H
+#include <stddef.h>
+
+#include "config.h"
+
+struct server;
+
+/* Binds every Listen address on Port (as root, before dropping
+ * privileges). NULL with a message in err when one cannot be bound. */
+struct server *server_bind(const struct config *cfg, char *err, size_t errlen);
+/* Starts the I/O threads; returns at once. */
+void server_start(struct server *srv, int io_threads);
+/* Stops accepting and ends the loops; sessions end with them. */
+void server_stop(struct server *srv);
+void server_free(struct server *srv);
+
+#endif

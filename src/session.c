@@ -1,0 +1,373 @@
+/* One POP3 connection: socket I/O, line reading, timers, dispatch, close. */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn_limit.h"
+#include "ioloop.h"
+#include "tpops_limits.h"
+#include "log.h"
+#include "worker.h"
+#include "xalloc.h"
+
+static uint64_t session_counter;
+
+static void session_process(struct session *s);
+static void session_maybe_free(struct session *s);
+
+/* ---- replies ---- */
+
+static void reply(struct session *s, const char *status, const char *fmt, va_list ap)
+{
+	if (s->closing)
+		return;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_add(out, status, strlen(status));
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void reply_ok(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply(s, "+OK ", fmt, ap);
+	va_end(ap);
+	s->bad_commands = 0;
+}
+
+void reply_err(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply(s, "-ERR ", fmt, ap);
+	va_end(ap);
+	if (++s->bad_commands >= POP3_MAX_BAD_COMMANDS && !s->closing) {
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+				    "-ERR Too many bad commands, closing connection\r\n");
+		session_close(s, "too many bad commands");
+	}
+}
+
+void reply_raw(struct session *s, const char *data, size_t len)
+{
+	if (!s->closing)
+		evbuffer_add(bufferevent_get_output(s->bev), data, len);
+}
+
+/* ---- jobs ---- */
+
+static void session_job_run(struct job *job)
+{
+	struct session_job *sj = (struct session_job *)job;
+	sj->work(sj);
+}
+
+static void session_job_done(struct job *job)
+{
+	struct session_job *sj = (struct session_job *)job;
+	struct session *s = sj->session;
+	s->jobs--;
+	sj->finish(sj); /* frees sj */
+	session_maybe_free(s);
+}
+
+void session_submit(struct session *s, struct session_job *sj, bool blocking)
+{
+	sj->session = s;
+	sj->job.run = session_job_run;
+	sj->job.done = session_job_done;
+	sj->job.loop = s->loop;
+	s->jobs++;
+	if (blocking)
+		s->wait = WAIT_JOB;
+	worker_submit(&sj->job);
+}
+
+void session_resume(struct session *s)
+{
+	s->wait = WAIT_NONE;
+	session_process(s);
+}
+
+/* ---- timers ---- */
+
+void session_command_timer_reset(struct session *s)
+{
+	evtimer_add(s->command_timer, s->loop->command_timeout);
+}
+
+static void on_command_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (s->closing) { /* the client does not read our last words */
+		s->peer_gone = true;
+		session_maybe_free(s);
+		return;
+	}
+	if (s->wait == WAIT_JOB && s->state == STATE_UPDATE)
+		return; /* QUIT is committing: let it finish */
+	reply_err(s, "Disconnected for inactivity");
+	session_close(s, "command timeout");
+}
+
+static void on_session_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == STATE_UPDATE)
+		return;
+	reply_err(s, "Connection time limit reached, closing connection");
+	session_close(s, "connection time limit (ConnectionKeepTime)");
+}
+
+/* ---- input ---- */
+
+/* Takes the next complete command line out of the input. Returns 1 with
+ * the line (CRLF removed), 0 when no complete line is there, -1 when an
+ * overlong line was dropped (its -ERR is already queued). */
+static int next_line(struct session *s, char *line, size_t *len_r)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos < 0) {
+		size_t avail = evbuffer_get_length(in);
+		if (s->discarding || avail > POP3_MAX_LINE) {
+			/* an overlong line: drop what came so far, keep memory flat */
+			s->discarding = true;
+			s->junk += avail;
+			evbuffer_drain(in, avail);
+			if (s->junk > POP3_MAX_JUNK) {
+				reply_err(s, "Line too long, closing connection");
+				session_close(s, "line without end over the junk limit");
+				return -1;
+			}
+		}
+		return 0;
+	}
+	size_t n = (size_t)eol.pos;
+	if (s->discarding || n > POP3_MAX_LINE) {
+		evbuffer_drain(in, n + 1);
+		s->discarding = false;
+		s->junk = 0;
+		reply_err(s, "Line too long");
+		return -1;
+	}
+	evbuffer_remove(in, line, n + 1);
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	*len_r = n;
+	return 1;
+}
+
+static void trace_command(struct session *s, const struct pop3_command *c, const char *line,
+			  size_t len)
+{
+	if (!log_debug_enabled())
+		return;
+	/* never log secrets: PASS, and APOP/AUTH arguments */
+	if (c->cmd == CMD_PASS || c->cmd == CMD_AUTH || c->cmd == CMD_APOP)
+		log_debug("session %llu: <- %s ***", (unsigned long long)s->id,
+			  pop3_cmd_name(c->cmd));
+	else
+		log_debug("session %llu: <- %.*s", (unsigned long long)s->id, (int)len, line);
+}
+
+static void session_handle_line(struct session *s, const char *line, size_t len)
+{
+	struct pop3_command c;
+	enum pop3_parse_status status = pop3_parse(line, len, &c);
+	trace_command(s, &c, line, len);
+	switch (status) {
+	case PARSE_OK:
+		break;
+	case PARSE_EMPTY:
+		reply_err(s, "Empty command");
+		return;
+	case PARSE_NUL:
+		reply_err(s, "NUL byte in command");
+		return;
+	case PARSE_UNKNOWN:
+		reply_err(s, "Unknown command");
+		return;
+	case PARSE_BAD_ARGS:
+		reply_err(s, "Wrong arguments for %s", pop3_cmd_name(c.cmd));
+		return;
+	case PARSE_BAD_NUMBER:
+		reply_err(s, "Invalid number for %s", pop3_cmd_name(c.cmd));
+		return;
+	}
+	bool handled = s->state == STATE_AUTHORIZATION ? pop3_auth_dispatch(s, &c)
+						       : pop3_trans_dispatch(s, &c);
+	if (!handled)
+		reply_err(s, "%s is not valid in this state", pop3_cmd_name(c.cmd));
+}
+
+static void session_process(struct session *s)
+{
+	while (!s->closing && s->wait == WAIT_NONE) {
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH_WATER) {
+			s->wait = WAIT_OUTPUT; /* resumed by the write callback */
+			break;
+		}
+		char line[POP3_MAX_LINE + 2];
+		size_t len = 0;
+		int got = next_line(s, line, &len);
+		if (got == 0)
+			break;
+		session_command_timer_reset(s);
+		if (got > 0)
+			session_handle_line(s, line, len);
+	}
+	if (s->input_eof && s->wait == WAIT_NONE && !s->closing)
+		session_close(s, "client closed the connection");
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	if (s->closing) {
+		session_maybe_free(s);
+		return;
+	}
+	if (s->wait == WAIT_STREAM) {
+		session_command_timer_reset(s); /* the client is reading: not idle */
+		pop3_stream_resume(s);
+	} else if (s->wait == WAIT_OUTPUT) {
+		session_resume(s);
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	if (what & BEV_EVENT_ERROR)
+		s->peer_gone = true;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* Commands that arrived before the close still count: a client
+		 * may send QUIT and close without reading the answer. */
+		s->input_eof = true;
+		bufferevent_disable(bev, EV_READ);
+		if (s->closing)
+			session_maybe_free(s);
+		else
+			session_process(s);
+	}
+}
+
+/* ---- life cycle ---- */
+
+void session_close(struct session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	log_debug("session %llu: closing: %s", (unsigned long long)s->id, reason);
+	s->closing = true;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0); /* on_write when all is sent */
+	session_maybe_free(s);
+}
+
+static void session_free(struct session *s)
+{
+	double seconds = difftime(time(NULL), s->started);
+	if (s->user.login != NULL)
+		log_info("logout: user=%s from=%s retr=%u/%llu dele=%u/%llu time=%.0fs",
+			 s->user.login, s->peer_text, s->retr_count,
+			 (unsigned long long)s->retr_octets, s->dele_count,
+			 (unsigned long long)s->dele_octets, seconds);
+	else
+		log_info("disconnect: from=%s time=%.0fs", s->peer_text, seconds);
+	event_free(s->command_timer);
+	event_free(s->session_timer);
+	event_free(s->delay_timer);
+	event_free(s->lease_timer);
+	bufferevent_free(s->bev);
+	conn_limit_release((struct sockaddr *)&s->peer);
+	if (s->maildrop != NULL)
+		s->maildrop->ops->free(s->maildrop);
+	free(s->deleted);
+	free(s->retrieved);
+	free(s->user_arg);
+	user_clear(&s->user);
+	free(s);
+}
+
+static void session_maybe_free(struct session *s)
+{
+	if (!s->closing || s->jobs > 0)
+		return;
+	if (s->locked) {
+		pop3_release_lock(s); /* a job: back here when it is done */
+		return;
+	}
+	if (!s->peer_gone && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return; /* on_write calls again once the last reply is sent */
+	session_free(s);
+}
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host,
+			  sizeof host);
+	snprintf(out, size, "%s", host);
+}
+
+void session_start(struct ioloop *loop, const struct config *cfg, int fd,
+		   const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+	s->loop = loop;
+	s->cfg = cfg;
+	s->id = __atomic_add_fetch(&session_counter, 1, __ATOMIC_RELAXED);
+	s->started = time(NULL);
+	memcpy(&s->peer, addr, addrlen < sizeof s->peer ? addrlen : sizeof s->peer);
+	format_peer(addr, s->peer_text, sizeof s->peer_text);
+
+	s->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		conn_limit_release(addr);
+		free(s);
+		return;
+	}
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	/* Reading pauses while this much input waits (a pipelining client
+	 * during a slow job), so input memory per session stays bounded. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 64 * 1024);
+	bufferevent_setwatermark(s->bev, EV_WRITE, RETR_LOW_WATER, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+
+	s->command_timer = evtimer_new(loop->base, on_command_timeout, s);
+	s->session_timer = evtimer_new(loop->base, on_session_timeout, s);
+	s->delay_timer = evtimer_new(loop->base, pop3_auth_delay_over, s);
+	s->lease_timer = event_new(loop->base, -1, EV_PERSIST, pop3_lease_tick, s);
+	session_command_timer_reset(s);
+	struct timeval keep = {cfg->connection_keep_time, 0};
+	evtimer_add(s->session_timer, &keep);
+
+	uint64_t nonce;
+	arc4random_buf(&nonce, sizeof nonce);
+	snprintf(s->apop_timestamp, sizeof s->apop_timestamp, "<%d.%llu.%016llx@%s>",
+		 (int)getpid(), (unsigned long long)s->id, (unsigned long long)nonce,
+		 cfg->hostname);
+	log_info("connect: from=%s session=%llu", s->peer_text, (unsigned long long)s->id);
+	reply_ok(s, "tpops ready %s", s->apop_timestamp);
+}

@@ -1,0 +1,124 @@
+/* One POP3 connection: its state machine, shared by session.c (I/O,
+ * timers, dispatch), pop3_auth.c (AUTHORIZATION) and pop3_trans.c
+ * (TRANSACTION and UPDATE). Lives on one I/O thread. */
+#ifndef TPOPS_SESSION_H
+#define TPOPS_SESSION_H
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "config.h"
+#include "db.h"
+#include "maildrop.h"
+#include "pop3_out.h"
+#include "pop3_parse.h"
+#include "worker.h"
+
+struct ioloop;
+struct bufferevent;
+
+enum session_state {
+	STATE_AUTHORIZATION,
+	STATE_TRANSACTION,
+	STATE_UPDATE,
+};
+
+/* Why the session does not read its next command right now. */
+enum session_wait {
+	WAIT_NONE,       /* ready for the next command */
+	WAIT_JOB,        /* a storage job of this session is running */
+	WAIT_AUTH_DELAY, /* a failed login is being slowed down */
+	WAIT_STREAM,     /* RETR/TOP output in progress */
+	WAIT_OUTPUT,     /* too much unread output: wait for the client */
+};
+
+struct session {
+	struct ioloop *loop;
+	const struct config *cfg;
+	struct bufferevent *bev;
+	struct sockaddr_storage peer;
+	char peer_text[64];
+	uint64_t id;
+	time_t started;
+
+	enum session_state state;
+	enum session_wait wait;
+	bool closing;     /* no more commands; freed once jobs and output are done */
+	bool input_eof;   /* the client closed its side */
+	bool peer_gone;   /* writing is pointless */
+	bool discarding;  /* inside an overlong line */
+	size_t junk;      /* octets of the overlong line so far */
+	unsigned bad_commands;
+	unsigned jobs;    /* jobs in flight (the session outlives none of them) */
+
+	char apop_timestamp[128];
+	char *user_arg;   /* from USER */
+	struct user user; /* after login */
+	char lock_owner[128];
+	bool locked;
+
+	struct maildrop *maildrop;
+	bool *deleted;
+	bool *retrieved;
+
+	struct {
+		size_t index;
+		uint64_t offset;
+		struct pop3_out filter;
+		bool first;     /* no octet sent yet: an error can still be -ERR */
+		bool fetching;  /* a chunk job is in flight */
+		bool top;
+	} stream;
+
+	struct event *command_timer;
+	struct event *session_timer;
+	struct event *delay_timer;
+	struct event *lease_timer;
+
+	/* counts for the logout line */
+	unsigned retr_count;
+	uint64_t retr_octets;
+	unsigned dele_count;
+	uint64_t dele_octets;
+};
+
+void session_start(struct ioloop *loop, const struct config *cfg, int fd,
+		   const struct sockaddr *addr, socklen_t addrlen);
+
+/* Replies. reply_err counts towards the bad-command limit. */
+__attribute__((format(printf, 2, 3))) void reply_ok(struct session *s, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void reply_err(struct session *s, const char *fmt, ...);
+void reply_raw(struct session *s, const char *data, size_t len);
+
+/* Submits a storage job for this session; `done` runs on the session's
+ * loop. The session waits (no further commands) when `blocking`. */
+struct session_job {
+	struct job job;
+	struct session *session;
+	void (*work)(struct session_job *sj);
+	void (*finish)(struct session_job *sj);
+};
+void session_submit(struct session *s, struct session_job *sj, bool blocking);
+/* Call at the end of a job's finish: resumes reading commands. */
+void session_resume(struct session *s);
+
+/* Ends the session after the queued output: the lock is released and
+ * nothing is deleted unless QUIT committed first. */
+void session_close(struct session *s, const char *reason);
+
+void session_command_timer_reset(struct session *s);
+
+/* AUTHORIZATION (pop3_auth.c) and TRANSACTION (pop3_trans.c) handlers. */
+bool pop3_auth_dispatch(struct session *s, const struct pop3_command *c);
+bool pop3_trans_dispatch(struct session *s, const struct pop3_command *c);
+void pop3_capa(struct session *s);
+void pop3_trans_begin(struct session *s);
+void pop3_stream_resume(struct session *s);
+void pop3_release_lock(struct session *s);
+/* Timer callbacks: the end of a failed login's delay; the lease renewal. */
+void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg);
+void pop3_lease_tick(evutil_socket_t fd, short what, void *arg);
+
+#endif

@@ -1,0 +1,105 @@
+/* Storage workers: a job queue served by a pool of threads. */
+#include "worker.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "ioloop.h"
+#include "log.h"
+#include "xalloc.h"
+
+static struct {
+	pthread_mutex_t mutex;
+	pthread_cond_t ready;
+	struct job *head, *tail;
+	bool stopping;
+	pthread_t *threads;
+	int nthreads;
+	const struct config *cfg;
+} pool = {.mutex = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
+
+static __thread struct db *thread_db;
+
+const struct config *worker_config(void)
+{
+	return pool.cfg;
+}
+
+struct db *worker_db(char *err, size_t errlen)
+{
+	if (thread_db == NULL && db_open(pool.cfg, &thread_db, err, errlen) != DB_OK)
+		thread_db = NULL;
+	return thread_db;
+}
+
+void worker_db_discard(void)
+{
+	if (thread_db != NULL) {
+		db_close(thread_db);
+		thread_db = NULL;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&pool.mutex);
+		while (pool.head == NULL && !pool.stopping)
+			pthread_cond_wait(&pool.ready, &pool.mutex);
+		struct job *job = pool.head;
+		if (job == NULL) { /* stopping and the queue is empty */
+			pthread_mutex_unlock(&pool.mutex);
+			break;
+		}
+		pool.head = job->next;
+		if (pool.head == NULL)
+			pool.tail = NULL;
+		pthread_mutex_unlock(&pool.mutex);
+
+		job->next = NULL;
+		job->run(job);
+		ioloop_post(job->loop, job);
+	}
+	worker_db_discard();
+	return NULL;
+}
+
+void worker_pool_start(const struct config *cfg, int threads)
+{
+	pool.cfg = cfg;
+	pool.nthreads = threads;
+	pool.threads = xcalloc((size_t)threads, sizeof *pool.threads);
+	for (int i = 0; i < threads; i++) {
+		int rc = pthread_create(&pool.threads[i], NULL, worker_main, NULL);
+		if (rc != 0)
+			log_fatal("cannot start storage worker thread: error %d", rc);
+	}
+}
+
+void worker_pool_stop(void)
+{
+	pthread_mutex_lock(&pool.mutex);
+	pool.stopping = true;
+	pthread_cond_broadcast(&pool.ready);
+	pthread_mutex_unlock(&pool.mutex);
+	for (int i = 0; i < pool.nthreads; i++)
+		pthread_join(pool.threads[i], NULL);
+	free(pool.threads);
+	pool.threads = NULL;
+	pool.nthreads = 0;
+}
+
+void worker_submit(struct job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&pool.mutex);
+	if (pool.tail != NULL)
+		pool.tail->next = job;
+	else
+		pool.head = job;
+	pool.tail = job;
+	pthread_cond_signal(&pool.ready);
+	pthread_mutex_unlock(&pool.mutex);
+}

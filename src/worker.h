@@ -1,0 +1,36 @@
+/* Storage workers: a job queue served by a pool of threads. Everything that
+ * can block (SQL, files, password hashing) runs here, never on an I/O
+ * thread; the result is posted back to the loop that submitted the job. */
+#ifndef TPOPS_WORKER_H
+#define TPOPS_WORKER_H
+#include <stddef.h>
+
+#include "config.h"
+#include "db.h"
+
+struct ioloop;
+
+struct job {
+	void (*run)(struct job *job);  /* on a worker thread */
+	void (*done)(struct job *job); /* back on the submitting loop's thread */
+	struct ioloop *loop;
+	struct job *next;
+};
+
+/* Starts `threads` workers; each opens its own database connection with
+ * cfg when it first needs one. */
+void worker_pool_start(const struct config *cfg, int threads);
+/* Finishes the queued jobs, then joins the threads and closes their
+ * connections. */
+void worker_pool_stop(void);
+void worker_submit(struct job *job);
+
+/* On a worker thread: this thread's database connection, (re)opened when
+ * needed. NULL with a message in err when the database cannot be reached. */
+struct db *worker_db(char *err, size_t errlen);
+/* On a worker thread: drop this thread's connection after a temporary
+ * failure, so that the next job reconnects. */
+void worker_db_discard(void);
+const struct config *worker_config(void);
+
+#endif

@@ -1,0 +1,77 @@
+/* What the admin commands share: options, config, privileges, database. */
+#include "tool_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "privsep.h"
+#include "xalloc.h"
+
+struct db *tool_open(const char *prog, const char *config_path, struct config *cfg)
+{
+	char err[1024];
+	if (config_load(cfg, config_path, err, sizeof err) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		exit(EX_CONFIG);
+	}
+	if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		exit(EX_CONFIG);
+	}
+	struct db *db = NULL;
+	int status = db_open(cfg, &db, err, sizeof err);
+	if (status != DB_OK) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		exit(status == DB_PERMFAIL ? EX_CONFIG : EX_TEMPFAIL);
+	}
+	return db;
+}
+
+void tool_close(struct db *db, struct config *cfg)
+{
+	db_close(db);
+	config_free(cfg);
+}
+
+char *tool_password_arg(const char *prog, const char *arg)
+{
+	if (strcmp(arg, "-") != 0)
+		return xstrdup(arg);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, stdin);
+	if (n <= 0) {
+		fprintf(stderr, "%s: no password on standard input\n", prog);
+		free(line);
+		exit(EX_USAGE);
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	char *password = xstrdup(line);
+	free_secret(line, cap);
+	return password;
+}
+
+int tool_exit_status(int db_status)
+{
+	switch (db_status) {
+	case DB_OK:
+		return EX_OK;
+	case DB_NOT_FOUND:
+		return EX_NOUSER;
+	case DB_CONFLICT:
+		return EX_DATAERR;
+	case DB_QUOTA:
+		return EX_CANTCREAT;
+	case DB_TEMPFAIL:
+		return EX_TEMPFAIL;
+	default:
+		return EX_SOFTWARE;
+	}
+}
+
+void tool_version(const char *prog)
+{
+	printf("%s (tpops) %s\n", prog, TPOPS_VERSION);
+}

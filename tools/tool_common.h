@@ -1,0 +1,28 @@
+/* What the admin commands share: options, config, privileges, database. */
+#ifndef TPOPS_TOOL_COMMON_H
+#define TPOPS_TOOL_COMMON_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <sysexits.h>
+
+#include "config.h"
+#include "db.h"
+#include "tpops_limits.h"
+
+/* Loads the configuration (exit 78 on error), drops root to User/Group as
+ * the daemon does (so that files it creates belong to that user), and opens
+ * the database (exit 75 when it cannot be reached). */
+struct db *tool_open(const char *prog, const char *config_path, struct config *cfg);
+void tool_close(struct db *db, struct config *cfg);
+
+/* PASSWORD "-" reads one line from standard input (so that the password
+ * appears in no process list). Returns malloc'd text; exits 64 on error. */
+char *tool_password_arg(const char *prog, const char *arg);
+
+/* The sysexits status for a database status. */
+int tool_exit_status(int db_status);
+
+/* Prints "--version" output. */
+void tool_version(const char *prog);
+
+#endif

@@ -1,0 +1,137 @@
+/* tpops-store: deliver a message to a tpops user; Postfix's pipe transport.
+ *
+ * Exit status (sysexits, what Postfix acts on): 0 stored, 64 usage,
+ * 67 unknown address (bounce "user unknown"), 73 over quota (bounce, as
+ * the original did), 75 temporary failure (Postfix retries later),
+ * 78 configuration error. A message is stored whole, durably, or not at
+ * all: the exit status is 0 only after the commit. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "maildrop.h"
+#include "tool_common.h"
+#include "xalloc.h"
+
+static const char usage_text[] = "usage: tpops-store [-c FILE] MAIL [FILE...]\n"
+				 "  stores each FILE, or standard input, for the user with address MAIL\n";
+
+/* Reads a whole stream; -1 with errno on a read error. */
+static int read_all(FILE *in, struct buf *msg)
+{
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
+		buf_append(msg, chunk, n);
+	return ferror(in) ? -1 : 0;
+}
+
+/* Delivery failures that a retry cannot fix bounce; all others wait. */
+static int delivery_status(int db_status)
+{
+	switch (db_status) {
+	case DB_OK:
+		return EX_OK;
+	case DB_QUOTA:
+		return EX_CANTCREAT;
+	case DB_NOT_FOUND:
+		return EX_NOUSER;
+	default:
+		return EX_TEMPFAIL;
+	}
+}
+
+static int deliver_one(struct db *db, const struct config *cfg, const struct user *u,
+		       const char *name, FILE *in)
+{
+	struct buf msg = BUF_INIT;
+	if (read_all(in, &msg) != 0) {
+		fprintf(stderr, "tpops-store: reading %s: %s\n", name, strerror(errno));
+		buf_free(&msg);
+		return EX_IOERR;
+	}
+	char err[512] = "";
+	const struct maildrop_ops *md = maildrop_backend(cfg);
+	int status = md->deliver(db, cfg, u, msg.data ? msg.data : "", msg.len, err, sizeof err);
+	if (status != DB_OK)
+		fprintf(stderr, "tpops-store: %s: %s\n", u->mail, err);
+	buf_free(&msg);
+	return delivery_status(status);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = DEFAULT_CONFIG_PATH;
+	static const struct option options[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return EX_OK;
+		case 'V':
+			tool_version("tpops-store");
+			return EX_OK;
+		default:
+			fputs(usage_text, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc - optind < 1) {
+		fputs(usage_text, stderr);
+		return EX_USAGE;
+	}
+	const char *mail = argv[optind];
+	struct config cfg;
+	struct db *db = tool_open("tpops-store", config_path, &cfg);
+	if (maildrop_backend(&cfg) == NULL) {
+		fprintf(stderr, "tpops-store: %s: Mailbox: this build cannot deliver there\n",
+			cfg.path);
+		tool_close(db, &cfg);
+		return EX_CONFIG;
+	}
+	struct user u = {0};
+	int status = db->ops->user_by_mail(db, mail, &u);
+	if (status != DB_OK) {
+		if (status == DB_NOT_FOUND)
+			fprintf(stderr, "tpops-store: %s: user unknown\n", mail);
+		else
+			fprintf(stderr, "tpops-store: %s: %s\n", mail, db_error(db));
+		tool_close(db, &cfg);
+		return status == DB_NOT_FOUND ? EX_NOUSER : EX_TEMPFAIL;
+	}
+	int exit_status = EX_OK;
+	if (argc - optind == 1) {
+		exit_status = deliver_one(db, &cfg, &u, "standard input", stdin);
+	} else {
+		/* one message per file; the first failure decides the status,
+		 * the files after it are still tried */
+		for (int i = optind + 1; i < argc; i++) {
+			FILE *f = fopen(argv[i], "rb");
+			int rc;
+			if (f == NULL) {
+				fprintf(stderr, "tpops-store: %s: %s\n", argv[i], strerror(errno));
+				rc = EX_NOINPUT;
+			} else {
+				rc = deliver_one(db, &cfg, &u, argv[i], f);
+				fclose(f);
+			}
+			if (exit_status == EX_OK)
+				exit_status = rc;
+		}
+	}
+	user_clear(&u);
+	tool_close(db, &cfg);
+	return exit_status;
+}

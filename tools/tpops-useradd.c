@@ -1,0 +1,106 @@
+/* tpops-useradd: register a POP3 user (the seed's command). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "password.h"
+#include "tool_common.h"
+#include "xalloc.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tpops-useradd [-c FILE] [--plain | --scheme SCHEME] [--quota BYTES]\n"
+		"                     LOGIN PASSWORD MAIL [MAILDIR]\n"
+		"  PASSWORD - reads the password from standard input.\n"
+		"  --scheme: SHA512-CRYPT (default), BLF-CRYPT, YESCRYPT, ARGON2ID, PLAIN.\n"
+		"  --plain stores the password as plain text ({PLAIN}), which APOP needs.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = DEFAULT_CONFIG_PATH, *scheme = PASSWORD_DEFAULT_SCHEME;
+	long long quota = 0;
+	static const struct option options[] = {
+		{"config", required_argument, NULL, 'c'}, {"plain", no_argument, NULL, 'p'},
+		{"scheme", required_argument, NULL, 's'}, {"quota", required_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "c:ps:q:h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'p':
+			scheme = "PLAIN";
+			break;
+		case 's':
+			scheme = optarg;
+			break;
+		case 'q': {
+			char *end;
+			quota = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || quota < 0) {
+				fprintf(stderr, "tpops-useradd: --quota: \"%s\" is not a byte count\n",
+					optarg);
+				return EX_USAGE;
+			}
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return EX_OK;
+		case 'V':
+			tool_version("tpops-useradd");
+			return EX_OK;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc - optind < 3 || argc - optind > 4) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if (!password_scheme_known(scheme)) {
+		fprintf(stderr, "tpops-useradd: unknown password scheme \"%s\"\n", scheme);
+		return EX_USAGE;
+	}
+	const char *login = argv[optind], *mail = argv[optind + 2];
+	if (login[0] == '\0' || mail[0] == '\0') {
+		fprintf(stderr, "tpops-useradd: LOGIN and MAIL must not be empty\n");
+		return EX_USAGE;
+	}
+	struct config cfg;
+	struct db *db = tool_open("tpops-useradd", config_path, &cfg);
+	char *password = tool_password_arg("tpops-useradd", argv[optind + 1]);
+	char err[256];
+	char *stored = password_hash(scheme, password, err, sizeof err);
+	free_secret(password, strlen(password));
+	if (stored == NULL) {
+		fprintf(stderr, "tpops-useradd: %s\n", err);
+		tool_close(db, &cfg);
+		return EX_SOFTWARE;
+	}
+	struct user u = {
+		.login = (char *)login,
+		.passwd = stored,
+		.mail = (char *)mail,
+		.maildir = argc - optind == 4 ? argv[optind + 3] : "",
+		.quota = quota,
+	};
+	int status = db->ops->user_add(db, &u);
+	free_secret(stored, strlen(stored));
+	if (status == DB_CONFLICT)
+		fprintf(stderr, "tpops-useradd: a user with login \"%s\" or address \"%s\" already exists\n",
+			login, mail);
+	else if (status != DB_OK)
+		fprintf(stderr, "tpops-useradd: %s\n", db_error(db));
+	else
+		printf("tpops-useradd: added %s <%s>\n", login, mail);
+	tool_close(db, &cfg);
+	return tool_exit_status(status);
+}
