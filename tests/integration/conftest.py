@@ -46,12 +46,30 @@ def make_dir(path):
     return path
 
 
+# Storage backends the protocol suite runs against. Each entry maps a name
+# to a function(tpops) -> dict of extra tpops.conf settings, called before
+# the config is written; backend modules add their entry (see backends/).
+BACKENDS = {"sqlite": lambda t: {}}
+try:
+    from backends import register_all
+    register_all(BACKENDS)
+except ImportError:
+    pass
+
+
+def selected_backends():
+    wanted = os.environ.get("TPOPS_BACKENDS")
+    names = list(BACKENDS)
+    return [n for n in names if not wanted or n in wanted.split(",")]
+
+
 class Tpops:
     """One tpops installation: a directory with tpops.conf and a database,
     and at most one running daemon (start/stop may be repeated)."""
 
-    def __init__(self, directory, **settings):
+    def __init__(self, directory, backend="sqlite", **settings):
         self.dir = make_dir(directory)
+        self.backend = backend
         self.port = free_port()
         self.settings = {
             "Port": self.port,
@@ -66,6 +84,7 @@ class Tpops:
         }
         if IS_ROOT:
             self.settings.update(User=RUN_USER, Group=RUN_GROUP)
+        self.settings.update(BACKENDS[backend](self))
         self.settings.update(settings)
         self.conf = os.path.join(self.dir, "tpops.conf")
         self.log_path = os.path.join(self.dir, "tpops.log")
@@ -106,6 +125,8 @@ class Tpops:
 
     def sql(self, statement, params=()):
         """Runs SQL directly on the SQLite database (as the test user)."""
+        if self.backend != "sqlite" and "Database" in self.settings and self.settings["Database"] != "sqlite":
+            raise NotImplementedError("sql() on " + self.backend)
         import sqlite3
         con = sqlite3.connect(self.settings["SQLite_Path"], timeout=30)
         try:
@@ -189,8 +210,8 @@ def make_tpops(tmpdir_shared):
     reported anything."""
     made = []
 
-    def factory(name="tpops", **settings):
-        t = Tpops(os.path.join(tmpdir_shared, name), **settings)
+    def factory(name="tpops", backend="sqlite", **settings):
+        t = Tpops(os.path.join(tmpdir_shared, name), backend, **settings)
         made.append(t)
         return t
 
@@ -204,11 +225,19 @@ def make_tpops(tmpdir_shared):
         assert not crashed, log
 
 
+@pytest.fixture(params=selected_backends())
+def backend(request):
+    """The storage backend under test; tests that use it (or the tpops
+    fixture) run once per backend."""
+    return request.param
+
+
 @pytest.fixture
-def tpops(make_tpops):
+def tpops(make_tpops, backend):
     """A started daemon with users alice (SHA512-CRYPT, password
-    'secret') and bob (plaintext, password 'pw', usable with APOP)."""
-    t = make_tpops()
+    'secret') and bob (plaintext, password 'pw', usable with APOP),
+    once per storage backend."""
+    t = make_tpops(backend=backend)
     t.add_user("alice", "secret")
     t.add_user("bob", "pw", None, "--plain")
     return t.start()
