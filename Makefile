@@ -111,7 +111,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DATADIR)/sql
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(SBINDIR)/
 	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
-	test -e $(DESTDIR)$(SYSCONFDIR)/tpops.conf || install -m 640 doc/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/tpops.conf || install -m 640 docs/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGRAMS)))
 	rm -rf $(DESTDIR)$(DATADIR)
