@@ -117,6 +117,9 @@ int main(int argc, char **argv)
 		cfg.foreground = true;
 	log_open("tpops", check_only || cfg.foreground ? (cfg.log == LOG_TO_SYSLOG && !check_only && !foreground ? LOG_TO_SYSLOG : LOG_TO_STDERR) : cfg.log,
 		 verbose ? LOGLEVEL_DEBUG : cfg.log_level);
+	if (cfg.tls_cert != NULL || cfg.tls_key != NULL || cfg.require_tls)
+		log_fatal("%s: TLS_Cert/TLS_Key/RequireTLS: this build has no TLS support yet",
+			  cfg.path);
 	if (maildrop_backend(&cfg) == NULL)
 		log_fatal("%s: Mailbox: this build cannot serve that mailbox type yet", cfg.path);
 	if (check_only) {
