@@ -11,7 +11,7 @@ DESTDIR ?=
 VERSION := 0.9.0
 
 CC ?= cc
-PKGS := libevent libevent_pthreads sqlite3 openssl libcrypt libargon2 libmariadb
+PKGS := libevent libevent_pthreads libevent_openssl sqlite3 openssl libcrypt libargon2 libmariadb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -43,10 +43,13 @@ all: $(PROGRAMS)
 deps:
 	@scripts/deps.sh build
 
-GEN := build-gen/schema_sqlite.h
+GEN := build-gen/schema_sqlite.h build-gen/schema_mysql.h
 build-gen/schema_sqlite.h: sql/sqlite.sql scripts/embed.sh
 	@mkdir -p build-gen
 	scripts/embed.sh $< schema_sqlite_sql > $@
+build-gen/schema_mysql.h: sql/mysql.sql scripts/embed.sh
+	@mkdir -p build-gen
+	scripts/embed.sh $< schema_mysql_sql > $@
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(GEN) | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -107,14 +110,56 @@ bench: deps
 format:
 	clang-format -i src/*.[ch] tools/*.[ch] tests/unit/*.c fuzz/*.c
 
+# Installation. SYSCONFDIR is also compiled into the programs as the
+# directory of their default tpops.conf: build with the same value.
+# The configuration is installed only when absent (mode 640, group tpops
+# when that group exists); uninstall leaves it.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MAN5 := $(wildcard man/*.5)
+MAN8 := $(wildcard man/*.8)
+# the installed paths, in the man pages and the systemd unit
+INSTALL_SED = sed -e 's|/etc/tpops|$(SYSCONFDIR)|g' -e 's|/usr/share/tpops|$(DATADIR)|g' \
+	-e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+.PHONY: check-man deb
 install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DATADIR)/sql
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(DATADIR)/sql \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(SBINDIR)/
 	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
-	test -e $(DESTDIR)$(SYSCONFDIR)/tpops.conf || install -m 640 docs/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf
+	install -m 644 docs/tpops.conf.example $(DESTDIR)$(DATADIR)/tpops.conf.example
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tpops.conf ]; then \
+		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/tpops.conf"; \
+	else \
+		echo "install -m 640 docs/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf"; \
+		install -m 640 docs/tpops.conf.example $(DESTDIR)$(SYSCONFDIR)/tpops.conf; \
+		if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && getent group tpops >/dev/null; then \
+			chgrp tpops $(SYSCONFDIR)/tpops.conf; \
+		fi; \
+	fi
+	for f in $(MAN5); do $(INSTALL_SED) $$f > $(DESTDIR)$(MANDIR)/man5/$$(basename $$f) && \
+		chmod 644 $(DESTDIR)$(MANDIR)/man5/$$(basename $$f) || exit 1; done
+	for f in $(MAN8); do $(INSTALL_SED) $$f > $(DESTDIR)$(MANDIR)/man8/$$(basename $$f) && \
+		chmod 644 $(DESTDIR)$(MANDIR)/man8/$$(basename $$f) || exit 1; done
+	$(INSTALL_SED) systemd/tpops.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/tpops.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/tpops.service
+	install -m 644 systemd/tpops.socket $(DESTDIR)$(SYSTEMDUNITDIR)/tpops.socket
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGRAMS)))
 	rm -rf $(DESTDIR)$(DATADIR)
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/tpops.service $(DESTDIR)$(SYSTEMDUNITDIR)/tpops.socket
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/tpops.conf"
+
+# The manual pages, with every groff and man-db warning as an error.
+check-man:
+	scripts/check-man.sh
+
+# The Debian package, built from a copy of the tree in build-deb/ (which
+# also receives the .deb): dpkg-buildpackage -us -uc -b.
+deb:
+	@scripts/deps.sh deb
+	scripts/build-deb.sh build-deb
 
 clean:
 	rm -rf build build-asan build-fuzz build-gen

@@ -3,14 +3,17 @@
 # prints the one apt-get line to run (as anyone else).
 #   deps.sh build   what `make` and `make run` need
 #   deps.sh test    what `make check` needs as well (real peers for the tests)
+#   deps.sh deb     what `make deb`, scripts/ci-deb.sh and `make check-man` need
 set -e
 BUILD_PKGS="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev libargon2-dev libmariadb-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest curl fetchmail sqlite3 mariadb-server postfix dovecot-pop3d"
+DEB_PKGS="debhelper dpkg-dev adduser groff-base man-db"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest curl fetchmail openssl strace sqlite3 mariadb-server python3-pymysql postfix dovecot-pop3d"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;
 test) want="$BUILD_PKGS $TEST_PKGS" ;;
-*) echo "usage: $0 build|test" >&2; exit 64 ;;
+deb) want="$BUILD_PKGS $DEB_PKGS" ;;
+*) echo "usage: $0 build|test|deb" >&2; exit 64 ;;
 esac
 
 missing=""

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "sasl.h"
 #include "tpops_limits.h"
 #include "xalloc.h"
 
@@ -41,6 +43,7 @@ enum key_type {
 	KEY_SECRET,   /* a string that may be empty; wiped when freed */
 	KEY_HOSTNAME, /* one printable word, shown in the greeting */
 	KEY_LISTEN,   /* the Listen address list */
+	KEY_MECHS,    /* a list of SASL mechanism names */
 };
 
 struct enum_name {
@@ -78,6 +81,14 @@ static const struct enum_name log_level_names[] = {
 	{"info", LOGLEVEL_INFO},
 	{"debug", LOGLEVEL_DEBUG},
 	{NULL, 0},
+};
+
+static const struct enum_name facility_names[] = {
+	{"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},
+	{"authpriv", LOG_AUTHPRIV}, {"user", LOG_USER}, {"local0", LOG_LOCAL0},
+	{"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
+	{"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},
+	{"local7", LOG_LOCAL7}, {NULL, 0},
 };
 
 /* Enum fields are set through an int pointer: every config enum must have
@@ -125,6 +136,13 @@ static const struct key keys[] = {
 	ENUM_KEY("LogLevel", log_level, log_level_names),
 	STR_KEY("PidFile", KEY_OPTIONAL, pid_file, "a file name"),
 	BOOL_KEY("Foreground", foreground),
+	ENUM_KEY("SyslogFacility", syslog_facility, facility_names),
+	STR_KEY("AuthMechanisms", KEY_MECHS, auth_mechanisms,
+		"SASL mechanisms separated by spaces (PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256), or none"),
+	STR_KEY("AuthSecret", KEY_SECRET, auth_secret, "a secret string"),
+	BOOL_KEY("AllowPlaintextFromLoopback", plaintext_loopback),
+	INT_KEY("AuthFailureDelayMax", auth_failure_delay_max, 0, 3600),
+	BOOL_KEY("ProxyProtocol", proxy_protocol),
 	INT_KEY("IOThreads", io_threads, 0, 64),
 	INT_KEY("Workers", workers, 0, 256),
 };
@@ -211,6 +229,16 @@ void config_defaults(struct config *cfg)
 	cfg->foreground = false;
 	cfg->io_threads = 0;
 	cfg->workers = 0;
+	cfg->syslog_facility = LOG_MAIL;
+	/* Mechanisms that work with every password scheme; CRAM-MD5 and
+	 * SCRAM-SHA-256 need plaintext (or SCRAM) stored passwords, so the
+	 * administrator turns them on knowingly. */
+	cfg->auth_mechanisms = xcalloc(3, sizeof(char *));
+	cfg->auth_mechanisms[0] = xstrdup("PLAIN");
+	cfg->auth_mechanisms[1] = xstrdup("LOGIN");
+	cfg->plaintext_loopback = false;
+	cfg->auth_failure_delay_max = DEFAULT_AUTH_FAILURE_DELAY_MAX;
+	cfg->proxy_protocol = false;
 }
 
 void config_free(struct config *cfg)
@@ -219,6 +247,7 @@ void config_free(struct config *cfg)
 		if (is_string_type(keys[i].type))
 			free_string(field_str(cfg, &keys[i]), keys[i].type == KEY_SECRET);
 	free_list(&cfg->listen);
+	free_list(&cfg->auth_mechanisms);
 	free_string(&cfg->path, false);
 }
 
@@ -408,6 +437,45 @@ static int set_listen(struct config *cfg, const struct key *k, const char *v,
 	return 0;
 }
 
+/* AuthMechanisms: known names only, stored upper case; "none" offers no
+ * SASL at all. */
+static int set_mechanisms(struct config *cfg, const struct key *k, const char *v,
+			  const struct where *w)
+{
+	size_t n = 0;
+	char **list = xcalloc(strlen(v) / 2 + 2, sizeof(char *));
+	char q[QUOTE_MAX * 4 + 8];
+	const char *p = v;
+	while (*p != '\0') {
+		while (is_space(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		const char *start = p;
+		while (*p != '\0' && !is_space(*p))
+			p++;
+		char *name = xstrndup(start, (size_t)(p - start));
+		for (char *c = name; *c != '\0'; c++)
+			if (*c >= 'a' && *c <= 'z')
+				*c = (char)(*c - 'a' + 'A');
+		if (strcmp(name, "NONE") == 0 && n == 0 && *p == '\0') {
+			free(name);
+			break;
+		}
+		if (!sasl_mechanism_known(name)) {
+			free(name);
+			free_list(&list);
+			return fail(w, "%s: %s is not a SASL mechanism tpops knows (PLAIN, LOGIN, "
+				       "CRAM-MD5, SCRAM-SHA-256, or none)",
+				    k->name, quote(q, sizeof(q), start, (size_t)(p - start)));
+		}
+		list[n++] = name;
+	}
+	free_list(&cfg->auth_mechanisms);
+	cfg->auth_mechanisms = list;
+	return 0;
+}
+
 /* The greeting and the APOP timestamp <...@host> carry the host name, so
  * it must be one printable ASCII word without angle brackets. */
 static bool valid_hostname(const char *v)
@@ -456,6 +524,8 @@ static int set_value(struct config *cfg, const struct key *k, const char *v,
 		return bad_value(w, k, v);
 	case KEY_LISTEN:
 		return set_listen(cfg, k, v, w);
+	case KEY_MECHS:
+		return set_mechanisms(cfg, k, v, w);
 	case KEY_HOSTNAME:
 		if (!valid_hostname(v))
 			return bad_value(w, k, v);
@@ -638,4 +708,33 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	/* The file text holds the MySQL password. */
 	free_secret(text, len);
 	return rc;
+}
+
+struct config *config_new(const char *path, char *err, size_t errlen)
+{
+	struct config *cfg = xcalloc(1, sizeof *cfg);
+	if (config_load(cfg, path, err, errlen) != 0) {
+		config_free(cfg);
+		free(cfg);
+		return NULL;
+	}
+	cfg->refs = 1;
+	return cfg;
+}
+
+const struct config *config_hold(const struct config *cfg)
+{
+	__atomic_add_fetch(&((struct config *)cfg)->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void config_release(const struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	struct config *c = (struct config *)cfg;
+	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		config_free(c);
+		free(c);
+	}
 }

@@ -11,6 +11,7 @@ enum config_log_level { LOGLEVEL_ERROR, LOGLEVEL_INFO, LOGLEVEL_DEBUG };
 
 struct config {
 	char *path; /* the file this was read from */
+	unsigned refs; /* config_hold/config_release; 0 for configs not shared */
 
 	/* seed keys */
 	int port;                 /* Port */
@@ -38,6 +39,12 @@ struct config {
 	enum config_log_level log_level;
 	char *pid_file;
 	bool foreground;
+	int syslog_facility; /* SyslogFacility: a LOG_* facility of syslog.h */
+	char **auth_mechanisms; /* AuthMechanisms: SASL mechanisms offered, NULL-terminated */
+	char *auth_secret;      /* AuthSecret: keys SCRAM salts of unknown users */
+	bool plaintext_loopback; /* RequireTLS exempts clients on loopback */
+	int auth_failure_delay_max; /* AuthFailureDelayMax: cap of the growing delay */
+	bool proxy_protocol;    /* ProxyProtocol: connections start with a PROXY header */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
 };
@@ -55,5 +62,13 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 void config_free(struct config *cfg);
+
+/* A configuration shared by the daemon's threads lives on the heap and is
+ * reference-counted: after SIGHUP, sessions finish on the configuration
+ * they started with, and it is freed when the last of them ends.
+ * config_new loads a file into a new object holding one reference. */
+struct config *config_new(const char *path, char *err, size_t errlen);
+const struct config *config_hold(const struct config *cfg);
+void config_release(const struct config *cfg);
 
 #endif

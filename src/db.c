@@ -13,7 +13,7 @@ const struct db_ops *db_engine(const struct config *cfg)
 	case DATABASE_SQLITE:
 		return &db_sqlite_ops;
 	case DATABASE_MYSQL:
-		return NULL;
+		return &db_mysql_ops;
 	}
 	return NULL;
 }

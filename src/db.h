@@ -95,5 +95,6 @@ const char *db_error(struct db *db);
 void user_clear(struct user *u);
 
 extern const struct db_ops db_sqlite_ops;
+extern const struct db_ops db_mysql_ops;
 
 #endif

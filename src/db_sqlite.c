@@ -63,6 +63,16 @@ struct db_sqlite {
 	struct db db;
 	sqlite3 *handle;
 	sqlite3_stmt *stmts[ST_COUNT];
+	/* The BLOB handle of the message part read last, kept open while a
+	 * RETR is in the middle of it: a new handle walks the part's overflow
+	 * page chain from its start to reach an offset, which made reading a
+	 * big message piece by piece quadratic (80 MiB: seconds; 1 GiB:
+	 * many minutes). An open handle remembers the chain. A RETR that
+	 * is given up leaves it open until this connection's next statement. */
+	sqlite3_blob *blob;
+	int64_t blob_id;
+	const char *blob_column;
+	uint64_t blob_base; /* where the column starts in header || body */
 	char error[512];
 };
 
@@ -71,12 +81,16 @@ static struct db_sqlite *db_sqlite(struct db *db)
 	return (struct db_sqlite *)db;
 }
 
-/* SQLITE_BUSY and I/O errors may go away; anything else is permanent. */
+/* SQLITE_BUSY and I/O errors may go away; anything else is permanent.
+ * READONLY (file or directory permissions, a read-only mount) is the
+ * administrator's to fix, not the message's fault: tpops-store must make
+ * Postfix retry, not bounce. */
 static int status_of(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+	case SQLITE_READONLY:
 	case SQLITE_IOERR:
 	case SQLITE_FULL:
 	case SQLITE_CANTOPEN:
@@ -96,8 +110,20 @@ static int fail(struct db_sqlite *d, int rc, const char *what)
 	return status_of(rc);
 }
 
+/* An open BLOB handle holds a read transaction: it must be closed before
+ * any other statement runs, or that statement would see an old snapshot
+ * (and a write on it would fail with SQLITE_BUSY_SNAPSHOT). */
+static void blob_forget(struct db_sqlite *d)
+{
+	if (d->blob != NULL) {
+		sqlite3_blob_close(d->blob);
+		d->blob = NULL;
+	}
+}
+
 static sqlite3_stmt *stmt(struct db_sqlite *d, enum stmt_id id)
 {
+	blob_forget(d);
 	if (d->stmts[id] == NULL &&
 	    sqlite3_prepare_v3(d->handle, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &d->stmts[id],
 			       NULL) != SQLITE_OK) {
@@ -157,11 +183,13 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 		return DB_TEMPFAIL;
 	}
 	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
-	/* WAL: readers never wait for the writer. synchronous=FULL: a
-	 * committed message survives a power cut (tpops-store's promise). */
+	/* WAL: readers never wait for the writer. synchronous=NORMAL for
+	 * lock leases and deletions (a power cut may undo the last of them:
+	 * a lease that expires anyway, a message that comes back, never a
+	 * lost one); msg_store switches to FULL for its commit. */
 	char *msg = NULL;
 	rc = sqlite3_exec(d->handle,
-			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 			  " PRAGMA foreign_keys = OFF;",
 			  NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
@@ -178,6 +206,7 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 static void sqlite_close(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
+	blob_forget(d); /* else sqlite3_close fails and leaks the connection */
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(d->stmts[i]);
 	sqlite3_close(d->handle);
@@ -188,6 +217,7 @@ static int sqlite_schema_install(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
 	char *msg = NULL;
+	blob_forget(d);
 	int rc = sqlite3_exec(d->handle, schema_sqlite_sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		snprintf(d->error, sizeof d->error, "sqlite: creating the schema: %s",
@@ -399,31 +429,42 @@ static int sqlite_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, s
 	return DB_OK;
 }
 
-/* Reads part of one BLOB column; *len_r is the column's length. */
-static int read_column(struct db_sqlite *d, const char *column, int64_t id, uint64_t offset,
-		       char *buf, size_t len, size_t *got_r, uint64_t *len_r)
+/* Reads part of one BLOB column, which starts at base in the message;
+ * *len_r is the column's length. The handle stays open for the next piece
+ * until the column is read to its end (or another statement needs the
+ * connection). */
+static int read_column(struct db_sqlite *d, const char *column, int64_t id, uint64_t base,
+		       uint64_t offset, char *buf, size_t len, size_t *got_r, uint64_t *len_r)
 {
-	sqlite3_blob *blob = NULL;
-	int rc = sqlite3_blob_open(d->handle, "main", "msg", column, id, 0, &blob);
-	if (rc != SQLITE_OK) {
-		int status = fail(d, rc, "opening a message");
-		sqlite3_blob_close(blob);
-		return rc == SQLITE_ERROR ? DB_NOT_FOUND : status;
+	if (d->blob != NULL && (d->blob_id != id || strcmp(d->blob_column, column) != 0))
+		blob_forget(d);
+	if (d->blob == NULL) {
+		int rc = sqlite3_blob_open(d->handle, "main", "msg", column, id, 0, &d->blob);
+		if (rc != SQLITE_OK) {
+			int status = fail(d, rc, "opening a message");
+			sqlite3_blob_close(d->blob);
+			d->blob = NULL;
+			return rc == SQLITE_ERROR ? DB_NOT_FOUND : status;
+		}
+		d->blob_id = id;
+		d->blob_column = column;
+		d->blob_base = base;
 	}
-	uint64_t total = (uint64_t)sqlite3_blob_bytes(blob);
+	uint64_t total = (uint64_t)sqlite3_blob_bytes(d->blob);
 	*len_r = total;
 	*got_r = 0;
 	if (offset < total) {
 		size_t n = total - offset < len ? (size_t)(total - offset) : len;
-		rc = sqlite3_blob_read(blob, buf, (int)n, (int)offset);
+		int rc = sqlite3_blob_read(d->blob, buf, (int)n, (int)offset);
 		if (rc != SQLITE_OK) {
 			int status = fail(d, rc, "reading a message");
-			sqlite3_blob_close(blob);
+			blob_forget(d);
 			return status;
 		}
 		*got_r = n;
 	}
-	sqlite3_blob_close(blob);
+	if (offset + *got_r >= total)
+		blob_forget(d);
 	return DB_OK;
 }
 
@@ -433,16 +474,24 @@ static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf
 	struct db_sqlite *d = db_sqlite(db);
 	uint64_t header_len;
 	size_t got = 0;
-	/* The message is header || body: read across the seam. */
-	int status = read_column(d, "header", id, offset, buf, len, &got, &header_len);
-	if (status != DB_OK)
-		return status;
+	int status;
+	if (d->blob != NULL && d->blob_id == id && strcmp(d->blob_column, "body") == 0 &&
+	    offset >= d->blob_base) {
+		/* the body handle the last piece left open: looking at the
+		 * header again would close it */
+		header_len = d->blob_base;
+	} else {
+		/* The message is header || body: read across the seam. */
+		status = read_column(d, "header", id, 0, offset, buf, len, &got, &header_len);
+		if (status != DB_OK)
+			return status;
+	}
 	if (got < len) {
 		uint64_t body_offset = offset + got - header_len;
 		size_t more = 0;
 		uint64_t body_len;
-		status = read_column(d, "body", id, body_offset, (char *)buf + got, len - got, &more,
-				     &body_len);
+		status = read_column(d, "body", id, header_len, body_offset, (char *)buf + got,
+				     len - got, &more, &body_len);
 		if (status != DB_OK)
 			return status;
 		got += more;
@@ -512,6 +561,11 @@ static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const cha
 			    size_t header_len, const char *body, size_t body_len, uint64_t size)
 {
 	struct db_sqlite *d = db_sqlite(db);
+	/* a delivered message must survive a power cut once we return OK:
+	 * this commit syncs the WAL (and with it every earlier commit) */
+	int rc = sqlite3_exec(d->handle, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return fail(d, rc, "setting synchronous mode");
 	int status = begin(d);
 	if (status != DB_OK)
 		return status;

@@ -7,6 +7,7 @@
 
 struct job;
 struct event_base;
+struct session;
 
 struct ioloop {
 	struct event_base *base;
@@ -16,6 +17,7 @@ struct ioloop {
 	struct event *wakeup;
 	const struct timeval *command_timeout; /* libevent common timeout */
 	unsigned index;
+	struct session *sessions; /* this loop's sessions (for shutdown) */
 };
 
 /* Makes libevent thread-aware; call once before creating any loop. */

@@ -11,13 +11,14 @@ static enum config_log log_target = LOG_TO_STDERR;
 static enum config_log_level log_level = LOGLEVEL_INFO;
 static const char *log_ident = "tpops";
 
-void log_open(const char *ident, enum config_log target, enum config_log_level level)
+void log_open(const char *ident, enum config_log target, enum config_log_level level,
+	      int facility)
 {
 	log_ident = ident;
 	log_target = target;
 	log_level = level;
 	if (target == LOG_TO_SYSLOG)
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		openlog(ident, LOG_PID | LOG_NDELAY, facility);
 }
 
 void log_set_level(enum config_log_level level)

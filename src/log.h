@@ -5,8 +5,10 @@
 
 #include "config.h"
 
-/* Before log_open, messages go to stderr at info level. */
-void log_open(const char *ident, enum config_log target, enum config_log_level level);
+/* Before log_open, messages go to stderr at info level. facility is a
+ * LOG_* value of syslog.h (SyslogFacility). */
+void log_open(const char *ident, enum config_log target, enum config_log_level level,
+	      int facility);
 void log_set_level(enum config_log_level level);
 bool log_debug_enabled(void);
 

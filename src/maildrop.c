@@ -9,7 +9,7 @@ const struct maildrop_ops *maildrop_backend(const struct config *cfg)
 	case MAILBOX_SQL:
 		return &maildrop_sql_ops;
 	case MAILBOX_MAILDIR:
-		return NULL;
+		return &maildrop_maildir_ops;
 	}
 	return NULL;
 }

@@ -1,6 +1,6 @@
 /* A user's maildrop: list, read as a stream, commit deletions, deliver.
  * Implementations: maildrop_sql.c (the `msg` table of the database) and,
- * with `Mailbox: Maildir`, a Maildir on disk. Every call may block and runs
+ * with `Mailbox: Maildir`, maildrop_maildir.c (a Maildir on disk). Every call may block and runs
  * on a storage worker (or in a tool), with that thread's database. */
 #ifndef TPOPS_MAILDROP_H
 #define TPOPS_MAILDROP_H
@@ -50,6 +50,7 @@ struct maildrop_ops {
 const struct maildrop_ops *maildrop_backend(const struct config *cfg);
 
 extern const struct maildrop_ops maildrop_sql_ops;
+extern const struct maildrop_ops maildrop_maildir_ops; /* maildrop_maildir.c */
 
 /* Where the header ends: the length of the header including the empty line
  * that ends it, or len when there is none. */

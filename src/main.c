@@ -1,5 +1,6 @@
 /* tpops, the POP3 daemon: arguments, configuration, binding, privilege
- * drop, I/O threads, storage workers, signals. */
+ * drop, I/O threads, storage workers, signals (SIGHUP reload, SIGTERM
+ * graceful stop), and inetd mode. */
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
@@ -7,24 +8,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "conn_limit.h"
 #include "db.h"
+#include "inetd.h"
 #include "ioloop.h"
 #include "log.h"
 #include "maildrop.h"
 #include "privsep.h"
+#include "sdnotify.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
+
+/* How long SIGTERM waits for sessions that are committing their QUIT. */
+#define SHUTDOWN_GRACE_SECONDS 10
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: tpops [-c FILE] [-f] [-t] [-v] [--help] [--version]\n"
-		     "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG_PATH ")\n"
-		     "  -f, --foreground    stay in the foreground, log to stderr\n"
-		     "  -t, --check-config  check the configuration and the database, then exit\n"
-		     "  -v, --verbose       log every POP3 command (passwords never)\n");
+	fprintf(out,
+		"usage: tpops [-c FILE] [-f] [-t] [-v] [--inetd] [--help] [--version]\n"
+		"  -c, --config FILE   configuration file (default " DEFAULT_CONFIG_PATH ")\n"
+		"  -f, --foreground    stay in the foreground, log to stderr\n"
+		"  -t, --check-config  check the configuration and the database, then exit\n"
+		"  -v, --verbose       log every POP3 command (passwords never)\n"
+		"      --inetd         serve one session on standard input and output\n");
 }
 
 static int cpu_count(void)
@@ -57,21 +68,117 @@ static int check_database(const struct config *cfg, bool fatal)
 	return status == DB_PERMFAIL ? -1 : 0;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+/* What the configuration asks that this build or start-up cannot give. */
+static int check_config(const struct config *cfg, char *err, size_t errlen)
 {
+	if (maildrop_backend(cfg) == NULL) {
+		snprintf(err, errlen, "%s: Mailbox: no backend for this mailbox type", cfg->path);
+		return -1;
+	}
+	if (db_engine(cfg) == NULL) {
+		snprintf(err, errlen, "%s: Database: no driver for this engine", cfg->path);
+		return -1;
+	}
+	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+		snprintf(err, errlen, "%s: TLS needs both TLS_Cert and TLS_Key", cfg->path);
+		return -1;
+	}
+	if (cfg->require_tls && cfg->tls_cert == NULL) {
+		snprintf(err, errlen, "%s: RequireTLS: yes needs TLS_Cert and TLS_Key", cfg->path);
+		return -1;
+	}
+	return 0;
+}
+
+struct daemon_state {
+	const char *config_path;
+	bool verbose;
+	const struct config *cfg; /* the one in force */
+	struct server *srv;
+	struct event_base *base;
+	struct event *grace_timer;
+	time_t stop_deadline;
+};
+
+/* SIGHUP: a new configuration for new sessions; a bad one changes nothing. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+	char err[1024];
+	sdnotify_reloading();
+	struct config *next = config_new(d->config_path, err, sizeof err);
+	if (next == NULL || check_config(next, err, sizeof err) != 0 ||
+	    tls_load(next, err, sizeof err) != 0) {
+		log_error("reload refused, the running configuration stays in force: %s", err);
+		config_release(next);
+		sdnotify_ready(NULL);
+		return;
+	}
+	const struct config *old = d->cfg;
+	if (next->port != old->port || next->tls_port != old->tls_port ||
+	    strcmp(next->user, old->user) != 0 || strcmp(next->group, old->group) != 0 ||
+	    next->io_threads != old->io_threads || next->workers != old->workers)
+		log_warn("reload: Port, Listen, TLS_Port, User, Group, IOThreads and Workers "
+			 "changes take effect at the next restart");
+	if (old->tls_cert != NULL && next->tls_cert == NULL)
+		log_warn("reload: TLS stays on with the old certificate until a restart");
+	log_set_level(d->verbose ? LOGLEVEL_DEBUG : next->log_level);
+	server_set_config(d->srv, next);
+	worker_set_config(next);
+	d->cfg = next;
+	config_release(old);
+	log_info("configuration reloaded from %s", next->path);
+	sdnotify_ready(NULL);
+}
+
+static void check_stopped(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+	unsigned left = conn_limit_total();
+	if (left == 0 || time(NULL) >= d->stop_deadline) {
+		if (left > 0)
+			log_warn("shutdown: %u sessions still open after %d s; ending them", left,
+				 SHUTDOWN_GRACE_SECONDS);
+		event_base_loopexit(d->base, NULL);
+	}
+}
+
+/* SIGTERM: stop accepting, end idle sessions, let QUIT commits finish. */
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+	if (d->grace_timer != NULL)
+		return; /* already stopping */
 	log_info("signal %d: shutting down", (int)sig);
-	event_base_loopexit(arg, NULL);
+	sdnotify_stopping();
+	server_shutdown(d->srv);
+	d->stop_deadline = time(NULL) + SHUTDOWN_GRACE_SECONDS;
+	d->grace_timer = event_new(d->base, -1, EV_PERSIST, check_stopped, d);
+	struct timeval tick = {0, 50 * 1000};
+	event_add(d->grace_timer, &tick);
+}
+
+static void write_pid_file(const struct config *cfg)
+{
+	if (cfg->pid_file == NULL)
+		return;
+	FILE *f = fopen(cfg->pid_file, "w");
+	if (f == NULL)
+		log_fatal("PidFile %s: %s", cfg->pid_file, strerror(errno));
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
 }
 
 int main(int argc, char **argv)
 {
-	const char *config_path = DEFAULT_CONFIG_PATH;
-	bool foreground = false, check_only = false, verbose = false;
+	struct daemon_state d = {.config_path = DEFAULT_CONFIG_PATH};
+	bool foreground = false, check_only = false, inetd = false;
 	static const struct option options[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"foreground", no_argument, NULL, 'f'},
 		{"check-config", no_argument, NULL, 't'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"inetd", no_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -80,7 +187,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "c:ftvh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			config_path = optarg;
+			d.config_path = optarg;
 			break;
 		case 'f':
 			foreground = true;
@@ -89,7 +196,10 @@ int main(int argc, char **argv)
 			check_only = true;
 			break;
 		case 'v':
-			verbose = true;
+			d.verbose = true;
+			break;
+		case 'i':
+			inetd = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -107,72 +217,96 @@ int main(int argc, char **argv)
 		return 64;
 	}
 
-	static struct config cfg;
 	char err[1024];
-	if (config_load(&cfg, config_path, err, sizeof err) != 0) {
+	struct config *cfg = config_new(d.config_path, err, sizeof err);
+	if (cfg == NULL) {
 		fprintf(stderr, "tpops: %s\n", err);
 		return 78;
 	}
 	if (foreground)
-		cfg.foreground = true;
-	log_open("tpops", check_only || cfg.foreground ? (cfg.log == LOG_TO_SYSLOG && !check_only && !foreground ? LOG_TO_SYSLOG : LOG_TO_STDERR) : cfg.log,
-		 verbose ? LOGLEVEL_DEBUG : cfg.log_level);
-	if (cfg.tls_cert != NULL || cfg.tls_key != NULL || cfg.require_tls)
-		log_fatal("%s: TLS_Cert/TLS_Key/RequireTLS: this build has no TLS support yet",
-			  cfg.path);
-	if (maildrop_backend(&cfg) == NULL)
-		log_fatal("%s: Mailbox: this build cannot serve that mailbox type yet", cfg.path);
+		cfg->foreground = true;
+	d.cfg = cfg;
+	/* -f and -t talk to the terminal; in inetd mode stdout is the client */
+	enum config_log target = cfg->log;
+	if (check_only || foreground)
+		target = LOG_TO_STDERR;
+	if (inetd && target == LOG_TO_STDERR && !foreground)
+		target = LOG_TO_SYSLOG;
+	log_open("tpops", target, d.verbose ? LOGLEVEL_DEBUG : cfg->log_level,
+		 cfg->syslog_facility);
+	if (check_config(cfg, err, sizeof err) != 0) {
+		log_error("%s", err);
+		return 78;
+	}
+	if (tls_load(cfg, err, sizeof err) != 0) { /* as root: the key may be root's */
+		log_error("%s", err);
+		return 78;
+	}
+
 	if (check_only) {
-		if (check_database(&cfg, true) != 0)
+		/* the tools' rule: as root, act as User so no file becomes root's */
+		if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
+			log_fatal("%s", err);
+		if (check_database(cfg, true) != 0)
 			return 1;
 		printf("tpops: the configuration file %s syntax is ok\n"
-		       "tpops: database (%s) reached\n",
-		       cfg.path, db_engine(&cfg)->name);
+		       "tpops: database (%s) reached%s\n",
+		       cfg->path, db_engine(cfg)->name, tls_available() ? "; TLS certificate loaded" : "");
 		return 0;
 	}
 
 	ioloop_global_init();
 	signal(SIGPIPE, SIG_IGN);
-	struct server *srv = server_bind(&cfg, err, sizeof err);
-	if (srv == NULL)
-		log_fatal("%s", err);
-	if (privsep_drop(cfg.user, cfg.group, err, sizeof err) != 0)
-		log_fatal("%s", err);
-	if (check_database(&cfg, false) != 0)
-		return 1;
-	if (!cfg.foreground && daemon(0, 0) != 0)
-		log_fatal("cannot become a daemon: %s", strerror(errno));
-	if (cfg.pid_file != NULL) {
-		FILE *f = fopen(cfg.pid_file, "w");
-		if (f == NULL)
-			log_fatal("PidFile %s: %s", cfg.pid_file, strerror(errno));
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
+	if (inetd) {
+		if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
+			log_fatal("%s", err);
+		int rc = inetd_serve(cfg);
+		config_release(cfg);
+		return rc;
 	}
 
-	int io_threads = cfg.io_threads > 0 ? cfg.io_threads : cpu_count();
-	int workers = cfg.workers > 0 ? cfg.workers : 2 * cpu_count();
-	worker_pool_start(&cfg, workers);
-	server_start(srv, io_threads);
-	log_info("tpops %s serving POP3 on port %d (%s database, %d I/O threads, %d workers)",
-		 TPOPS_VERSION, cfg.port, db_engine(&cfg)->name, io_threads, workers);
+	d.srv = server_bind(cfg, err, sizeof err);
+	if (d.srv == NULL)
+		log_fatal("%s", err);
+	if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
+		log_fatal("%s", err);
+	if (check_database(cfg, false) != 0)
+		return 1;
+	if (!cfg->foreground && daemon(0, 0) != 0)
+		log_fatal("cannot become a daemon: %s", strerror(errno));
+	write_pid_file(cfg);
 
-	struct event_base *main_base = event_base_new();
-	struct event *term = evsignal_new(main_base, SIGTERM, on_signal, main_base);
-	struct event *intr = evsignal_new(main_base, SIGINT, on_signal, main_base);
+	int io_threads = cfg->io_threads > 0 ? cfg->io_threads : cpu_count();
+	int workers = cfg->workers > 0 ? cfg->workers : 2 * cpu_count();
+	worker_pool_start(cfg, workers);
+	server_start(d.srv, io_threads);
+	log_info("tpops %s serving POP3 on port %d%s (%s database, %d I/O threads, %d workers)",
+		 TPOPS_VERSION, cfg->port, tls_available() ? " and POP3S" : "",
+		 db_engine(cfg)->name, io_threads, workers);
+	sdnotify_ready("serving POP3");
+
+	d.base = event_base_new();
+	struct event *term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
+	struct event *intr = evsignal_new(d.base, SIGINT, on_terminate, &d);
+	struct event *hup = evsignal_new(d.base, SIGHUP, on_reload, &d);
 	event_add(term, NULL);
 	event_add(intr, NULL);
-	event_base_dispatch(main_base);
+	event_add(hup, NULL);
+	event_base_dispatch(d.base);
 
-	server_stop(srv);
-	worker_pool_stop();
+	server_stop(d.srv);
+	/* jobs still queued (a QUIT commit) finish; a hung database does not
+	 * hold the exit: its transaction rolls back when the process ends */
+	if (conn_limit_total() == 0)
+		worker_pool_stop();
 	event_free(term);
 	event_free(intr);
-	event_base_free(main_base);
-	server_free(srv);
-	if (cfg.pid_file != NULL)
-		unlink(cfg.pid_file);
-	config_free(&cfg);
+	event_free(hup);
+	if (d.grace_timer != NULL)
+		event_free(d.grace_timer);
+	event_base_free(d.base);
+	if (d.cfg->pid_file != NULL)
+		unlink(d.cfg->pid_file);
 	log_info("stopped");
 	return 0;
 }

@@ -5,13 +5,16 @@
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "xalloc.h"
 
 /* Argon2id parameters for new hashes; p=1 so that hashing stays on the
@@ -25,6 +28,9 @@
 /* bcrypt's library default cost (5) is too cheap for new hashes. */
 #define BLF_CRYPT_COST 10
 
+/* Salt of new SCRAM-SHA-256 secrets: Dovecot's length. */
+#define SCRAM_SALT_LEN 16
+
 /* A SHA512-CRYPT hash (default 5000 rounds) of a random password nobody
  * knows, computed offline once: verifying against it costs what verifying
  * a default-scheme hash costs, and never succeeds. */
@@ -32,7 +38,7 @@ static const char dummy_hash[] =
 	"$6$uwVcSbVjAzCApyVE$5c1F1EvlwAIv6s6LXk.haUHagPFE2mxZxXJHPTyfwijbiapaHLqsVSxqsRwRN3idY"
 	"Dc9F6HtjEPQkz2VWCBCH0";
 
-enum scheme_kind { KIND_PLAIN, KIND_CRYPT, KIND_ARGON2ID };
+enum scheme_kind { KIND_PLAIN, KIND_CRYPT, KIND_ARGON2ID, KIND_SCRAM };
 
 /* Accepted beginnings of the data after "{SCHEME}", so that a hash filed
  * under the wrong scheme is reported as malformed rather than tried. */
@@ -57,6 +63,7 @@ static const struct scheme schemes[] = {
 	{"YESCRYPT", KIND_CRYPT, prefixes_yescrypt, true, "$y$", 0},
 	{"CRYPT", KIND_CRYPT, NULL, false, NULL, 0},
 	{"ARGON2ID", KIND_ARGON2ID, prefixes_argon2id, true, NULL, 0},
+	{"SCRAM-SHA-256", KIND_SCRAM, NULL, true, NULL, 0},
 };
 
 #define N_SCHEMES (sizeof(schemes) / sizeof(schemes[0]))
@@ -149,6 +156,144 @@ static int argon2id_compare(const char *encoded, const char *given, size_t given
 	return -1;
 }
 
+/* Hi() of RFC 5802 is PBKDF2 with one block of the hash's size. */
+int password_scram_derive(const char *password, size_t password_len, const unsigned char *salt,
+			  size_t salt_len, unsigned iterations, struct password_scram *out)
+{
+	unsigned char salted[PASSWORD_SCRAM_KEY_LEN], client_key[PASSWORD_SCRAM_KEY_LEN];
+	unsigned int len = 0, len2 = 0;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (salt_len == 0 || salt_len > PASSWORD_SCRAM_SALT_MAX || iterations == 0 ||
+	    iterations > INT_MAX || password_len > INT_MAX)
+		return -1;
+	if (password == NULL)
+		password = "";
+	if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len, (int)iterations,
+			      EVP_sha256(), sizeof(salted), salted) == 1 &&
+	    HMAC(EVP_sha256(), salted, sizeof(salted), (const unsigned char *)"Client Key", 10,
+		 client_key, &len) != NULL &&
+	    len == sizeof(client_key) &&
+	    EVP_Digest(client_key, sizeof(client_key), out->stored_key, &len2, EVP_sha256(),
+		       NULL) == 1 &&
+	    len2 == sizeof(out->stored_key) &&
+	    HMAC(EVP_sha256(), salted, sizeof(salted), (const unsigned char *)"Server Key", 10,
+		 out->server_key, &len) != NULL &&
+	    len == sizeof(out->server_key)) {
+		out->iterations = iterations;
+		out->salt_len = salt_len;
+		memcpy(out->salt, salt, salt_len);
+		ret = 0;
+	} else {
+		password_scram_clear(out);
+	}
+	wipe(salted, sizeof(salted));
+	wipe(client_key, sizeof(client_key));
+	return ret;
+}
+
+void password_scram_clear(struct password_scram *keys)
+{
+	wipe(keys, sizeof(*keys));
+}
+
+/* "ITERATIONS,SALT,STOREDKEY,SERVERKEY" (the data after the scheme). */
+static int scram_parse(const char *data, struct password_scram *out)
+{
+	const char *f[4];
+	size_t flen[4];
+	const char *p = data;
+
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < 4; i++) {
+		const char *comma = strchr(p, ',');
+		if ((comma == NULL) != (i == 3))
+			return -1; /* not exactly four fields */
+		f[i] = p;
+		flen[i] = comma ? (size_t)(comma - p) : strlen(p);
+		p = comma ? comma + 1 : p + flen[i];
+	}
+
+	if (flen[0] == 0 || flen[0] > 10)
+		return -1;
+	unsigned long long iter = 0;
+	for (size_t i = 0; i < flen[0]; i++) {
+		if (f[0][i] < '0' || f[0][i] > '9')
+			return -1;
+		iter = iter * 10 + (unsigned)(f[0][i] - '0');
+	}
+	if (iter < PASSWORD_SCRAM_MIN_ITERATIONS || iter > PASSWORD_SCRAM_MAX_ITERATIONS)
+		return -1;
+	out->iterations = (unsigned)iter;
+
+	size_t n;
+	if (base64_decode(f[1], flen[1], out->salt, sizeof(out->salt), &out->salt_len) != 0 ||
+	    out->salt_len == 0 ||
+	    base64_decode(f[2], flen[2], out->stored_key, sizeof(out->stored_key), &n) != 0 ||
+	    n != sizeof(out->stored_key) ||
+	    base64_decode(f[3], flen[3], out->server_key, sizeof(out->server_key), &n) != 0 ||
+	    n != sizeof(out->server_key)) {
+		password_scram_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+static int scram_compare(const char *data, const char *given, size_t given_len)
+{
+	struct password_scram want, got;
+	if (scram_parse(data, &want) != 0)
+		return -1;
+	/* HMAC pads its key with zeros, so "pw" and "pw\0" derive the same
+	 * keys: a password with a NUL must not match (it still costs the
+	 * full derivation, as for crypt). */
+	bool unusable = memchr(given, '\0', given_len) != NULL;
+	int ret = 0;
+	if (password_scram_derive(given, given_len, want.salt, want.salt_len, want.iterations,
+				  &got) == 0) {
+		int diff = CRYPTO_memcmp(want.stored_key, got.stored_key, sizeof(got.stored_key));
+		diff |= CRYPTO_memcmp(want.server_key, got.server_key, sizeof(got.server_key));
+		ret = diff == 0 && !unusable;
+	}
+	password_scram_clear(&want);
+	password_scram_clear(&got);
+	return ret;
+}
+
+int password_scram_keys(const char *stored, const unsigned char *plain_salt, size_t plain_salt_len,
+			struct password_scram *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (stored == NULL)
+		return 0;
+	if (strncasecmp(stored, "{SCRAM-SHA-256}", 15) == 0)
+		return scram_parse(stored + 15, out) == 0 ? 1 : -1;
+	const char *plain = password_plaintext(stored);
+	if (plain == NULL)
+		return 0;
+	return password_scram_derive(plain, strlen(plain), plain_salt, plain_salt_len,
+				     PASSWORD_SCRAM_ITERATIONS, out) == 0
+		       ? 1
+		       : 0;
+}
+
+char *password_scram_format(const struct password_scram *k)
+{
+	char salt[BASE64_ENCODED_LEN(PASSWORD_SCRAM_SALT_MAX) + 1];
+	char stored[BASE64_ENCODED_LEN(PASSWORD_SCRAM_KEY_LEN) + 1];
+	char server[BASE64_ENCODED_LEN(PASSWORD_SCRAM_KEY_LEN) + 1];
+	size_t salt_len = k->salt_len <= PASSWORD_SCRAM_SALT_MAX ? k->salt_len : 0;
+
+	base64_encode(k->salt, salt_len, salt);
+	base64_encode(k->stored_key, sizeof(k->stored_key), stored);
+	base64_encode(k->server_key, sizeof(k->server_key), server);
+	size_t len = 15 + 10 + 3 + strlen(salt) + strlen(stored) + strlen(server) + 1;
+	char *out = xmalloc(len);
+	snprintf(out, len, "{SCRAM-SHA-256}%u,%s,%s,%s", k->iterations, salt, stored, server);
+	return out;
+}
+
 int password_verify(const char *stored, const char *given, size_t given_len)
 {
 	if (stored == NULL)
@@ -178,6 +323,8 @@ int password_verify(const char *stored, const char *given, size_t given_len)
 			return crypt_compare(data, given, given_len);
 		case KIND_ARGON2ID:
 			return argon2id_compare(data, given, given_len);
+		case KIND_SCRAM:
+			return scram_compare(data, given, given_len);
 		}
 		return -1;
 	}
@@ -321,6 +468,25 @@ static char *hash_argon2id(const struct scheme *s, const char *plain, char *err,
 	return res;
 }
 
+static char *hash_scram(const struct scheme *s, const char *plain, char *err, size_t errlen)
+{
+	unsigned char salt[SCRAM_SALT_LEN];
+	struct password_scram keys;
+
+	if (RAND_bytes(salt, sizeof(salt)) != 1) {
+		set_err(err, errlen, "cannot generate salt", s->name);
+		return NULL;
+	}
+	if (password_scram_derive(plain, strlen(plain), salt, sizeof(salt),
+				  PASSWORD_SCRAM_ITERATIONS, &keys) != 0) {
+		set_err(err, errlen, "hashing failed", s->name);
+		return NULL;
+	}
+	char *res = password_scram_format(&keys);
+	password_scram_clear(&keys);
+	return res;
+}
+
 char *password_hash(const char *scheme, const char *plain, char *err, size_t errlen)
 {
 	const struct scheme *s = scheme ? scheme_find(scheme, strlen(scheme)) : NULL;
@@ -339,6 +505,8 @@ char *password_hash(const char *scheme, const char *plain, char *err, size_t err
 		return hash_crypt(s, plain, err, errlen);
 	case KIND_ARGON2ID:
 		return hash_argon2id(s, plain, err, errlen);
+	case KIND_SCRAM:
+		return hash_scram(s, plain, err, errlen);
 	}
 	set_err(err, errlen, "unknown password scheme", scheme);
 	return NULL;

@@ -4,8 +4,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +16,25 @@
 
 #include "conn_limit.h"
 #include "ioloop.h"
+#include "proxy_proto.h"
 #include "log.h"
+#include "sd_listen.h"
 #include "session.h"
+#include "tls.h"
 #include "xalloc.h"
 
 struct acceptor {
 	struct server *srv;
 	struct ioloop *loop;
 	struct evconnlistener *listener;
+	bool tls; /* POP3S: implicit TLS */
 };
 
 struct server {
-	const struct config *cfg;
+	pthread_mutex_t cfg_mutex;
+	const struct config *cfg; /* for new sessions; swapped by a reload */
 	int *fds;
+	bool *fd_tls;
 	size_t nfds;
 	struct ioloop **loops;
 	size_t nloops;
@@ -71,21 +79,70 @@ static int bind_one(const char *address, int port, char *err, size_t errlen)
 	return fd;
 }
 
+static void add_fd(struct server *srv, int fd, bool tls)
+{
+	srv->fds = xrealloc(srv->fds, (srv->nfds + 1) * sizeof *srv->fds);
+	srv->fd_tls = xrealloc(srv->fd_tls, (srv->nfds + 1) * sizeof *srv->fd_tls);
+	srv->fds[srv->nfds] = fd;
+	srv->fd_tls[srv->nfds] = tls;
+	srv->nfds++;
+}
+
+/* Sockets passed by systemd (tpops.socket) replace Listen/Port/TLS_Port:
+ * a socket on TLS_Port (995 by default) or named "pop3s" is POP3S. */
+static int take_activated_sockets(struct server *srv, char *err, size_t errlen)
+{
+	struct sd_listen_socket *sa = NULL;
+	int n = sd_listen_fds(true, &sa, err, errlen);
+	for (int i = 0; i < n; i++) {
+		if (!sa[i].stream || !sa[i].listening) {
+			snprintf(err, errlen, "socket activation: fd %d is not a listening stream socket",
+				 sa[i].fd);
+			n = -1;
+			break;
+		}
+		bool tls = sd_listen_is_tls(&sa[i], srv->cfg->tls_port);
+		if (tls && !tls_available()) {
+			log_warn("socket activation: fd %d (port %d) is for POP3S but no TLS_Cert is "
+				 "set; closing it", sa[i].fd, sa[i].port);
+			close(sa[i].fd);
+			continue;
+		}
+		/* every loop accepts on every socket: it must not block */
+		fcntl(sa[i].fd, F_SETFL, fcntl(sa[i].fd, F_GETFL) | O_NONBLOCK);
+		fcntl(sa[i].fd, F_SETFD, FD_CLOEXEC);
+		add_fd(srv, sa[i].fd, tls);
+	}
+	free(sa);
+	return n;
+}
+
 struct server *server_bind(const struct config *cfg, char *err, size_t errlen)
 {
 	struct server *srv = xcalloc(1, sizeof *srv);
-	srv->cfg = cfg;
-	size_t n = 0;
-	while (cfg->listen[n] != NULL)
-		n++;
-	srv->fds = xcalloc(n ? n : 1, sizeof *srv->fds);
-	for (size_t i = 0; i < n; i++) {
-		int fd = bind_one(cfg->listen[i], cfg->port, err, errlen);
-		if (fd < 0) {
-			server_free(srv);
-			return NULL;
+	pthread_mutex_init(&srv->cfg_mutex, NULL);
+	srv->cfg = config_hold(cfg);
+	int activated = take_activated_sockets(srv, err, errlen);
+	if (activated < 0) {
+		server_free(srv);
+		return NULL;
+	}
+	if (activated > 0)
+		return srv;
+	/* POP3S listens when a certificate is loaded, on 995 unless set */
+	int tls_port = cfg->tls_port >= 0 ? cfg->tls_port : 995;
+	for (int pass = 0; pass < 2; pass++) {
+		bool tls = pass == 1;
+		if (tls && (!tls_available() || tls_port == 0))
+			break;
+		for (size_t i = 0; cfg->listen[i] != NULL; i++) {
+			int fd = bind_one(cfg->listen[i], tls ? tls_port : cfg->port, err, errlen);
+			if (fd < 0) {
+				server_free(srv);
+				return NULL;
+			}
+			add_fd(srv, fd, tls);
 		}
-		srv->fds[srv->nfds++] = fd;
 	}
 	return srv;
 }
@@ -98,22 +155,130 @@ static void refuse(int fd, const char *why)
 	close(fd);
 }
 
-static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
-		      int addrlen, void *arg)
+static const struct config *current_config(struct server *srv)
 {
-	struct acceptor *a = arg;
-	const struct config *cfg = a->srv->cfg;
+	pthread_mutex_lock(&srv->cfg_mutex);
+	const struct config *cfg = config_hold(srv->cfg);
+	pthread_mutex_unlock(&srv->cfg_mutex);
+	return cfg;
+}
+
+void server_set_config(struct server *srv, const struct config *cfg)
+{
+	config_hold(cfg);
+	pthread_mutex_lock(&srv->cfg_mutex);
+	const struct config *old = srv->cfg;
+	srv->cfg = cfg;
+	pthread_mutex_unlock(&srv->cfg_mutex);
+	config_release(old);
+}
+
+/* Counts the connection against the limits and starts its session; the
+ * session takes over the reference to cfg. */
+static void admit(struct acceptor *a, const struct config *cfg, int fd, const struct sockaddr *addr,
+		  socklen_t addrlen)
+{
 	if (!conn_limit_acquire(addr, cfg->max_connections, cfg->max_connections_per_ip)) {
 		log_warn("connection refused: limit reached (MaxConnections %d, "
 			 "MaxConnectionsPerIP %d)",
 			 cfg->max_connections, cfg->max_connections_per_ip);
 		refuse(fd, "Too many connections");
+		config_release(cfg);
 		return;
 	}
+	session_start(a->loop, cfg, fd, addr, addrlen, a->tls);
+}
+
+/* ---- HAProxy PROXY protocol: the real client address comes first ---- */
+
+/* Longest wait for the PROXY header of a connection. */
+#define PROXY_HEADER_TIMEOUT 10
+
+struct proxy_wait {
+	struct acceptor *acceptor;
+	const struct config *cfg;
+	int fd;
+	struct event *ev;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+};
+
+static void proxy_wait_end(struct proxy_wait *pw, bool close_fd)
+{
+	event_free(pw->ev);
+	if (close_fd) {
+		close(pw->fd);
+		config_release(pw->cfg);
+	}
+	free(pw);
+}
+
+/* The header is peeked at, and only its own octets are consumed, so what
+ * follows (a TLS ClientHello on POP3S) stays in the socket for the session. */
+static void on_proxy_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_wait *pw = arg;
+	if (what & EV_TIMEOUT) {
+		log_warn("PROXY header: none within %d s; closing", PROXY_HEADER_TIMEOUT);
+		proxy_wait_end(pw, true);
+		return;
+	}
+	char buf[PROXY_HEADER_MAX];
+	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_wait_end(pw, true);
+		return;
+	}
+	struct proxy_header hdr;
+	enum proxy_status status = proxy_parse(buf, (size_t)n, &hdr);
+	if (status == PROXY_NEED_MORE && (size_t)n < sizeof buf)
+		return; /* edge-triggered: called again when more arrives */
+	if (status != PROXY_DONE) {
+		log_warn("PROXY header refused: %s", status == PROXY_ERROR ? hdr.reason : "too long");
+		proxy_wait_end(pw, true);
+		return;
+	}
+	if (recv(fd, buf, hdr.header_len, 0) != (ssize_t)hdr.header_len) {
+		proxy_wait_end(pw, true);
+		return;
+	}
+	struct acceptor *a = pw->acceptor;
+	const struct config *cfg = pw->cfg;
+	struct sockaddr_storage peer = pw->peer;
+	socklen_t peer_len = pw->peer_len;
+	if (!hdr.local) {
+		peer = hdr.src;
+		peer_len = hdr.src_len;
+	}
+	proxy_wait_end(pw, false);
+	admit(a, cfg, fd, (struct sockaddr *)&peer, peer_len);
+}
+
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
+		      int addrlen, void *arg)
+{
+	struct acceptor *a = arg;
+	const struct config *cfg = current_config(a->srv);
 	/* replies are small and answer requests: do not let Nagle hold them */
 	int on = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-	session_start(a->loop, cfg, fd, addr, (socklen_t)addrlen);
+	if (!cfg->proxy_protocol) {
+		admit(a, cfg, fd, addr, (socklen_t)addrlen);
+		return;
+	}
+	/* behind a load balancer: the limits apply to the address the PROXY
+	 * header names, once it has arrived */
+	struct proxy_wait *pw = xcalloc(1, sizeof *pw);
+	pw->acceptor = a;
+	pw->cfg = cfg;
+	pw->fd = fd;
+	memcpy(&pw->peer, addr, (size_t)addrlen < sizeof pw->peer ? (size_t)addrlen : sizeof pw->peer);
+	pw->peer_len = (socklen_t)addrlen;
+	pw->ev = event_new(a->loop->base, fd, EV_READ | EV_PERSIST | EV_ET, on_proxy_readable, pw);
+	struct timeval timeout = {PROXY_HEADER_TIMEOUT, 0};
+	event_add(pw->ev, &timeout);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -141,6 +306,7 @@ void server_start(struct server *srv, int io_threads)
 			struct acceptor *a = &srv->acceptors[l * srv->nfds + f];
 			a->srv = srv;
 			a->loop = loop;
+			a->tls = srv->fd_tls[f];
 			a->listener = evconnlistener_new(loop->base, on_accept, a,
 							 LEV_OPT_CLOSE_ON_EXEC, -1, srv->fds[f]);
 			if (a->listener == NULL)
@@ -149,6 +315,24 @@ void server_start(struct server *srv, int io_threads)
 		}
 		ioloop_start_thread(loop);
 	}
+}
+
+/* On each loop's own thread: stop accepting, end the idle sessions. */
+static void loop_shutdown(evutil_socket_t fd, short what, void *arg)
+{
+	struct acceptor *first = arg; /* this loop's acceptors, nfds of them */
+	struct server *srv = first->srv;
+	for (size_t f = 0; f < srv->nfds; f++)
+		evconnlistener_disable(first[f].listener);
+	session_shutdown_all(first->loop);
+}
+
+void server_shutdown(struct server *srv)
+{
+	static const struct timeval now = {0, 0};
+	for (size_t l = 0; l < srv->nloops; l++)
+		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
+				&srv->acceptors[l * srv->nfds], &now);
 }
 
 void server_stop(struct server *srv)
@@ -167,7 +351,10 @@ void server_free(struct server *srv)
 	for (size_t f = 0; f < srv->nfds; f++)
 		close(srv->fds[f]);
 	free(srv->fds);
+	free(srv->fd_tls);
 	free(srv->acceptors);
+	config_release(srv->cfg);
+	pthread_mutex_destroy(&srv->cfg_mutex);
 	free(srv->loops);
 	free(srv);
 }

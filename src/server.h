@@ -13,7 +13,12 @@ struct server;
 struct server *server_bind(const struct config *cfg, char *err, size_t errlen);
 /* Starts the I/O threads; returns at once. */
 void server_start(struct server *srv, int io_threads);
-/* Stops accepting and ends the loops; sessions end with them. */
+/* New sessions use cfg from now on (SIGHUP); running ones keep theirs. */
+void server_set_config(struct server *srv, const struct config *cfg);
+/* SIGTERM: each loop stops accepting and ends its idle sessions; sessions
+ * in the middle of QUIT's commit finish. Returns at once. */
+void server_shutdown(struct server *srv);
+/* Ends the loops (and with them any session still open) and joins them. */
 void server_stop(struct server *srv);
 void server_free(struct server *srv);
 

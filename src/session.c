@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include "ioloop.h"
 #include "tpops_limits.h"
 #include "log.h"
+#include "sasl.h"
+#include "tls.h"
 #include "worker.h"
 #include "xalloc.h"
 
@@ -74,8 +77,10 @@ static void session_job_done(struct job *job)
 {
 	struct session_job *sj = (struct session_job *)job;
 	struct session *s = sj->session;
-	s->jobs--;
+	/* Counted until finish returns: finish may close the session, and
+	 * the session must not be freed under it (nor before we are done). */
 	sj->finish(sj); /* frees sj */
+	s->jobs--;
 	session_maybe_free(s);
 }
 
@@ -114,7 +119,10 @@ static void on_command_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 	if (s->wait == WAIT_JOB && s->state == STATE_UPDATE)
 		return; /* QUIT is committing: let it finish */
-	reply_err(s, "Disconnected for inactivity");
+	/* In the middle of RETR/TOP any text would become part of the
+	 * message: then the connection just ends, without the final dot. */
+	if (s->wait != WAIT_STREAM)
+		reply_err(s, "Disconnected for inactivity");
 	session_close(s, "command timeout");
 }
 
@@ -123,7 +131,8 @@ static void on_session_timeout(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 	if (s->state == STATE_UPDATE)
 		return;
-	reply_err(s, "Connection time limit reached, closing connection");
+	if (s->wait != WAIT_STREAM) /* see on_command_timeout */
+		reply_err(s, "Connection time limit reached, closing connection");
 	session_close(s, "connection time limit (ConnectionKeepTime)");
 }
 
@@ -135,11 +144,13 @@ static void on_session_timeout(evutil_socket_t fd, short what, void *arg)
 static int next_line(struct session *s, char *line, size_t *len_r)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	/* SASL responses may be longer than commands (RFC 5034 section 4) */
+	size_t max = s->sasl_waiting ? SASL_MAX_RESPONSE : POP3_MAX_LINE;
 	size_t eol_len = 0;
 	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos < 0) {
 		size_t avail = evbuffer_get_length(in);
-		if (s->discarding || avail > POP3_MAX_LINE) {
+		if (s->discarding || avail > max) {
 			/* an overlong line: drop what came so far, keep memory flat */
 			s->discarding = true;
 			s->junk += avail;
@@ -153,7 +164,7 @@ static int next_line(struct session *s, char *line, size_t *len_r)
 		return 0;
 	}
 	size_t n = (size_t)eol.pos;
-	if (s->discarding || n > POP3_MAX_LINE) {
+	if (s->discarding || n > max) {
 		evbuffer_drain(in, n + 1);
 		s->discarding = false;
 		s->junk = 0;
@@ -183,6 +194,10 @@ static void trace_command(struct session *s, const struct pop3_command *c, const
 
 static void session_handle_line(struct session *s, const char *line, size_t len)
 {
+	if (s->sasl_waiting) { /* never traced: it carries credentials */
+		pop3_sasl_response(s, line, len);
+		return;
+	}
 	struct pop3_command c;
 	enum pop3_parse_status status = pop3_parse(line, len, &c);
 	trace_command(s, &c, line, len);
@@ -218,7 +233,7 @@ static void session_process(struct session *s)
 			s->wait = WAIT_OUTPUT; /* resumed by the write callback */
 			break;
 		}
-		char line[POP3_MAX_LINE + 2];
+		char line[SASL_MAX_RESPONSE + 2];
 		size_t len = 0;
 		int got = next_line(s, line, &len);
 		if (got == 0)
@@ -283,6 +298,12 @@ void session_close(struct session *s, const char *reason)
 
 static void session_free(struct session *s)
 {
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		s->loop->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
 	double seconds = difftime(time(NULL), s->started);
 	if (s->user.login != NULL)
 		log_info("logout: user=%s from=%s retr=%u/%llu dele=%u/%llu time=%.0fs",
@@ -297,11 +318,13 @@ static void session_free(struct session *s)
 	event_free(s->lease_timer);
 	bufferevent_free(s->bev);
 	conn_limit_release((struct sockaddr *)&s->peer);
+	config_release(s->cfg);
 	if (s->maildrop != NULL)
 		s->maildrop->ops->free(s->maildrop);
 	free(s->deleted);
 	free(s->retrieved);
 	free(s->user_arg);
+	sasl_free(s->sasl);
 	user_clear(&s->user);
 	free(s);
 }
@@ -321,7 +344,7 @@ static void session_maybe_free(struct session *s)
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t size)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
+	char host[INET6_ADDRSTRLEN] = "local"; /* inetd on a pipe */
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
 	else if (sa->sa_family == AF_INET6)
@@ -330,8 +353,42 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t size)
 	snprintf(out, size, "%s", host);
 }
 
+static void session_setup_bev(struct session *s)
+{
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	/* Reading pauses while this much input waits (a pipelining client
+	 * during a slow job), so input memory per session stays bounded. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 64 * 1024);
+	bufferevent_setwatermark(s->bev, EV_WRITE, RETR_LOW_WATER, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+int session_start_tls(struct session *s)
+{
+	SSL *ssl = tls_session_new();
+	if (ssl == NULL)
+		return -1;
+	/* Whatever came after STLS was sent in the clear: it must not be
+	 * taken for commands inside TLS (the STARTTLS injection class). */
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	struct bufferevent *tls = bufferevent_openssl_filter_new(
+		s->loop->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		return -1;
+	}
+	/* a client that closes without close_notify (most do after QUIT)
+	 * is an end of input, not an error */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	s->bev = tls;
+	s->tls = true;
+	session_setup_bev(s);
+	return 0;
+}
+
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
-		   const struct sockaddr *addr, socklen_t addrlen)
+		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls)
 {
 	struct session *s = xcalloc(1, sizeof *s);
 	s->loop = loop;
@@ -341,19 +398,32 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 	memcpy(&s->peer, addr, addrlen < sizeof s->peer ? addrlen : sizeof s->peer);
 	format_peer(addr, s->peer_text, sizeof s->peer_text);
 
-	s->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (implicit_tls) {
+		SSL *ssl = tls_session_new();
+		s->bev = ssl ? bufferevent_openssl_socket_new(loop->base, fd, ssl,
+							      BUFFEREVENT_SSL_ACCEPTING,
+							      BEV_OPT_CLOSE_ON_FREE)
+			     : NULL;
+		if (s->bev == NULL && ssl != NULL)
+			SSL_free(ssl);
+		if (s->bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+		s->tls = true;
+	} else {
+		s->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (s->bev == NULL) {
 		close(fd);
 		conn_limit_release(addr);
+		config_release(cfg);
 		free(s);
 		return;
 	}
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	/* Reading pauses while this much input waits (a pipelining client
-	 * during a slow job), so input memory per session stays bounded. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, 64 * 1024);
-	bufferevent_setwatermark(s->bev, EV_WRITE, RETR_LOW_WATER, 0);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_setup_bev(s);
+	s->next = loop->sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	loop->sessions = s;
 
 	s->command_timer = evtimer_new(loop->base, on_command_timeout, s);
 	s->session_timer = evtimer_new(loop->base, on_session_timeout, s);
@@ -368,6 +438,19 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 	snprintf(s->apop_timestamp, sizeof s->apop_timestamp, "<%d.%llu.%016llx@%s>",
 		 (int)getpid(), (unsigned long long)s->id, (unsigned long long)nonce,
 		 cfg->hostname);
-	log_info("connect: from=%s session=%llu", s->peer_text, (unsigned long long)s->id);
+	log_info("connect: from=%s session=%llu tls=%s", s->peer_text, (unsigned long long)s->id,
+		 s->tls ? "yes" : "no");
 	reply_ok(s, "tpops ready %s", s->apop_timestamp);
+}
+
+void session_shutdown_all(struct ioloop *loop)
+{
+	for (struct session *s = loop->sessions, *next; s != NULL; s = next) {
+		next = s->next; /* session_close may free s */
+		if (s->closing || s->state == STATE_UPDATE)
+			continue; /* leaving already, or committing its QUIT */
+		if (s->wait != WAIT_STREAM) /* no text inside a message */
+			reply_err(s, "[SYS/TEMP] Server shutting down, try again later");
+		session_close(s, "server shutting down");
+	}
 }

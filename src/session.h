@@ -35,6 +35,7 @@ enum session_wait {
 };
 
 struct session {
+	struct session *prev, *next; /* in loop->sessions */
 	struct ioloop *loop;
 	const struct config *cfg;
 	struct bufferevent *bev;
@@ -52,6 +53,10 @@ struct session {
 	size_t junk;      /* octets of the overlong line so far */
 	unsigned bad_commands;
 	unsigned jobs;    /* jobs in flight (the session outlives none of them) */
+
+	bool tls;          /* POP3S, or after STLS */
+	struct sasl *sasl; /* an AUTH exchange in progress */
+	bool sasl_waiting; /* the next line is a SASL response, not a command */
 
 	char apop_timestamp[128];
 	char *user_arg;   /* from USER */
@@ -84,8 +89,15 @@ struct session {
 	uint64_t dele_octets;
 };
 
+/* Starts a session on an accepted socket, counted in conn_limit already;
+ * with implicit_tls (POP3S) the TLS handshake comes first. The session
+ * takes over a reference to cfg (config_hold). */
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
-		   const struct sockaddr *addr, socklen_t addrlen);
+		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls);
+
+/* STLS: everything the client sent after the command is discarded (it was
+ * sent in the clear), and the connection continues inside TLS. */
+int session_start_tls(struct session *s);
 
 /* Replies. reply_err counts towards the bad-command limit. */
 __attribute__((format(printf, 2, 3))) void reply_ok(struct session *s, const char *fmt, ...);
@@ -110,8 +122,29 @@ void session_close(struct session *s, const char *reason);
 
 void session_command_timer_reset(struct session *s);
 
-/* AUTHORIZATION (pop3_auth.c) and TRANSACTION (pop3_trans.c) handlers. */
+/* SIGTERM, on the loop's thread: idle sessions get -ERR [SYS/TEMP] and
+ * close; a session committing its QUIT finishes first. */
+void session_shutdown_all(struct ioloop *loop);
+
+/* AUTHORIZATION (pop3_auth.c, pop3_sasl.c) and TRANSACTION (pop3_trans.c). */
 bool pop3_auth_dispatch(struct session *s, const struct pop3_command *c);
+
+enum login_method {
+	LOGIN_USER_PASS,      /* USER/PASS: check the password */
+	LOGIN_APOP,           /* secret is the APOP digest */
+	LOGIN_SASL_PASSWORD,  /* SASL PLAIN/LOGIN: check the password */
+	LOGIN_SASL_VERIFIED,  /* SASL CRAM-MD5/SCRAM already proved it */
+};
+/* Runs the login job: user lookup, credential check, lock, maildrop. */
+void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
+		      const char *login, size_t login_len, const char *secret, size_t secret_len);
+/* A failed login: logged, answered with -ERR [AUTH] after the growing delay. */
+void pop3_login_failed(struct session *s, const char *login, const char *method,
+		       const char *reason);
+/* False when RequireTLS forbids authentication on this connection now. */
+bool pop3_auth_allowed(const struct session *s);
+void pop3_auth_command(struct session *s, const struct pop3_command *c);
+void pop3_sasl_response(struct session *s, const char *line, size_t len);
 bool pop3_trans_dispatch(struct session *s, const struct pop3_command *c);
 void pop3_capa(struct session *s);
 void pop3_trans_begin(struct session *s);

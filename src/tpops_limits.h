@@ -44,6 +44,9 @@
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_MAX_CONNECTIONS_PER_IP 50
 #define DEFAULT_AUTH_FAILURE_DELAY 2
+/* Repeated failures from one address or for one login double the delay up
+ * to this many seconds. */
+#define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
@@ -51,5 +54,27 @@
 /* SQLite waits this long for a lock held by another process before the
  * operation fails with a temporary error. */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
+
+/* MySQL/MariaDB (db_mysql.c). A server that does not answer a connection
+ * attempt within MYSQL_CONNECT_TIMEOUT seconds counts as down, so that a
+ * login gets -ERR [SYS/TEMP] and tpops-store exits 75 quickly; a query
+ * that gets no reply for MYSQL_IO_TIMEOUT seconds is a lost connection. */
+#define MYSQL_CONNECT_TIMEOUT 3
+#define MYSQL_IO_TIMEOUT 60
+/* Largest message (header + body) stored in the seed's header and body
+ * columns; larger ones keep the header there and the body in msg_part rows
+ * of MYSQL_PART_SIZE. The seed's mediumtext held at most 16 MiB - 1, and a
+ * value read or written in one piece must fit in the server's
+ * max_allowed_packet (at least 16 MiB on MariaDB, 64 MiB on MySQL 8), so
+ * the limit is also kept below half of the server's setting. */
+#define MYSQL_INLINE_MAX (16 * 1024 * 1024 - 1)
+#define MYSQL_PART_SIZE (256 * 1024)
+/* Reading assumes no msg_part row is longer than this. */
+#define MYSQL_PART_MAX (1024 * 1024)
+/* Column values longer than this go to the server in pieces of this size
+ * (mysql_stmt_send_long_data) rather than one copy of the whole value. */
+#define MYSQL_LONG_DATA_PIECE (1024 * 1024)
+/* Seed-era messages converted per transaction by the schema upgrade. */
+#define MYSQL_UPGRADE_BATCH 200
 
 #endif

@@ -21,16 +21,28 @@ static struct {
 
 static __thread struct db *thread_db;
 
-const struct config *worker_config(void)
-{
-	return pool.cfg;
-}
-
 struct db *worker_db(char *err, size_t errlen)
 {
-	if (thread_db == NULL && db_open(pool.cfg, &thread_db, err, errlen) != DB_OK)
+	if (thread_db != NULL)
+		return thread_db;
+	/* a reload may swap the configuration meanwhile: hold this one */
+	pthread_mutex_lock(&pool.mutex);
+	const struct config *cfg = config_hold(pool.cfg);
+	pthread_mutex_unlock(&pool.mutex);
+	if (db_open(cfg, &thread_db, err, errlen) != DB_OK)
 		thread_db = NULL;
+	config_release(cfg);
 	return thread_db;
+}
+
+void worker_set_config(const struct config *cfg)
+{
+	config_hold(cfg);
+	pthread_mutex_lock(&pool.mutex);
+	const struct config *old = pool.cfg;
+	pool.cfg = cfg;
+	pthread_mutex_unlock(&pool.mutex);
+	config_release(old);
 }
 
 void worker_db_discard(void)
@@ -68,7 +80,7 @@ static void *worker_main(void *arg)
 
 void worker_pool_start(const struct config *cfg, int threads)
 {
-	pool.cfg = cfg;
+	pool.cfg = config_hold(cfg);
 	pool.nthreads = threads;
 	pool.threads = xcalloc((size_t)threads, sizeof *pool.threads);
 	for (int i = 0; i < threads; i++) {
@@ -89,6 +101,8 @@ void worker_pool_stop(void)
 	free(pool.threads);
 	pool.threads = NULL;
 	pool.nthreads = 0;
+	config_release(pool.cfg);
+	pool.cfg = NULL;
 }
 
 void worker_submit(struct job *job)

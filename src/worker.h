@@ -31,6 +31,7 @@ struct db *worker_db(char *err, size_t errlen);
 /* On a worker thread: drop this thread's connection after a temporary
  * failure, so that the next job reconnects. */
 void worker_db_discard(void);
-const struct config *worker_config(void);
+/* After a reload: connections opened from now on use cfg. */
+void worker_set_config(const struct config *cfg);
 
 #endif

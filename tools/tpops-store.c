@@ -4,7 +4,14 @@
  * 67 unknown address (bounce "user unknown"), 73 over quota (bounce, as
  * the original did), 75 temporary failure (Postfix retries later),
  * 78 configuration error. A message is stored whole, durably, or not at
- * all: the exit status is 0 only after the commit. */
+ * all: the exit status is 0 only after the commit.
+ *
+ * Postfix's pipe(8) bounces on 74 (EX_IOERR, 5.3.0) and 78 (EX_CONFIG,
+ * 5.3.5): an unreadable tpops.conf or a rejected database login would
+ * return every message to its sender. Command output that starts with an
+ * RFC 3463 status code takes precedence over the exit status, so the
+ * diagnostics of those two exits start with "4.3.0 " and "4.3.5 ": Postfix
+ * defers, and delivers once the installation is fixed. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -13,11 +20,36 @@
 
 #include "buf.h"
 #include "maildrop.h"
+#include "privsep.h"
 #include "tool_common.h"
 #include "xalloc.h"
 
 static const char usage_text[] = "usage: tpops-store [-c FILE] MAIL [FILE...]\n"
 				 "  stores each FILE, or standard input, for the user with address MAIL\n";
+
+/* What Postfix reads at the start of the output of a run that exits 78 or
+ * 74 (see above): the message is deferred, not bounced. */
+#define DSN_CONFIG "4.3.5 "
+#define DSN_IOERR "4.3.0 "
+
+/* tool_open, with the configuration errors marked DSN_CONFIG. */
+static struct db *store_open(const char *config_path, struct config *cfg)
+{
+	char err[1024];
+	if (config_load(cfg, config_path, err, sizeof err) != 0 ||
+	    privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0) {
+		fprintf(stderr, DSN_CONFIG "tpops-store: %s\n", err);
+		exit(EX_CONFIG);
+	}
+	struct db *db = NULL;
+	int status = db_open(cfg, &db, err, sizeof err);
+	if (status != DB_OK) {
+		fprintf(stderr, "%stpops-store: %s\n", status == DB_PERMFAIL ? DSN_CONFIG : "",
+			err);
+		exit(status == DB_PERMFAIL ? EX_CONFIG : EX_TEMPFAIL);
+	}
+	return db;
+}
 
 /* Reads a whole stream; -1 with errno on a read error. */
 static int read_all(FILE *in, struct buf *msg)
@@ -49,7 +81,7 @@ static int deliver_one(struct db *db, const struct config *cfg, const struct use
 {
 	struct buf msg = BUF_INIT;
 	if (read_all(in, &msg) != 0) {
-		fprintf(stderr, "tpops-store: reading %s: %s\n", name, strerror(errno));
+		fprintf(stderr, DSN_IOERR "tpops-store: reading %s: %s\n", name, strerror(errno));
 		buf_free(&msg);
 		return EX_IOERR;
 	}
@@ -94,9 +126,10 @@ int main(int argc, char **argv)
 	}
 	const char *mail = argv[optind];
 	struct config cfg;
-	struct db *db = tool_open("tpops-store", config_path, &cfg);
+	struct db *db = store_open(config_path, &cfg);
 	if (maildrop_backend(&cfg) == NULL) {
-		fprintf(stderr, "tpops-store: %s: Mailbox: this build cannot deliver there\n",
+		fprintf(stderr,
+			DSN_CONFIG "tpops-store: %s: Mailbox: this build cannot deliver there\n",
 			cfg.path);
 		tool_close(db, &cfg);
 		return EX_CONFIG;

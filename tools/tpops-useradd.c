@@ -74,6 +74,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tpops-useradd: LOGIN and MAIL must not be empty\n");
 		return EX_USAGE;
 	}
+	/* USER takes the login as one word: a login with a space or a
+	 * control character in it could never log in. */
+	for (const unsigned char *p = (const unsigned char *)login; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f) {
+			fprintf(stderr, "tpops-useradd: LOGIN must not contain spaces or control "
+					"characters\n");
+			return EX_USAGE;
+		}
+	}
 	struct config cfg;
 	struct db *db = tool_open("tpops-useradd", config_path, &cfg);
 	char *password = tool_password_arg("tpops-useradd", argv[optind + 1]);

@@ -111,9 +111,14 @@ class Tpops:
             raise AssertionError(f"{name} {args} exited {r.returncode}: {r.stderr.decode(errors='replace')}")
         return r
 
+    # A backend may set this to a function(login) -> the MAILDIR argument
+    # of tpops-useradd (backends/maildir.py makes the Maildir and names it).
+    user_maildir = None
+
     def add_user(self, login, password, mail=None, *extra):
         mail = mail or f"{login}@example.com"
-        self.tool("tpops-useradd", *extra, login, password, mail)
+        maildir = [self.user_maildir(login)] if self.user_maildir else []
+        self.tool("tpops-useradd", *extra, login, password, mail, *maildir)
         return mail
 
     def store(self, mail, message, check=True):
@@ -124,7 +129,11 @@ class Tpops:
         return r.returncode
 
     def sql(self, statement, params=()):
-        """Runs SQL directly on the SQLite database (as the test user)."""
+        """Runs SQL directly on the database (SQLite as the test user;
+        MySQL as root, see backends/mysql.py)."""
+        if self.settings.get("Database") == "mysql":
+            from backends import mysql
+            return mysql.sql(self, statement, params)
         if self.backend != "sqlite" and "Database" in self.settings and self.settings["Database"] != "sqlite":
             raise NotImplementedError("sql() on " + self.backend)
         import sqlite3

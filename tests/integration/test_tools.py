@@ -98,6 +98,19 @@ def test_useradd_maildir_argument(make_tpops):
     assert row == [("/var/mail/erin/",)]
 
 
+def test_useradd_unusual_logins(make_tpops):
+    """Logins as long as RFC 2449 allows an argument, with 8-bit octets or
+    punctuation, are stored as given and can log in."""
+    t = make_tpops()
+    logins = ["x" * 40, "user@example.com", "\u00fcmlaut", "a.b-c_d+e"]
+    for i, login in enumerate(logins):
+        t.tool("tpops-useradd", login, "pw", f"u{i}@example.com")
+    assert sorted(u[1] for u in users(t)) == sorted(logins)
+    t.start()
+    for login in logins:
+        assert_login(t, login, "pw")
+
+
 def test_useradd_password_from_stdin(make_tpops):
     t = make_tpops()
     secret = "pass word with spaces"
@@ -183,6 +196,10 @@ def test_useradd_duplicate(make_tpops, login, mail):
     ("login", "pw", ""),
     ("--quota", "lots", "login", "pw", "a@example.com"),
     ("--quota", "-5", "login", "pw", "a@example.com"),
+    # USER takes one word: such a login could never log in
+    ("two words", "pw", "a@example.com"),
+    ("tab\there", "pw", "a@example.com"),
+    ("new\nline", "pw", "a@example.com"),
 ])
 def test_useradd_usage(make_tpops, args):
     t = make_tpops()

@@ -1,0 +1,155 @@
+#!/usr/bin/python3
+"""Turns bench/run.sh's results.tsv (scenario, metric, server, round, value)
+into tables of medians, the tpops/Dovecot ratios and the targets of issue 7.
+
+  report.py RESULTS.tsv [NOTE...]
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback"]
+TPOPS = ["tpops", "tpops-maildir"]
+ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss"]
+TITLES = {
+    "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
+    "retr": "(2) RETR throughput, MB/s (10^6 octets/s)",
+    "idle": "(3) idle authenticated sessions: total PSS (MiB), sessions still served",
+    "maildir": "(4) 100,000-message Maildir: ms from connect to the end of STAT / UIDL",
+    "deliver": "(5) deliveries per second (tpops-store vs dovecot-lda), one process per message",
+    "rss": "(6) RETR of a 100 MiB message: RSS growth of the server (MiB), MB/s",
+}
+
+
+def target(metric, med, tp="tpops"):
+    """(text, verdict) for a metric, from the medians by server, for the
+    tpops variant tp."""
+    t, f = med.get(tp), med.get("dovecot-fast")
+    lo = med.get("loopback")
+
+    def ratio_ok(r):
+        return "MET" if r else "MISSED"
+
+    if t is None:
+        return "", ""
+    if metric.startswith("rate_plain_c") and metric not in ("rate_plain_c1",):
+        return ">= 3 x fast", ratio_ok(f and t >= 3 * f)
+    if metric.startswith("rate_sha512_c") and metric != "rate_sha512_c1":
+        return ">= 1.2 x fast", ratio_ok(f and t >= 1.2 * f)
+    if metric.startswith("p99ms_") and metric.endswith("_c64"):
+        return "<= fast", ratio_ok(f is not None and t <= f)
+    if metric.startswith("mbps_") and metric != "mbps_100m":
+        ok = f and t >= 1.5 * f and lo and t >= 0.8 * lo
+        return ">= 1.5 x fast, >= 80% of loopback", ratio_ok(ok)
+    if metric == "pss_mib_10000":
+        return "< 100 MiB", ratio_ok(t < 100)
+    if metric == "held_10000":
+        return "all 10000", ratio_ok(t >= 10000)
+    if metric == "extra_ok_10000":
+        return "one more served (1)", ratio_ok(t >= 1)
+    if metric == "stat_ms_second":
+        return "< 50 ms", ratio_ok(t < 50)
+    if metric == "uidl_ms_second":
+        return "< 300 ms", ratio_ok(t < 300)
+    if metric in ("stat_ms_first", "uidl_ms_first"):
+        return "<= fast", ratio_ok(f is not None and t <= f)
+    if metric == "rss_growth_mib":
+        return "< 16 MiB", ratio_ok(t < 16)
+    if metric == "deliveries_per_s":
+        return ">= dovecot-lda", ratio_ok(f is not None and t >= f)
+    return "", ""
+
+
+def values_for(values, scenario, metric):
+    out = []
+    for (sc, m, _), v in values.items():
+        if sc == scenario and m == metric:
+            out += v
+    return out
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    return "%.2f" % (a / b)
+
+
+def main():
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    values = defaultdict(list)
+    metrics = defaultdict(list)
+    rounds = defaultdict(set)
+    with open(sys.argv[1]) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 5 or parts[4] == "":
+                continue
+            scenario, metric, server, rnd, value = parts
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            values[(scenario, metric, server)].append(v)
+            rounds[scenario].add(rnd)
+            if metric not in metrics[scenario]:
+                metrics[scenario].append(metric)
+    for scenario in ORDER:
+        if scenario not in metrics:
+            continue
+        shown = [m for m in metrics[scenario] if m != "other_load_pct"]
+        present = [s for s in SERVERS
+                   if any((scenario, m, s) in values for m in shown)]
+        variants = [t for t in TPOPS if t in present]
+        print()
+        print("### %s — medians of %d round(s)" % (TITLES[scenario], len(rounds[scenario])))
+        print()
+        head = ["metric"] + present
+        ratios = []
+        for tp in variants:
+            for ref in ("dovecot-fast", "dovecot-stock", "loopback"):
+                if ref in present:
+                    ratios.append((tp, ref))
+        head += ["%s/%s" % (tp.replace("tpops-", ""), ref.replace("dovecot-", ""))
+                 for tp, ref in ratios]
+        head += ["target (issue 7)", "verdict"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for metric in shown:
+            med = {}
+            for s in present:
+                v = values.get((scenario, metric, s))
+                med[s] = statistics.median(v) if v else None
+            row = [metric] + [fmt(med[s]) for s in present]
+            row += [ratio(med[tp], med[ref]) for tp, ref in ratios]
+            text, verdicts = "", []
+            for tp in variants:
+                t_text, verdict = target(metric, med, tp)
+                if t_text:
+                    text = t_text
+                    verdicts.append(verdict if len(variants) == 1
+                                    else "%s %s" % (tp.replace("tpops-", "").replace("tpops", "sql"), verdict))
+            row += [text, ", ".join(verdicts)]
+            print("| " + " | ".join(row) + " |")
+        load = values_for(values, scenario, "other_load_pct")
+        if load:
+            print()
+            print("Other load on the machine just before each server's turn: median %.0f %%, "
+                  "max %.0f %% of all CPUs." % (statistics.median(load), max(load)))
+    for note in sys.argv[2:]:
+        print()
+        print(note)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,654 @@
+#!/bin/bash
+# tpops against Dovecot on the same machine, in the same run (issue 7).
+#
+#   bench/run.sh                 every scenario (what `make bench` runs)
+#   bench/run.sh sessions retr   some of them: sessions retr idle maildir
+#                                deliver rss
+#
+# Environment:
+#   BENCH_REPEAT=3        repetitions of each scenario (servers alternate)
+#   BENCH_SECONDS=2       length of one sessions measurement
+#   BENCH_CONCURRENCY="1 16 64"   BENCH_IDLE="1000 5000 10000"
+#   BENCH_SERVERS="tpops tpops-maildir dovecot-fast dovecot-stock"
+#                         (tpops-maildir: the same tpops with Mailbox: Maildir
+#                         on Dovecot's Maildirs; left out, with a note, when
+#                         `tpops -t` does not accept Mailbox: Maildir)
+#   BENCH_QUIET_WAIT=5    before each server's turn, wait up to this many
+#                         seconds for the machine's other load to drop
+#   BENCH_MAILDIR_COUNT=100000    BENCH_DELIVER=300
+#   BENCH_DIR=DIR         work directory (default: a new one under /tmp,
+#                         removed at the end); fixtures already in DIR are
+#                         reused
+#   BENCH_KEEP=1          keep the work directory
+#   TPOPS_BUILD=DIR       where tpops and its tools are (default build/)
+#   DOVECOT_POP3_CLIENT_LIMIT=1   clients per pop3 process, fast Dovecot
+#
+# The servers: tpops (build/tpops, SQLite store, Foreground, Log stderr) and
+# a private Dovecot (Debian dovecot-pop3d, own dovecot.conf and base_dir in
+# the work directory, loopback only, passwd-file with the passwords tpops
+# stores) in two forms: "dovecot-stock" (the defaults, limits raised) and
+# "dovecot-fast" (service_count = 0 and process_min_avail for pop3-login
+# and pop3). Everything listens on free 127.0.0.1 ports. Needs root (the
+# servers drop to nobody / Dovecot's users).
+set -u
+set -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${TPOPS_BUILD:-$ROOT/build}
+REPEAT=${BENCH_REPEAT:-3}
+SECS=${BENCH_SECONDS:-2}
+CONCS=${BENCH_CONCURRENCY:-"1 16 64"}
+IDLE_SIZES=${BENCH_IDLE:-"1000 5000 10000"}
+SERVERS=${BENCH_SERVERS:-"tpops tpops-maildir dovecot-fast dovecot-stock"}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
+MAILDIR_COUNT=${BENCH_MAILDIR_COUNT:-100000}
+DELIVER_COUNT=${BENCH_DELIVER:-300}
+POP3_CLIENT_LIMIT=${DOVECOT_POP3_CLIENT_LIMIT:-1}
+NPROC=$(nproc)
+PY=/usr/bin/python3
+RUN_USER=nobody
+RUN_GROUP=nogroup
+RUN_UID=$(id -u $RUN_USER)
+RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
+
+ALL_SCENARIOS="sessions retr idle maildir deliver rss"
+SCENARIOS=${*:-$ALL_SCENARIOS}
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+for s in $SCENARIOS; do
+	case " $ALL_SCENARIOS " in *" $s "*) ;; *) die "unknown scenario '$s' (one of: $ALL_SCENARIOS)" ;; esac
+done
+[ "$(id -u)" = 0 ] || die "run as root: the servers bind, then drop to $RUN_USER / Dovecot's users"
+[ -x "$BUILD/tpops" ] || die "$BUILD/tpops is missing: run 'make' (or 'make bench')"
+command -v dovecot >/dev/null || die "dovecot is missing: apt-get install dovecot-pop3d"
+DOVECOT_LDA=/usr/lib/dovecot/dovecot-lda
+[ -x $DOVECOT_LDA ] || DOVECOT_LDA=$(command -v dovecot-lda || true)
+
+# 10,000 idle sessions need more than 10,000 descriptors in each process
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+[ "$(ulimit -n)" -ge 10100 ] || note "ulimit -n is $(ulimit -n): the 10,000-session idle test will fail"
+
+# ---- work directory ----
+if [ -n "${BENCH_DIR:-}" ]; then
+	W=$BENCH_DIR
+	mkdir -p "$W"
+else
+	W=$(mktemp -d /tmp/tpops-bench.XXXXXX)
+fi
+chmod 755 "$W"
+RESULTS=$W/results.tsv
+: > "$RESULTS"
+BIN=$W/bin
+mkdir -p "$BIN"
+# a snapshot: other work may rebuild build/ while this runs
+cp "$BUILD"/tpops "$BUILD"/tpops-* "$BIN"/ 2>/dev/null
+make -s -C "$ROOT/bench" OUT="$BIN" >/dev/null || die "cannot build bench/loadgen.c"
+LOADGEN=$BIN/loadgen
+
+PIDS=""
+cleanup() {
+	for p in $PIDS; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in $PIDS; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+	done
+	if [ -z "${BENCH_DIR:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+		rm -rf "$W"
+	else
+		note "work directory kept: $W"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	$PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# record SCENARIO METRIC SERVER VALUE
+record() {
+	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$REP" "$4" >> "$RESULTS"
+}
+
+# field KEY LINE: the value of key=value in a loadgen result line
+field() {
+	local key=$1 line=$2
+	sed -n "s/.*\\b$key=\\([^ ]*\\).*/\\1/p" <<<"$line"
+}
+
+as_run_user() {
+	chown -R $RUN_USER:$RUN_GROUP "$@"
+}
+
+# ---- tpops ----
+T=$W/tpops
+TCONF=$T/tpops.conf
+TPOPS_PORT=$(free_port)
+TPOPS_PID=""
+
+tpops_setup() {
+	[ -e "$T/.done" ] && return
+	mkdir -p "$T"
+	as_run_user "$T"
+	cat > "$TCONF" <<EOF
+# tpops benchmark configuration
+Port: $TPOPS_PORT
+Listen: 127.0.0.1
+Hostname: bench.test
+Database: sqlite
+SQLite_Path: $T/tpops.db
+Mailbox: MySQL
+Log: stderr
+LogLevel: info
+Foreground: yes
+User: $RUN_USER
+Group: $RUN_GROUP
+MaxConnections: 20000
+MaxConnectionsPerIP: 20000
+AuthFailureDelay: 0
+EOF
+	"$BIN/tpops-dbinit" -c "$TCONF" >/dev/null || die "tpops-dbinit failed"
+	touch "$T/.done"
+}
+
+tpops_conf_port() {
+	sed -i "s/^Port: .*/Port: $TPOPS_PORT/" "$TCONF"
+}
+
+# tpops_user LOGIN PASSWORD plain|sha512 [MAILDIR]
+tpops_user() {
+	local opt=""
+	[ "$3" = plain ] && opt=--plain
+	"$BIN/tpops-useradd" -c "$TCONF" $opt "$1" "$2" "$1@bench.test" ${4:+"$4"} >/dev/null ||
+		die "tpops-useradd $1 failed"
+}
+
+# tpops_store LOGIN FILE...
+tpops_store() {
+	local login=$1
+	shift
+	"$BIN/tpops-store" -c "$TCONF" "$login@bench.test" "$@" || die "tpops-store for $login failed"
+}
+
+wait_port() { # PORT PID NAME LOG
+	for _ in $(seq 1 200); do
+		if ! kill -0 "$2" 2>/dev/null; then
+			tail -20 "$4" >&2
+			die "$3 exited at start"
+		fi
+		if $PY -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$1),1); s.recv(100)" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	tail -20 "$4" >&2
+	die "$3 does not answer on port $1"
+}
+
+start_tpops() { # [CONF]
+	local conf=${1:-$TCONF}
+	"$BIN/tpops" -c "$conf" >> "$T/tpops.log" 2>&1 &
+	TPOPS_PID=$!
+	PIDS="$PIDS $TPOPS_PID"
+	wait_port "$(sed -n 's/^Port: //p' "$conf")" "$TPOPS_PID" tpops "$T/tpops.log"
+	SERVER_PID=$TPOPS_PID
+	SERVER_PORT=$(sed -n 's/^Port: //p' "$conf")
+}
+
+stop_pid() { # PID
+	local p=$1
+	kill -TERM "$p" 2>/dev/null
+	for _ in $(seq 1 300); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	PIDS=$(sed "s/ $p\\b//" <<<"$PIDS")
+}
+
+# ---- Dovecot ----
+MAIL=$W/mail            # Dovecot's Maildirs: MAIL/LOGIN/Maildir
+PASSWD=$W/dovecot.passwd
+declare -A DOVECOT_PORT
+
+dovecot_conf() { # MODE
+	local mode=$1 d=$W/$1
+	mkdir -p "$d/run" "$d/state"
+	DOVECOT_PORT[$mode]=$(free_port)
+	{
+		cat <<EOF
+# tpops benchmark: private Dovecot, $mode
+# (generated by bench/run.sh; see docs/BENCHMARKS.md)
+base_dir = $d/run
+state_dir = $d/state
+instance_name = tpops-bench-$mode
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+log_path = $d/dovecot.log
+mail_location = maildir:~/Maildir
+pop3_lock_session = yes
+# raised so that it can take the load (10,000 sessions)
+default_process_limit = 12000
+default_client_limit = 30000
+default_vsz_limit = 1G
+passdb {
+  driver = passwd-file
+  args = $PASSWD
+}
+userdb {
+  driver = passwd-file
+  args = $PASSWD
+}
+EOF
+		if [ "$mode" = dovecot-fast ]; then
+			cat <<EOF
+# high-performance mode: no fork per session
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = ${DOVECOT_PORT[$mode]}
+  }
+  service_count = 0
+  process_min_avail = $NPROC
+  client_limit = 30000
+}
+service pop3 {
+  service_count = 0
+  process_min_avail = $NPROC
+  client_limit = $POP3_CLIENT_LIMIT
+}
+EOF
+		else
+			cat <<EOF
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = ${DOVECOT_PORT[$mode]}
+  }
+}
+EOF
+		fi
+	} > "$d/dovecot.conf"
+	doveconf -n -c "$d/dovecot.conf" > "$d/doveconf-n.txt" 2>&1 ||
+		{ cat "$d/doveconf-n.txt" >&2; die "doveconf -n -c $d/dovecot.conf failed"; }
+}
+
+start_dovecot() { # MODE
+	local mode=$1 d=$W/$1
+	[ -e "$d/dovecot.conf" ] || dovecot_conf "$mode"
+	dovecot -F -c "$d/dovecot.conf" >> "$d/dovecot.log" 2>&1 &
+	local pid=$!
+	PIDS="$PIDS $pid"
+	wait_port "${DOVECOT_PORT[$mode]}" "$pid" "dovecot ($mode)" "$d/dovecot.log"
+	SERVER_PID=$pid
+	SERVER_PORT=${DOVECOT_PORT[$mode]}
+	# fast: let process_min_avail start its processes
+	[ "$mode" = dovecot-fast ] && sleep 0.5
+	return 0
+}
+
+start_server() { # NAME
+	quiet_gate "$1"
+	case $1 in
+	tpops) start_tpops ;;
+	tpops-maildir) start_tpops "$T/tpops-maildir.conf" ;;
+	dovecot-*) start_dovecot "$1" ;;
+	esac
+}
+
+# The machine is shared: wait (a bounded time) until other work leaves
+# the CPUs mostly idle, and record how busy they were.
+quiet_gate() { # SERVER
+	local busy
+	busy=$($PY - "$QUIET_WAIT" <<'PYEOF'
+import sys, time
+def sample():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v), idle
+deadline = time.time() + float(sys.argv[1])
+while True:
+    t0, i0 = sample()
+    time.sleep(0.5)
+    t1, i1 = sample()
+    busy = 100.0 * (1 - (i1 - i0) / max(1, t1 - t0))
+    if busy < 25 or time.time() >= deadline:
+        print(round(busy))
+        break
+PYEOF
+)
+	record "$SCENARIO" other_load_pct "$1" "$busy"
+}
+
+stop_server() {
+	stop_pid "$SERVER_PID"
+	SERVER_PID=""
+}
+
+passwd_refresh() {
+	$PY "$ROOT/bench/fixtures.py" passwd "$PASSWD" "$MAIL" "$RUN_UID" "$RUN_GID" --from-db "$T/tpops.db" ||
+		die "writing $PASSWD"
+	chmod 644 "$PASSWD"
+}
+
+# ---- fixtures ----
+MSGS=$W/msgs
+
+gen() { $PY "$ROOT/bench/fixtures.py" "$@" || die "fixtures.py $1 failed"; }
+
+# fixture NAME: true when NAME still has to be made
+fixture() {
+	[ -e "$W/.fixture-$1" ] && return 1
+	note "making fixtures: $1"
+	return 0
+}
+fixture_done() { touch "$W/.fixture-$1"; }
+
+# a user in both servers with the same messages: tpops rows via
+# tpops-store, a Dovecot Maildir with the same files
+both_user() { # LOGIN plain|sha512 FILE...
+	local login=$1 scheme=$2
+	shift 2
+	tpops_user "$login" pw "$scheme" "$MAIL/$login/Maildir"
+	if [ $# -gt 0 ]; then
+		tpops_store "$login" "$@"
+	fi
+	gen maildir "$MAIL/$login/Maildir" "$@"
+}
+
+small_messages() {
+	[ -e "$MSGS/small/000009" ] || gen messages "$MSGS/small" 10 4000 100
+}
+
+fixtures_sessions() {
+	fixture sessions || return 0
+	small_messages
+	local i
+	for i in $(seq 0 127); do
+		both_user "p$i" plain "$MSGS"/small/*
+		both_user "s$i" sha512 "$MSGS"/small/*
+	done
+	fixture_done sessions
+}
+
+fixtures_retr() {
+	fixture retr || return 0
+	mkdir -p "$MSGS"
+	gen message "$MSGS/10m" 10485760 lf 10
+	gen messages "$MSGS/100k" 1000 102400 1000
+	local i files
+	for i in $(seq 0 7); do
+		both_user "big$i" plain "$MSGS/10m"
+		# 8 x 125: together the 1,000 messages, one maildrop per connection
+		files=$(ls "$MSGS"/100k/* | sed -n "$((i * 125 + 1)),$((i * 125 + 125))p")
+		both_user "many$i" plain $files
+	done
+	both_user manyall0 plain "$MSGS"/100k/*
+	fixture_done retr
+}
+
+fixtures_idle() {
+	local n=0 have=0 s
+	for s in $IDLE_SIZES; do [ "$s" -gt "$n" ] && n=$s; done
+	[ -e "$W/.idle-users" ] && have=$(cat "$W/.idle-users")
+	[ "$have" -ge "$n" ] && return 0
+	note "making fixtures: idle ($n users)"
+	# plaintext passwords, empty maildrops; one transaction, since
+	# tpops-useradd is a process and a commit per user
+	sqlite3_delete_idle
+	$PY "$ROOT/bench/fixtures.py" bulk-users "$T/tpops.db" 'i%d' "$n" pw "$MAIL" || die "bulk users"
+	gen empty-maildirs "$MAIL" 'i%d' "$n"
+	if [ ! -e "$W/.fixture-x0" ]; then
+		# the one more session
+		small_messages
+		both_user x0 plain "$MSGS"/small/*
+		touch "$W/.fixture-x0"
+	fi
+	echo "$n" > "$W/.idle-users"
+}
+
+sqlite3_delete_idle() {
+	$PY - "$T/tpops.db" <<'PYEOF'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=30)
+with con:
+    con.execute("DELETE FROM \"user\" WHERE login GLOB 'i[0-9]*'")
+con.close()
+PYEOF
+}
+
+fixtures_maildir() {
+	fixture maildir || return 0
+	# the pristine 100k maildrop; each first login gets a fresh hard-linked copy
+	gen maildir "$W/k-template" --count "$MAILDIR_COUNT" --size 2500 --seed 7
+	tpops_user k0 pw plain "$MAIL/k0/Maildir"
+	fixture_done maildir
+}
+
+fixtures_deliver() {
+	fixture deliver || return 0
+	gen messages "$MSGS/deliver" "$DELIVER_COUNT" 6000 5000
+	tpops_user d0 pw plain "$MAIL/d0/Maildir"
+	fixture_done deliver
+}
+
+fixtures_rss() {
+	fixture rss || return 0
+	mkdir -p "$MSGS"
+	gen message "$MSGS/100m" 104857600 lf 100
+	both_user huge0 plain "$MSGS/100m"
+	fixture_done rss
+}
+
+# ---- scenarios ----
+REP=0
+
+sessions_measure() { # SERVER
+	local srv=$1 scheme user conc line
+	# warm up: every user once (Dovecot builds its indexes; processes start)
+	for user in 'p%d' 's%d'; do
+		"$LOADGEN" sessions -p "$SERVER_PORT" --user "$user" --users 128 -n 256 -c 64 -T 120 >/dev/null 2>&1
+	done
+	for scheme in plain sha512; do
+		[ $scheme = plain ] && user='p%d' || user='s%d'
+		for conc in $CONCS; do
+			line=$("$LOADGEN" sessions -p "$SERVER_PORT" --user "$user" --users 128 \
+				-n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)))
+			note "  $srv $scheme c=$conc: $line"
+			record sessions "rate_${scheme}_c$conc" "$srv" "$(field rate "$line")"
+			record sessions "p50ms_${scheme}_c$conc" "$srv" "$(field p50_ms "$line")"
+			record sessions "p99ms_${scheme}_c$conc" "$srv" "$(field p99_ms "$line")"
+			record sessions "errors_${scheme}_c$conc" "$srv" "$(field err "$line")"
+		done
+	done
+}
+
+retr_one() { # SERVER METRIC LOADGEN-ARGS...
+	local srv=$1 metric=$2 line
+	shift 2
+	line=$("$LOADGEN" retr -p "$SERVER_PORT" -T 300 "$@")
+	note "  $srv $metric: $line"
+	record retr "$metric" "$srv" "$(field mbps "$line")"
+}
+
+retr_measure() { # SERVER
+	local srv=$1
+	# warm up: page cache, indexes
+	"$LOADGEN" retr -p "$SERVER_PORT" -k 8 --user 'big%d' -T 300 >/dev/null 2>&1
+	"$LOADGEN" retr -p "$SERVER_PORT" -k 8 --user 'many%d' -T 300 >/dev/null 2>&1
+	retr_one "$srv" mbps_10m_k1 -k 1 --user 'big%d' --repeat 20
+	retr_one "$srv" mbps_10m_k8 -k 8 --user 'big%d' --repeat 3
+	retr_one "$srv" mbps_100k_k1 -k 1 --user 'manyall%d'
+	retr_one "$srv" mbps_100k_k8 -k 8 --user 'many%d'
+}
+
+retr_loopback() {
+	local line m10=$((20 * $(stat -c %s "$MSGS/10m")))
+	line=$("$LOADGEN" raw -k 1 --bytes $m10 --file "$MSGS/10m")
+	record retr mbps_10m_k1 loopback "$(field mbps "$line")"
+	line=$("$LOADGEN" raw -k 8 --bytes $((3 * $(stat -c %s "$MSGS/10m"))) --file "$MSGS/10m")
+	record retr mbps_10m_k8 loopback "$(field mbps "$line")"
+	line=$("$LOADGEN" raw -k 1 --bytes $((1000 * 102400)) --file "$MSGS/100k/000000")
+	record retr mbps_100k_k1 loopback "$(field mbps "$line")"
+	line=$("$LOADGEN" raw -k 8 --bytes $((125 * 102400)) --file "$MSGS/100k/000000")
+	record retr mbps_100k_k8 loopback "$(field mbps "$line")"
+	note "  loopback: $line"
+}
+
+idle_measure() { # SERVER: the levels of BENCH_IDLE in one run of loadgen
+	local srv=$1 levels line n
+	levels=$(tr ' ' ',' <<<"$IDLE_SIZES")
+	"$LOADGEN" idle -p "$SERVER_PORT" --user 'i%d' -n "$levels" -c 64 --extra-user x0 \
+		--pss-pid "$SERVER_PID" -T 900 --settle 2 > "$W/idle.out"
+	while read -r line; do
+		note "  $srv idle: $line"
+		n=$(field target "$line")
+		record idle "pss_mib_$n" "$srv" "$($PY -c "print(round($(field pss_kib "$line") / 1024, 1))")"
+		record idle "held_$n" "$srv" "$(field alive "$line")"
+		record idle "extra_ok_$n" "$srv" "$([ "$(field extra "$line")" = ok ] && echo 1 || echo 0)"
+		record idle "open_s_$n" "$srv" "$(field open_secs "$line")"
+	done < "$W/idle.out"
+}
+
+# tpops with Mailbox: Maildir, on the same database (users, locks) and on
+# Dovecot's Maildirs (user.maildir = MAIL/LOGIN/Maildir)
+TPOPS_MAILDIR=unknown
+tpops_maildir_available() {
+	if [ $TPOPS_MAILDIR = unknown ]; then
+		sed 's/^Mailbox: .*/Mailbox: Maildir/' "$TCONF" > "$T/tpops-maildir.conf"
+		echo "MaildirRoot: $W" >> "$T/tpops-maildir.conf"
+		sed -i "s/^Port: .*/Port: $(free_port)/" "$T/tpops-maildir.conf"
+		if "$BIN/tpops" -t -c "$T/tpops-maildir.conf" >/dev/null 2>&1; then
+			TPOPS_MAILDIR=yes
+		else
+			TPOPS_MAILDIR=no
+		fi
+	fi
+	[ $TPOPS_MAILDIR = yes ]
+}
+
+maildir_fresh() { # DEST: a fresh (never opened) copy of the 100k maildrop
+	rm -rf "$1"
+	mkdir -p "$(dirname "$1")"
+	cp -al "$W/k-template" "$1"
+	as_run_user "$(dirname "$1")"
+}
+
+maildir_measure() { # SERVER
+	local srv=$1 login line
+	for login in first second; do
+		line=$("$LOADGEN" probe -p "$SERVER_PORT" --user 'k%d' -T 300)
+		note "  $srv $login login: $line"
+		record maildir "stat_ms_$login" "$srv" "$(field stat_ms "$line")"
+		record maildir "uidl_ms_$login" "$srv" "$(field uidl_ms "$line")"
+	done
+}
+
+deliver_measure() { # SERVER
+	local srv=$1 start end f n=0
+	start=$(date +%s.%N)
+	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ]; then
+		local conf=$TCONF
+		[ "$srv" = tpops-maildir ] && conf=$T/tpops-maildir.conf
+		for f in "$MSGS"/deliver/*; do
+			"$BIN/tpops-store" -c "$conf" d0@bench.test < "$f" || die "tpops-store ($srv) failed"
+			n=$((n + 1))
+		done
+	else
+		for f in "$MSGS"/deliver/*; do
+			"$DOVECOT_LDA" -c "$W/$srv/dovecot.conf" -d d0 -f sender@bench.test < "$f" ||
+				die "dovecot-lda failed"
+			n=$((n + 1))
+		done
+	fi
+	end=$(date +%s.%N)
+	local rate
+	rate=$($PY -c "print(round($n / ($end - $start), 1))")
+	note "  $srv: $n deliveries, $rate/s"
+	record deliver deliveries_per_s "$srv" "$rate"
+}
+
+rss_measure() { # SERVER
+	local srv=$1 line
+	line=$("$LOADGEN" retr -p "$SERVER_PORT" -k 1 --user 'huge%d' --rss-pid "$SERVER_PID" -T 300)
+	note "  $srv 100 MiB RETR: $line"
+	record rss rss_growth_mib "$srv" "$($PY -c "print(round($(field rss_growth_kib "$line") / 1024, 1))")"
+	record rss mbps_100m "$srv" "$(field mbps "$line")"
+}
+
+# run SCENARIO: REPEAT rounds, the servers alternating in each
+run_scenario() {
+	local srv
+	SCENARIO=$1
+	for REP in $(seq 1 "$REPEAT"); do
+		note "$SCENARIO: round $REP of $REPEAT"
+		for srv in $SERVERS; do
+			case $SCENARIO:$srv in
+			maildir:dovecot-*|maildir:tpops-maildir)
+				# the first login: a never-opened copy
+				maildir_fresh "$MAIL/k0/Maildir" ;;
+			maildir:tpops)
+				continue ;; # the SQL store has no Maildir to read
+			deliver:tpops-maildir)
+				;; # tpops-store with Mailbox: Maildir
+			esac
+			if [ "$SCENARIO" = deliver ]; then
+				# tpops-store and dovecot-lda run without the daemons
+				# (dovecot-lda asks Dovecot's auth for the user)
+				case $srv in
+				dovecot-*) start_server "$srv" ;;
+				*) quiet_gate "$srv" ;;
+				esac
+				deliver_measure "$srv"
+				case $srv in dovecot-*) stop_server ;; esac
+				continue
+			fi
+			start_server "$srv"
+			"${SCENARIO}_measure" "$srv"
+			stop_server
+		done
+		[ "$SCENARIO" = retr ] && retr_loopback
+	done
+	SCENARIO=""
+}
+
+# ---- main ----
+START=$(date +%s)
+SCENARIO=setup
+tpops_setup
+if [[ " $SERVERS " == *" tpops-maildir "* ]] && ! tpops_maildir_available; then
+	echo "tpops-maildir: skipped: Maildir backend not available (\`tpops -t\` refuses Mailbox: Maildir)"
+	SERVERS=$(sed 's/ *tpops-maildir//' <<<" $SERVERS")
+	if [[ " $SCENARIOS " == *" maildir "* ]]; then
+		echo "maildir: tpops skipped: Maildir backend not available"
+	fi
+fi
+note "work directory $W; servers: $SERVERS; $REPEAT round(s)"
+
+mkdir -p "$MAIL"
+for s in $SCENARIOS; do
+	"fixtures_$s"
+done
+as_run_user "$MAIL"
+passwd_refresh
+for mode in dovecot-fast dovecot-stock; do
+	dovecot_conf "$mode"
+done
+for s in $SCENARIOS; do
+	run_scenario "$s"
+done
+$PY "$ROOT/bench/report.py" "$RESULTS" \
+	"tpops Maildir backend: $([ $TPOPS_MAILDIR = yes ] && echo 'available (tpops-maildir)' || echo 'not available')"
+note "done in $(($(date +%s) - START)) s"

@@ -1,0 +1,118 @@
+/* Maildir on disk: finding a user's Maildir safely, unique names, delivery
+ * (tmp/ -> fsync -> new/), the size fields of names and the size cache.
+ * Shared by the Maildir maildrop (maildrop_maildir.c, in the daemon) and
+ * tpops-store (through maildrop_maildir_ops.deliver). Every call may block.
+ *
+ * Names. A file delivered by tpops is called
+ *     <seconds>.M<microseconds>P<pid>Q<counter>.<host>,S=<stored>,W=<wire>
+ * (the Maildir convention, as Postfix and Dovecot write it; <host> has '/',
+ * ':', ',', '\\' and anything outside 0x21-0x7E written as \ooo octal).
+ * S= is the stored size, W= the size as POP3 sends it (CRLF line ends).
+ * Files in cur/ add ":2,<flags>". The part before ':' is the base name: it
+ * never changes once the message is delivered, and tpops keys everything
+ * (UIDL, size cache) on it. */
+#ifndef TPOPS_MAILDIR_H
+#define TPOPS_MAILDIR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tpops_limits.h"
+
+/* The per-maildrop size cache, in the Maildir's top directory. */
+#define MAILDIR_SIZE_CACHE "tpops-sizes"
+
+/* Opens the directory of a user's Maildir (user.maildir) as *fd_r.
+ * With root (MaildirRoot) set, maildir is relative to it or an absolute
+ * path below it, and must not leave it: a ".." component or a symlink that
+ * resolves outside the root is refused (the kernel resolves beneath the
+ * root's descriptor, so a symlink swapped in meanwhile is refused too).
+ * Without root, maildir must be absolute. With create, missing directories
+ * (the Maildir and its tmp/ new/ cur/) are made with mode 0700, as Postfix
+ * does at the first delivery.
+ * DB_PERMFAIL: refused, or missing without create (reason in err);
+ * DB_TEMPFAIL: an I/O error that may pass. */
+int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd_r, char *err,
+		     size_t errlen);
+
+/* Opens tmp/, new/ and cur/ of an open Maildir (no symlinks), making the
+ * missing ones with create. fds_r[0..2] = tmp, new, cur. */
+int maildir_open_subdirs(int maildir_fd, bool create, int fds_r[3], char *err, size_t errlen);
+
+/* Opens path (such as "new/NAME") relative to an open Maildir, following
+ * no symlink and never leaving it; -1 with errno. */
+int maildir_openat(int maildir_fd, const char *path, int flags);
+
+/* Calls each(name, dir_fd, ctx) for every regular file of an open
+ * directory (new/ or cur/) whose name does not start with '.'; files are
+ * stat'ed only where the filesystem does not report their type. */
+int maildir_list(int dir_fd, const char *what,
+		 void (*each)(const char *name, int dir_fd, void *ctx), void *ctx, char *err,
+		 size_t errlen);
+
+/* A new unique name (without size fields or info) into buf. */
+void maildir_unique_name(char *buf, size_t size);
+
+/* Length of the base name: the octets before the first ':'. */
+size_t maildir_base_length(const char *name);
+
+/* The value of the ",<field>=<digits>" size field in the base name. */
+bool maildir_size_field(const char *name, size_t base_len, char field, uint64_t *value_r);
+
+/* The UIDL of a base name: the name itself when it is 1-70 octets of
+ * 0x21-0x7E (RFC 1939), else "X" and the SHA-256 of it in hex, which is
+ * stable and valid. */
+void maildir_uidl(const char *base, size_t base_len, char out[POP3_MAX_UIDL + 1]);
+
+/* Writes msg durably into the Maildir: tmp/<unique>,S=,W= created with
+ * O_EXCL and mode 0600, written, fsync'd and closed, renamed into new/
+ * (never replacing a file), and new/ fsync'd. On any failure nothing is
+ * left in tmp/ or new/ and DB_TEMPFAIL is returned. With quota > 0, the
+ * stored sizes of the messages in new/ and cur/ plus this one must not
+ * exceed it (DB_QUOTA). The final name goes to name_r when not NULL. */
+int maildir_deliver(int maildir_fd, const char *msg, size_t len, uint64_t wire_size,
+		    int64_t quota, char *name_r, size_t name_size, char *err, size_t errlen);
+
+/* Sum of the stored sizes of the messages in new/ and cur/: from S= in the
+ * names, else from the size cache, else from the file's metadata. */
+int maildir_usage(int maildir_fd, uint64_t *bytes_r, char *err, size_t errlen);
+
+/* ---- the size cache ----
+ * One line per message whose name has no W= field, keyed by base name:
+ *     tpops-sizes 1
+ *     <wire size> <stored size> <base name>
+ *     ...
+ *     end <number of entries>
+ * A file without the end line (cut short) is ignored as a whole. It is
+ * written to tmp/ and renamed over the old one, so a reader sees one
+ * version or the other. */
+struct maildir_size_entry {
+	const char *base; /* not NUL-terminated in general */
+	size_t base_len;
+	uint64_t wire_size, raw_size;
+	bool used; /* found a listed file this time */
+};
+
+struct maildir_size_cache {
+	char *text; /* the file's contents; entries point into it */
+	struct maildir_size_entry *entries;
+	size_t count;
+	size_t *table; /* open addressing: index + 1, 0 = empty */
+	size_t table_size;
+};
+
+/* Loads the cache of an open Maildir; a missing or damaged cache loads as
+ * empty. Never fails. */
+void maildir_size_cache_load(int maildir_fd, struct maildir_size_cache *cache);
+/* Parses the text of a cache file; the cache takes text (malloc'd) over.
+ * False, with an empty cache, when the text is not a whole cache. */
+bool maildir_size_cache_parse(struct maildir_size_cache *cache, char *text, size_t len);
+struct maildir_size_entry *maildir_size_cache_find(struct maildir_size_cache *cache,
+						   const char *base, size_t base_len);
+void maildir_size_cache_free(struct maildir_size_cache *cache);
+
+/* Replaces the cache with the given entries (tmp/ then rename). */
+int maildir_size_cache_save(int maildir_fd, const struct maildir_size_entry *entries,
+			    size_t count, char *err, size_t errlen);
+
+#endif

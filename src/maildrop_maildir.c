@@ -1,0 +1,575 @@
+/* The maildrop in a Maildir (Mailbox: Maildir), user.maildir naming it.
+ *
+ * Login lists new/ and cur/ once (numbers stay fixed for the session) in
+ * arrival order: the seconds that start a Maildir name, then the rest of
+ * the base name with digit runs compared as numbers (M<usec>, Q<counter>).
+ * Sizes come from the name's W= field, else from the size cache, else by
+ * reading the file once and caching the result, so a second login reads no
+ * message file. Messages are read by base name: a file another client moved
+ * from new/ to cur/ or flagged meanwhile is found again. At QUIT, deleted
+ * messages are unlinked and retrieved ones get the S (seen) flag in cur/. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "maildir.h"
+#include "maildrop.h"
+#include "pop3_out.h"
+#include "xalloc.h"
+
+/* Read size while measuring a message without a size field. */
+#define MEASURE_CHUNK (64 * 1024)
+
+struct maildir_drop {
+	struct maildrop md;  /* first: the session sees only this */
+	int dir_fd;          /* the Maildir, opened beneath MaildirRoot at login */
+	int lease;           /* LockLease, to check the lock at commit */
+	char *path;          /* user.maildir, for logs */
+	size_t open_index;   /* message whose file is open_fd; SIZE_MAX: none */
+	int open_fd;
+};
+
+/* msgs[i].name is "new/FILE" or "cur/FILE", relative to dir_fd. */
+#define SUBDIR_LEN 4
+
+/* ---- listing ---- */
+
+struct item {
+	char *name; /* "new/FILE" */
+	size_t base_len;
+	uint64_t seconds;
+};
+
+struct listing {
+	struct item *items;
+	size_t count, cap;
+	const char *subdir;
+};
+
+static void collect(const char *file, int dir_fd, void *ctx)
+{
+	struct listing *l = ctx;
+	if (l->count == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->items = xrealloc(l->items, l->cap * sizeof *l->items);
+	}
+	size_t n = strlen(file);
+	struct item *it = &l->items[l->count++];
+	it->name = xmalloc(SUBDIR_LEN + n + 1);
+	memcpy(it->name, l->subdir, SUBDIR_LEN);
+	memcpy(it->name + SUBDIR_LEN, file, n + 1);
+	it->base_len = maildir_base_length(file);
+	it->seconds = 0;
+	for (const char *p = file; *p >= '0' && *p <= '9' && it->seconds < UINT64_MAX / 100; p++)
+		it->seconds = it->seconds * 10 + (uint64_t)(*p - '0');
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Byte order, except that runs of digits compare as numbers, so that
+ * ".M99P" comes before ".M100P". */
+static int natural_compare(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t i = 0, j = 0;
+	while (i < alen && j < blen) {
+		if (is_digit(a[i]) && is_digit(b[j])) {
+			while (i < alen && a[i] == '0')
+				i++;
+			while (j < blen && b[j] == '0')
+				j++;
+			size_t ei = i, ej = j;
+			while (ei < alen && is_digit(a[ei]))
+				ei++;
+			while (ej < blen && is_digit(b[ej]))
+				ej++;
+			if (ei - i != ej - j)
+				return ei - i < ej - j ? -1 : 1;
+			int c = memcmp(a + i, b + j, ei - i);
+			if (c != 0)
+				return c;
+			i = ei;
+			j = ej;
+			continue;
+		}
+		if (a[i] != b[j])
+			return (unsigned char)a[i] < (unsigned char)b[j] ? -1 : 1;
+		i++;
+		j++;
+	}
+	return (alen - i > blen - j) - (alen - i < blen - j);
+}
+
+static int compare_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+	return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+static int compare_items(const void *pa, const void *pb)
+{
+	const struct item *a = pa, *b = pb;
+	if (a->seconds != b->seconds)
+		return a->seconds < b->seconds ? -1 : 1;
+	const char *ab = a->name + SUBDIR_LEN, *bb = b->name + SUBDIR_LEN;
+	int c = natural_compare(ab, a->base_len, bb, b->base_len);
+	if (c == 0)
+		c = compare_bytes(ab, a->base_len, bb, b->base_len);
+	return c != 0 ? c : strcmp(a->name, b->name);
+}
+
+static int list_subdirs(int dir_fd, const char *path, struct listing *l, char *err,
+			size_t errlen)
+{
+	static const char *const subdirs[2] = {"new/", "cur/"};
+	for (int i = 0; i < 2; i++) {
+		char dir[4] = {subdirs[i][0], subdirs[i][1], subdirs[i][2], '\0'};
+		int fd = maildir_openat(dir_fd, dir, O_RDONLY | O_DIRECTORY);
+		if (fd < 0) {
+			int e = errno;
+			snprintf(err, errlen, "Maildir %s: %s/: %s", path, dir,
+				 e == ELOOP || e == EXDEV ? "is a symlink" : strerror(e));
+			return e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV || e == EACCES
+				       ? DB_PERMFAIL
+				       : DB_TEMPFAIL;
+		}
+		l->subdir = subdirs[i];
+		char lerr[256];
+		int status = maildir_list(fd, dir, collect, l, lerr, sizeof lerr);
+		close(fd);
+		if (status != DB_OK) {
+			snprintf(err, errlen, "Maildir %s: %s", path, lerr);
+			return status;
+		}
+	}
+	return DB_OK;
+}
+
+/* The wire and stored size of a file, read whole; -1 with errno. */
+static int measure(int dir_fd, const char *name, char *chunk, uint64_t *wire_r, uint64_t *raw_r)
+{
+	int fd = maildir_openat(dir_fd, name, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	struct pop3_out f;
+	pop3_out_init(&f, false, -1);
+	uint64_t wire = 0, raw = 0;
+	for (;;) {
+		ssize_t n = read(fd, chunk, MEASURE_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		wire += pop3_out_count(&f, chunk, (size_t)n);
+		raw += (uint64_t)n;
+	}
+	close(fd);
+	*wire_r = wire + pop3_out_count_finish(&f);
+	*raw_r = raw;
+	return 0;
+}
+
+static int maildir_open(struct db *db, const struct config *cfg, const struct user *u,
+			struct maildrop **md_r, char *err, size_t errlen)
+{
+	int dir_fd;
+	int status = maildir_open_dir(cfg->maildir_root, u->maildir, false, &dir_fd, err, errlen);
+	if (status != DB_OK)
+		return status;
+	struct listing l = {0};
+	status = list_subdirs(dir_fd, u->maildir, &l, err, errlen);
+	if (status != DB_OK) {
+		for (size_t i = 0; i < l.count; i++)
+			free(l.items[i].name);
+		free(l.items);
+		close(dir_fd);
+		return status;
+	}
+	if (l.count > 1)
+		qsort(l.items, l.count, sizeof *l.items, compare_items);
+
+	struct maildir_drop *dm = xcalloc(1, sizeof *dm);
+	dm->md.ops = &maildrop_maildir_ops;
+	dm->md.uid = u->uid;
+	dm->md.msgs = xcalloc(l.count ? l.count : 1, sizeof *dm->md.msgs);
+	dm->dir_fd = dir_fd;
+	dm->lease = cfg->lock_lease;
+	dm->path = xstrdup(u->maildir);
+	dm->open_index = SIZE_MAX;
+	dm->open_fd = -1;
+
+	/* sizes: from W=, else the cache, else measured (and cached) */
+	bool *cached = xcalloc(l.count ? l.count : 1, sizeof *cached);
+	struct maildir_size_cache cache = {0};
+	bool cache_loaded = false;
+	size_t from_name = 0, from_cache = 0, measured = 0, dropped = 0;
+	char *chunk = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < l.count; i++) {
+		struct item *it = &l.items[i];
+		const char *base = it->name + SUBDIR_LEN;
+		if (n > 0) {
+			const char *prev = dm->md.msgs[n - 1].name + SUBDIR_LEN;
+			if (maildir_base_length(prev) == it->base_len &&
+			    memcmp(prev, base, it->base_len) == 0) {
+				log_warn("Maildir %s: %s and %s have the same unique name; serving "
+					 "only the first",
+					 u->maildir, dm->md.msgs[n - 1].name, it->name);
+				free(it->name);
+				dropped++;
+				continue;
+			}
+		}
+		struct maildrop_msg *m = &dm->md.msgs[n];
+		uint64_t wire, raw;
+		if (maildir_size_field(base, it->base_len, 'W', &wire)) {
+			m->size = wire;
+			m->raw_size = maildir_size_field(base, it->base_len, 'S', &raw) ? raw : wire;
+			from_name++;
+		} else {
+			if (!cache_loaded) {
+				maildir_size_cache_load(dir_fd, &cache);
+				cache_loaded = true;
+			}
+			struct maildir_size_entry *e =
+				maildir_size_cache_find(&cache, base, it->base_len);
+			if (e != NULL) {
+				m->size = e->wire_size;
+				m->raw_size = e->raw_size;
+				e->used = true;
+				from_cache++;
+			} else {
+				if (chunk == NULL)
+					chunk = xmalloc(MEASURE_CHUNK);
+				if (measure(dir_fd, it->name, chunk, &m->size, &m->raw_size) != 0) {
+					/* gone or renamed since the listing (it shows at
+					 * the next login), or unreadable */
+					if (errno != ENOENT)
+						log_warn("Maildir %s: not serving %s: %s", u->maildir,
+							 it->name, strerror(errno));
+					free(it->name);
+					dropped++;
+					continue;
+				}
+				measured++;
+			}
+			cached[n] = true;
+		}
+		m->name = it->name;
+		maildir_uidl(base, it->base_len, m->uidl);
+		n++;
+	}
+	free(chunk);
+	free(l.items);
+	dm->md.count = n;
+
+	/* Rewritten when a size was measured or an entry's file is gone. */
+	size_t cached_count = from_cache + measured;
+	if (measured > 0 || (cache_loaded && from_cache != cache.count)) {
+		struct maildir_size_entry *entries =
+			xcalloc(cached_count ? cached_count : 1, sizeof *entries);
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!cached[i])
+				continue;
+			const char *base = dm->md.msgs[i].name + SUBDIR_LEN;
+			entries[k++] = (struct maildir_size_entry){
+				.base = base,
+				.base_len = maildir_base_length(base),
+				.wire_size = dm->md.msgs[i].size,
+				.raw_size = dm->md.msgs[i].raw_size,
+			};
+		}
+		char cerr[512];
+		if (maildir_size_cache_save(dir_fd, entries, k, cerr, sizeof cerr) != DB_OK)
+			log_warn("Maildir %s: size cache not saved (sizes are measured again at "
+				 "the next login): %s",
+				 u->maildir, cerr);
+		free(entries);
+	}
+	if (cache_loaded)
+		maildir_size_cache_free(&cache);
+	free(cached);
+	log_debug("Maildir %s: %zu messages; sizes from names %zu, from the cache %zu, "
+		  "measured %zu; %zu skipped",
+		  u->maildir, n, from_name, from_cache, measured, dropped);
+	*md_r = &dm->md;
+	return DB_OK;
+}
+
+/* ---- finding a file again ---- */
+
+/* The files of new/ and cur/ as they are now, sorted by base name. */
+struct current {
+	struct listing l;
+};
+
+static int compare_bases(const void *pa, const void *pb)
+{
+	const struct item *a = pa, *b = pb;
+	return compare_bytes(a->name + SUBDIR_LEN, a->base_len, b->name + SUBDIR_LEN, b->base_len);
+}
+
+static struct current *scan_current(struct maildir_drop *dm)
+{
+	struct current *c = xcalloc(1, sizeof *c);
+	char err[512];
+	if (list_subdirs(dm->dir_fd, dm->path, &c->l, err, sizeof err) != DB_OK)
+		log_warn("looking for moved messages: %s", err);
+	if (c->l.count > 1)
+		qsort(c->l.items, c->l.count, sizeof *c->l.items, compare_bases);
+	return c;
+}
+
+static const char *current_name(const struct current *c, const char *name)
+{
+	struct item key = {.name = (char *)name, .base_len = maildir_base_length(name + SUBDIR_LEN)};
+	const struct item *it = bsearch(&key, c->l.items, c->l.count, sizeof *c->l.items,
+					compare_bases);
+	return it ? it->name : NULL;
+}
+
+static void current_free(struct current *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->l.count; i++)
+		free(c->l.items[i].name);
+	free(c->l.items);
+	free(c);
+}
+
+/* ---- reading ---- */
+
+static void close_open_file(struct maildir_drop *dm)
+{
+	if (dm->open_fd >= 0)
+		close(dm->open_fd);
+	dm->open_fd = -1;
+	dm->open_index = SIZE_MAX;
+}
+
+static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64_t offset,
+			void *buf, size_t len, size_t *got_r, char *err, size_t errlen)
+{
+	struct maildir_drop *dm = (struct maildir_drop *)md;
+	struct maildrop_msg *m = &md->msgs[index];
+	if (dm->open_index != index) {
+		close_open_file(dm);
+		int fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
+		if (fd < 0 && errno == ENOENT) {
+			/* another client moved it to cur/, flagged or deleted it */
+			struct current *c = scan_current(dm);
+			const char *now = current_name(c, m->name);
+			if (now != NULL) {
+				free(m->name);
+				m->name = xstrdup(now);
+				fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
+			}
+			current_free(c);
+			if (now == NULL)
+				errno = ENOENT;
+		}
+		if (fd < 0) {
+			int e = errno;
+			snprintf(err, errlen, "Maildir %s: %s: %s", dm->path, m->name,
+				 e == ENOENT ? "the file is gone" : strerror(e));
+			return e == ENOENT ? DB_NOT_FOUND : DB_TEMPFAIL;
+		}
+		dm->open_fd = fd;
+		dm->open_index = index;
+	}
+	/* The open file is kept for the next piece: a message deleted by
+	 * another client in the middle of a RETR is still sent whole. */
+	for (;;) {
+		ssize_t n = pread(dm->open_fd, buf, len, (off_t)offset);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "Maildir %s: reading %s: %s", dm->path, m->name,
+				 strerror(errno));
+			close_open_file(dm);
+			return DB_TEMPFAIL;
+		}
+		*got_r = (size_t)n;
+		if (n == 0)
+			close_open_file(dm);
+		return DB_OK;
+	}
+}
+
+/* ---- commit ---- */
+
+/* The name a retrieved message takes: cur/BASE:2,FLAGS with S among the
+ * flags (kept in ASCII order, as the Maildir convention asks), or NULL
+ * when it already has it. Info other than "2," is left as it is. */
+static char *seen_name(const char *name)
+{
+	const char *file = name + SUBDIR_LEN;
+	bool in_new = strncmp(name, "new/", SUBDIR_LEN) == 0;
+	size_t base_len = maildir_base_length(file);
+	const char *info = file[base_len] == ':' ? file + base_len + 1 : NULL;
+	struct buf out = BUF_INIT;
+	if (info == NULL) {
+		buf_printf(&out, "cur/%.*s:2,S", (int)base_len, file);
+	} else if (strncmp(info, "2,", 2) != 0 || strchr(info + 2, 'S') != NULL) {
+		if (!in_new)
+			return NULL;
+		buf_printf(&out, "cur/%s", file);
+	} else {
+		const char *flags = info + 2;
+		int before = 0;
+		while (flags[before] != '\0' && (unsigned char)flags[before] < 'S')
+			before++;
+		buf_printf(&out, "cur/%.*s:2,%.*sS%s", (int)base_len, file, before, flags,
+			   flags + before);
+	}
+	return buf_steal(&out);
+}
+
+/* Applies one message's change at QUIT; -1 with errno. */
+static int apply(struct maildir_drop *dm, struct maildrop_msg *m, bool deleted)
+{
+	if (deleted)
+		return unlinkat(dm->dir_fd, m->name, 0);
+	char *target = seen_name(m->name);
+	if (target == NULL)
+		return 0;
+	if (renameat(dm->dir_fd, m->name, dm->dir_fd, target) != 0) {
+		int e = errno;
+		free(target);
+		errno = e;
+		return -1;
+	}
+	free(m->name);
+	m->name = target;
+	return 0;
+}
+
+static int maildir_commit(struct maildrop *md, struct db *db, const char *owner,
+			  const bool *deleted, const bool *retrieved, char *err, size_t errlen)
+{
+	struct maildir_drop *dm = (struct maildir_drop *)md;
+	close_open_file(dm);
+	size_t work = 0;
+	for (size_t i = 0; i < md->count; i++)
+		work += deleted[i] || retrieved[i];
+	if (work == 0)
+		return DB_OK;
+	/* Only the holder of the lock may change the maildrop (SQL checks the
+	 * same inside its transaction); this also extends the lease for the
+	 * time the pass takes. */
+	int status = db->ops->lock_renew(db, md->uid, owner, dm->lease);
+	if (status != DB_OK) {
+		snprintf(err, errlen, "%s; nothing changed",
+			 status == DB_NOT_FOUND ? "the maildrop lock was lost" : db_error(db));
+		return status;
+	}
+	/* new/ and cur/ are checked again: no symlink may have replaced them
+	 * since the login, since unlinkat and renameat follow one. */
+	for (int i = 0; i < 2; i++) {
+		int fd = maildir_openat(dm->dir_fd, i == 0 ? "new" : "cur", O_RDONLY | O_DIRECTORY);
+		if (fd < 0) {
+			snprintf(err, errlen, "Maildir %s: %s/: %s; nothing changed", dm->path,
+				 i == 0 ? "new" : "cur", strerror(errno));
+			return DB_TEMPFAIL;
+		}
+		close(fd);
+	}
+	struct current *c = NULL;
+	size_t failed = 0, deletions = 0;
+	int first_errno = 0;
+	const char *first_name = NULL;
+	for (size_t i = 0; i < md->count; i++) {
+		if (!deleted[i] && !retrieved[i])
+			continue;
+		struct maildrop_msg *m = &md->msgs[i];
+		deletions += deleted[i];
+		if (apply(dm, m, deleted[i]) == 0)
+			continue;
+		int e = errno;
+		if (e == ENOENT) {
+			/* moved or flagged by another client: find it by base name;
+			 * gone altogether is fine */
+			if (c == NULL)
+				c = scan_current(dm);
+			const char *now = current_name(c, m->name);
+			if (now == NULL)
+				continue;
+			free(m->name);
+			m->name = xstrdup(now);
+			if (apply(dm, m, deleted[i]) == 0 || errno == ENOENT)
+				continue;
+			e = errno;
+		}
+		if (deleted[i]) {
+			failed++;
+			if (first_errno == 0) {
+				first_errno = e;
+				first_name = m->name;
+			}
+		} else {
+			log_warn("Maildir %s: marking %s as seen: %s", dm->path, m->name,
+				 strerror(e));
+		}
+	}
+	current_free(c);
+	if (failed > 0) {
+		snprintf(err, errlen, "Maildir %s: %zu of %zu deleted messages kept: %s: %s",
+			 dm->path, failed, deletions, first_name, strerror(first_errno));
+		return DB_TEMPFAIL;
+	}
+	return DB_OK;
+}
+
+static void maildir_free(struct maildrop *md)
+{
+	if (md == NULL)
+		return;
+	struct maildir_drop *dm = (struct maildir_drop *)md;
+	close_open_file(dm);
+	if (dm->dir_fd >= 0)
+		close(dm->dir_fd);
+	for (size_t i = 0; i < md->count; i++)
+		free(md->msgs[i].name);
+	free(md->msgs);
+	free(dm->path);
+	free(dm);
+}
+
+/* ---- delivery (tpops-store) ---- */
+
+static int maildir_deliver_one(struct db *db, const struct config *cfg, const struct user *u,
+			       const char *msg, size_t len, char *err, size_t errlen)
+{
+	int dir_fd;
+	/* a refused path also waits in the queue (75) until it is fixed */
+	if (maildir_open_dir(cfg->maildir_root, u->maildir, true, &dir_fd, err, errlen) != DB_OK)
+		return DB_TEMPFAIL;
+	int status = maildir_deliver(dir_fd, msg, len, pop3_wire_size(msg, len), u->quota, NULL, 0,
+				     err, errlen);
+	close(dir_fd);
+	return status;
+}
+
+const struct maildrop_ops maildrop_maildir_ops = {
+	.name = "maildir",
+	.open = maildir_open,
+	.read = maildir_read,
+	.commit = maildir_commit,
+	.free = maildir_free,
+	.deliver = maildir_deliver_one,
+};

@@ -1,0 +1,83 @@
+/* The OpenSSL server context, swapped as a whole on reload. */
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+static SSL_CTX *current;
+
+static void openssl_error(char *err, size_t errlen, const char *what, const char *path)
+{
+	char reason[256] = "unknown error";
+	unsigned long e = ERR_get_error();
+	if (e != 0)
+		ERR_error_string_n(e, reason, sizeof reason);
+	ERR_clear_error();
+	snprintf(err, errlen, "%s %s: %s", what, path, reason);
+}
+
+int tls_load(const struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->tls_cert == NULL && cfg->tls_key == NULL)
+		return 0;
+	if (cfg->tls_cert == NULL || cfg->tls_key == NULL) {
+		snprintf(err, errlen, "%s: TLS needs both TLS_Cert and TLS_Key", cfg->path);
+		return -1;
+	}
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		openssl_error(err, errlen, "creating the TLS context", "");
+		return -1;
+	}
+	/* TLS 1.2 at least; ciphers: the system's policy (openssl.cnf) */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle sessions keep no buffers */
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+		openssl_error(err, errlen, "TLS_Cert", cfg->tls_cert);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+		openssl_error(err, errlen, "TLS_Key", cfg->tls_key);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		openssl_error(err, errlen, "TLS_Key does not match TLS_Cert", cfg->tls_key);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	pthread_mutex_lock(&mutex);
+	SSL_CTX *old = current;
+	current = ctx;
+	pthread_mutex_unlock(&mutex);
+	SSL_CTX_free(old); /* sessions made from it hold their own reference */
+	return 0;
+}
+
+bool tls_available(void)
+{
+	pthread_mutex_lock(&mutex);
+	bool yes = current != NULL;
+	pthread_mutex_unlock(&mutex);
+	return yes;
+}
+
+SSL *tls_session_new(void)
+{
+	pthread_mutex_lock(&mutex);
+	SSL *ssl = current ? SSL_new(current) : NULL;
+	pthread_mutex_unlock(&mutex);
+	return ssl;
+}
+
+void tls_unload(void)
+{
+	pthread_mutex_lock(&mutex);
+	SSL_CTX_free(current);
+	current = NULL;
+	pthread_mutex_unlock(&mutex);
+}

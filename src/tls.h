@@ -1,0 +1,19 @@
+/* The OpenSSL server context: loaded from TLS_Cert/TLS_Key before the
+ * privilege drop, replaced on SIGHUP while running sessions keep theirs. */
+#ifndef TPOPS_TLS_H
+#define TPOPS_TLS_H
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* Loads the certificate chain and key. Without TLS_Cert, TLS stays off
+ * and 0 is returned. -1 with a message in err. */
+int tls_load(const struct config *cfg, char *err, size_t errlen);
+bool tls_available(void);
+/* A new server-side SSL object from the current context, or NULL. */
+SSL *tls_session_new(void);
+void tls_unload(void);
+
+#endif

@@ -1,0 +1,210 @@
+/* Unit tests of maildir.c: names, size fields, UIDLs, the size cache, path
+ * resolution below a root and delivery, on a scratch directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "db.h"
+#include "maildir.h"
+
+static char scratch[256];
+
+static int make_scratch(void **state)
+{
+	snprintf(scratch, sizeof scratch, "/tmp/tpops-unit-maildir-XXXXXX");
+	return mkdtemp(scratch) == NULL ? -1 : 0;
+}
+
+static int remove_scratch(void **state)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_base_and_fields(void **state)
+{
+	const char *name = "1600000000.M1P2Q3.host,S=1234,W=1250:2,S";
+	size_t base = maildir_base_length(name);
+	assert_int_equal(base, strlen("1600000000.M1P2Q3.host,S=1234,W=1250"));
+	uint64_t v = 0;
+	assert_true(maildir_size_field(name, base, 'S', &v));
+	assert_int_equal(v, 1234);
+	assert_true(maildir_size_field(name, base, 'W', &v));
+	assert_int_equal(v, 1250);
+	/* not a field: no digits, junk after them, beyond the base name */
+	assert_false(maildir_size_field("1.x,S=,W=5", 10, 'S', &v));
+	assert_false(maildir_size_field("1.x,S=12a", 9, 'S', &v));
+	assert_false(maildir_size_field("1.x:2,S=12", 3, 'S', &v));
+	assert_false(maildir_size_field("1.x,S=99999999999999999999999", 29, 'S', &v));
+	/* the first well-formed one counts */
+	assert_true(maildir_size_field("1.x,S=1x,S=7", 12, 'S', &v));
+	assert_int_equal(v, 7);
+}
+
+static void test_uidl(void **state)
+{
+	char u[POP3_MAX_UIDL + 1];
+	maildir_uidl("1600000000.M1P2Q3.host", 22, u);
+	assert_string_equal(u, "1600000000.M1P2Q3.host");
+	char long_name[100];
+	memset(long_name, 'a', sizeof long_name);
+	maildir_uidl(long_name, 71, u);
+	assert_int_equal(strlen(u), 65);
+	assert_int_equal(u[0], 'X');
+	char again[POP3_MAX_UIDL + 1];
+	maildir_uidl(long_name, 71, again);
+	assert_string_equal(u, again);
+	maildir_uidl(long_name, 70, u); /* exactly 70: valid as it is */
+	assert_int_equal(strlen(u), 70);
+	maildir_uidl("with space", 10, u);
+	assert_int_equal(u[0], 'X');
+	maildir_uidl("", 0, u);
+	assert_int_equal(u[0], 'X');
+	for (const char *p = u; *p; p++)
+		assert_true(*p >= 0x21 && *p <= 0x7e);
+}
+
+static void test_unique_names(void **state)
+{
+	char a[256], b[256];
+	maildir_unique_name(a, sizeof a);
+	maildir_unique_name(b, sizeof b);
+	assert_string_not_equal(a, b);
+	for (const char *p = a; *p; p++)
+		assert_true(*p >= 0x21 && *p <= 0x7e && *p != '/' && *p != ':' && *p != ',');
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_size_cache(void **state)
+{
+	char dir[300];
+	snprintf(dir, sizeof dir, "%s/cache", scratch);
+	int fd = -1;
+	char err[256];
+	assert_int_equal(maildir_open_dir(NULL, dir, true, &fd, err, sizeof err), DB_OK);
+	int sub[3];
+	assert_int_equal(maildir_open_subdirs(fd, true, sub, err, sizeof err), DB_OK);
+	for (int i = 0; i < 3; i++)
+		close(sub[i]);
+	struct maildir_size_entry entries[3] = {
+		{.base = "a.1", .base_len = 3, .wire_size = 10, .raw_size = 9},
+		{.base = "b 2", .base_len = 3, .wire_size = 20, .raw_size = 19},
+		{.base = "bad\nname", .base_len = 8, .wire_size = 1, .raw_size = 1},
+	};
+	assert_int_equal(maildir_size_cache_save(fd, entries, 3, err, sizeof err), DB_OK);
+	struct maildir_size_cache c;
+	maildir_size_cache_load(fd, &c);
+	assert_int_equal(c.count, 2);
+	struct maildir_size_entry *e = maildir_size_cache_find(&c, "b 2", 3);
+	assert_non_null(e);
+	assert_int_equal(e->wire_size, 20);
+	assert_int_equal(e->raw_size, 19);
+	assert_null(maildir_size_cache_find(&c, "b 3", 3));
+	maildir_size_cache_free(&c);
+
+	/* cut short or malformed: ignored as a whole */
+	char path[400];
+	snprintf(path, sizeof path, "%s/%s", dir, MAILDIR_SIZE_CACHE);
+	const char *bad[] = {
+		"tpops-sizes 1\n10 9 a.1\n",
+		"tpops-sizes 1\n10 9 a.1\nend 2\n",
+		"tpops-sizes 2\n10 9 a.1\nend 1\n",
+		"tpops-sizes 1\n10 a.1\nend 1\n",
+		"tpops-sizes 1\n10 9 a.1\nend 1\ntrailing",
+		"",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		write_file(path, bad[i]);
+		maildir_size_cache_load(fd, &c);
+		assert_int_equal(c.count, 0);
+		assert_null(maildir_size_cache_find(&c, "a.1", 3));
+		maildir_size_cache_free(&c);
+	}
+	close(fd);
+}
+
+static void test_resolution_below_root(void **state)
+{
+	char root[300], path[400], err[256];
+	snprintf(root, sizeof root, "%s/root", scratch);
+	mkdir(root, 0700);
+	snprintf(path, sizeof path, "%s/outside", scratch);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/link", root);
+	assert_int_equal(symlink("../outside", path), 0);
+	snprintf(path, sizeof path, "%s/inside", root);
+	assert_int_equal(symlink("user", path), 0);
+	int fd = -1;
+	assert_int_equal(maildir_open_dir(root, "user", false, &fd, err, sizeof err), DB_PERMFAIL);
+	assert_non_null(strstr(err, "does not exist"));
+	assert_int_equal(maildir_open_dir(root, "a/b/user", true, &fd, err, sizeof err), DB_OK);
+	close(fd);
+	assert_int_equal(maildir_open_dir(root, "user", true, &fd, err, sizeof err), DB_OK);
+	close(fd);
+	assert_int_equal(maildir_open_dir(root, "inside", false, &fd, err, sizeof err), DB_OK);
+	close(fd);
+	snprintf(path, sizeof path, "%s/user", root);
+	assert_int_equal(maildir_open_dir(root, path, false, &fd, err, sizeof err), DB_OK);
+	close(fd);
+	const char *refused[] = {"link", "link/x", "../outside", "user/../user", ".", "/etc", ""};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(maildir_open_dir(root, refused[i], true, &fd, err, sizeof err),
+				 DB_PERMFAIL);
+		assert_true(err[0] != '\0');
+	}
+	assert_int_equal(maildir_open_dir(NULL, "relative", false, &fd, err, sizeof err),
+			 DB_PERMFAIL);
+}
+
+static void test_deliver_and_usage(void **state)
+{
+	char dir[300], err[256], name[512];
+	snprintf(dir, sizeof dir, "%s/deliver", scratch);
+	int fd = -1;
+	assert_int_equal(maildir_open_dir(NULL, dir, true, &fd, err, sizeof err), DB_OK);
+	assert_int_equal(maildir_deliver(fd, "a\nb\n", 4, 6, 0, name, sizeof name, err, sizeof err),
+			 DB_OK);
+	assert_non_null(strstr(name, ",S=4,W=6"));
+	uint64_t used = 0;
+	assert_int_equal(maildir_usage(fd, &used, err, sizeof err), DB_OK);
+	assert_int_equal(used, 4);
+	/* a file without S= counts with its size */
+	char path[700];
+	snprintf(path, sizeof path, "%s/cur/1.x:2,S", dir);
+	write_file(path, "12345");
+	assert_int_equal(maildir_usage(fd, &used, err, sizeof err), DB_OK);
+	assert_int_equal(used, 9);
+	assert_int_equal(maildir_deliver(fd, "c\n", 2, 3, 10, NULL, 0, err, sizeof err), DB_QUOTA);
+	assert_int_equal(maildir_deliver(fd, "c", 1, 3, 10, NULL, 0, err, sizeof err), DB_OK);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_base_and_fields),
+		cmocka_unit_test(test_uidl),
+		cmocka_unit_test(test_unique_names),
+		cmocka_unit_test(test_size_cache),
+		cmocka_unit_test(test_resolution_below_root),
+		cmocka_unit_test(test_deliver_and_usage),
+	};
+	return cmocka_run_group_tests(tests, make_scratch, remove_scratch);
+}
