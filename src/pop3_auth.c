@@ -313,7 +313,9 @@ void pop3_capa(struct session *s)
 				 "AUTH-RESP-CODE\r\n"
 				 "EXPIRE NEVER\r\n");
 	if (s->state != STATE_AUTHORIZATION) {
-		evbuffer_add_printf(out, "USER\r\n"); /* what the session logged in with */
+		/* RFC 2449 lists USER as a capability of the server; clients
+		 * that ask again after login expect to see it */
+		evbuffer_add_printf(out, "USER\r\n");
 	} else {
 		/* what would only earn "TLS required" is not offered */
 		if (pop3_auth_allowed(s)) {

@@ -1,6 +1,7 @@
 /* What the admin commands share: options, config, privileges, database. */
 #include "tool_common.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,4 +75,38 @@ int tool_exit_status(int db_status)
 void tool_version(const char *prog)
 {
 	printf("%s (tpops) %s\n", prog, TPOPS_VERSION);
+}
+
+int tool_simple_options(int argc, char **argv, const char *prog, const char *usage, int min,
+			int max, const char **config_path)
+{
+	static const struct option options[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			*config_path = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(EX_OK);
+		case 'V':
+			tool_version(prog);
+			exit(EX_OK);
+		default:
+			fputs(usage, stderr);
+			exit(EX_USAGE);
+		}
+	}
+	int operands = argc - optind;
+	if (operands < min || operands > max) {
+		fputs(usage, stderr);
+		exit(EX_USAGE);
+	}
+	return optind;
 }

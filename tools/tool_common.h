@@ -22,6 +22,13 @@ char *tool_password_arg(const char *prog, const char *arg);
 /* The sysexits status for a database status. */
 int tool_exit_status(int db_status);
 
+/* Options of a tool that takes only -c FILE, --help and --version: sets
+ * *config_path, exits 0 after --help/--version and 64 on a bad option or
+ * when the count of operands is outside [min, max]; returns the index of
+ * the first operand. usage is the full usage text. */
+int tool_simple_options(int argc, char **argv, const char *prog, const char *usage, int min,
+			int max, const char **config_path);
+
 /* Prints "--version" output. */
 void tool_version(const char *prog);
 

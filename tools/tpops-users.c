@@ -1,5 +1,4 @@
 /* tpops-users: list the POP3 users (never their passwords). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,37 +32,13 @@ static void print_user(const struct user *u, void *ctx)
 	       u->maildir[0] ? u->maildir : "-", (long long)u->quota, scheme_of(u->passwd));
 }
 
+static const char usage_text[] = "usage: tpops-users [-c FILE]\n"
+				 "prints uid, login, mail, maildir, quota, password scheme\n";
+
 int main(int argc, char **argv)
 {
 	const char *config_path = DEFAULT_CONFIG_PATH;
-	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'h':
-			printf("usage: tpops-users [-c FILE]\n"
-			       "prints uid, login, mail, maildir, quota, password scheme\n");
-			return EX_OK;
-		case 'V':
-			tool_version("tpops-users");
-			return EX_OK;
-		default:
-			fprintf(stderr, "usage: tpops-users [-c FILE]\n");
-			return EX_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: tpops-users [-c FILE]\n");
-		return EX_USAGE;
-	}
+	tool_simple_options(argc, argv, "tpops-users", usage_text, 0, 0, &config_path);
 	struct config cfg;
 	struct db *db = tool_open("tpops-users", config_path, &cfg);
 	int status = db->ops->user_list(db, print_user, NULL);

@@ -513,3 +513,35 @@ def test_poplib_over_tls_with_each_scheme(schemes, cert, scheme):
             time.sleep(0.05)
     assert p.quit().startswith(b"+OK")
     p.close()
+
+
+# -- flow control through the STLS filter --
+
+def test_retr_over_stls_keeps_memory_bounded(make_tpops, cert):
+    """A client that stops reading in the middle of a big RETR: over STLS
+    the daemon must not encrypt the whole message into memory (the TLS
+    layer must pass on the RETR flow control, as the plain path does)."""
+    t = make_tpops(**tls_settings(cert))
+    big = b"Subject: big\n\n" + (b"z" * 998 + b"\n") * 30000  # 30 MB
+    for u in ("warm", "slow"):
+        t.add_user(u, "pw", None, "--plain")
+        t.store(f"{u}@example.com", big)
+    t.start()
+
+    def stalled_retr(user, tls):
+        c = Pop3(t.port)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if tls:
+            c.starttls(client_context(cert))
+        assert c.login(user, "pw").startswith(b"+OK")
+        before = t.rss_kib()
+        c.send("RETR 1\r\n")
+        c.sock.recv(100)  # the answer has begun
+        time.sleep(1.5)
+        grown = t.rss_kib() - before
+        c.close()
+        return grown
+
+    stalled_retr("warm", False)  # caches, arenas: what every first RETR costs
+    grown = stalled_retr("slow", True)
+    assert grown < 12 * 1024, f"the daemon grew by {grown} KiB for a stalled 30 MB RETR"
