@@ -7,6 +7,9 @@
 #
 # Environment:
 #   BENCH_REPEAT=3        repetitions of each scenario (servers alternate)
+#   BENCH_IDLE_REPEAT=1   repetitions of the idle scenario: PSS varies by a
+#                         few percent between rounds, and one round makes
+#                         Dovecot fork 10,000 processes twice (~4 minutes)
 #   BENCH_SECONDS=2       length of one sessions measurement
 #   BENCH_CONCURRENCY="1 16 64"   BENCH_IDLE="1000 5000 10000"
 #   BENCH_SERVERS="tpops tpops-maildir dovecot-fast dovecot-stock"
@@ -20,6 +23,7 @@
 #                         removed at the end); fixtures already in DIR are
 #                         reused
 #   BENCH_KEEP=1          keep the work directory
+#   BENCH_OUT=FILE        also write the report (markdown) to FILE
 #   TPOPS_BUILD=DIR       where tpops and its tools are (default build/)
 #   DOVECOT_POP3_CLIENT_LIMIT=1   clients per pop3 process, fast Dovecot
 #
@@ -36,6 +40,7 @@ set -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TPOPS_BUILD:-$ROOT/build}
 REPEAT=${BENCH_REPEAT:-3}
+IDLE_REPEAT=${BENCH_IDLE_REPEAT:-1}
 SECS=${BENCH_SECONDS:-2}
 CONCS=${BENCH_CONCURRENCY:-"1 16 64"}
 IDLE_SIZES=${BENCH_IDLE:-"1000 5000 10000"}
@@ -267,6 +272,7 @@ service pop3 {
   service_count = 0
   process_min_avail = $NPROC
   client_limit = $POP3_CLIENT_LIMIT
+  process_limit = 12000
 }
 EOF
 		else
@@ -276,6 +282,10 @@ service pop3-login {
     address = 127.0.0.1
     port = ${DOVECOT_PORT[$mode]}
   }
+}
+# (Dovecot's own default for pop3 is 1024, below default_process_limit)
+service pop3 {
+  process_limit = 12000
 }
 EOF
 		fi
@@ -590,10 +600,11 @@ rss_measure() { # SERVER
 
 # run SCENARIO: REPEAT rounds, the servers alternating in each
 run_scenario() {
-	local srv
+	local srv rounds=$REPEAT started=$(date +%s)
 	SCENARIO=$1
-	for REP in $(seq 1 "$REPEAT"); do
-		note "$SCENARIO: round $REP of $REPEAT"
+	[ "$SCENARIO" = idle ] && rounds=$IDLE_REPEAT
+	for REP in $(seq 1 "$rounds"); do
+		note "$SCENARIO: round $REP of $rounds"
 		for srv in $SERVERS; do
 			case $SCENARIO:$srv in
 			maildir:dovecot-*|maildir:tpops-maildir)
@@ -621,6 +632,7 @@ run_scenario() {
 		done
 		[ "$SCENARIO" = retr ] && retr_loopback
 	done
+	note "$SCENARIO: done in $(($(date +%s) - started)) s"
 	SCENARIO=""
 }
 
@@ -643,12 +655,34 @@ for s in $SCENARIOS; do
 done
 as_run_user "$MAIL"
 passwd_refresh
+note "fixtures ready after $(($(date +%s) - START)) s"
+{
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "nproc: $NPROC"
+	echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+	echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+	echo "kernel: $(uname -r)"
+	echo "os: $(. /etc/os-release; echo "$PRETTY_NAME")"
+	echo "tpops: $("$BIN/tpops" --version 2>&1) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null))"
+	echo "dovecot: $(dovecot --version)"
+	echo "sqlite: $($PY -c 'import ctypes.util, ctypes; l = ctypes.CDLL(ctypes.util.find_library("sqlite3")); l.sqlite3_libversion.restype = ctypes.c_char_p; print(l.sqlite3_libversion().decode())')"
+	echo "libevent: $(pkg-config --modversion libevent 2>/dev/null)"
+	echo "ulimit -n: $(ulimit -n)"
+} > "$W/machine.txt"
+sed 's/^/bench: /' "$W/machine.txt" >&2
 for mode in dovecot-fast dovecot-stock; do
 	dovecot_conf "$mode"
 done
 for s in $SCENARIOS; do
 	run_scenario "$s"
 done
-$PY "$ROOT/bench/report.py" "$RESULTS" \
+{
+	echo '```'
+	cat "$W/machine.txt"
+	echo "servers: $SERVERS; rounds: $REPEAT (idle: $IDLE_REPEAT); sessions: ${SECS} s each"
+	echo '```'
+	$PY "$ROOT/bench/report.py" "$RESULTS" \
 	"tpops Maildir backend: $([ $TPOPS_MAILDIR = yes ] && echo 'available (tpops-maildir)' || echo 'not available')"
+} | tee "$W/report.md"
+[ -n "${BENCH_OUT:-}" ] && cp "$W/report.md" "$BENCH_OUT"
 note "done in $(($(date +%s) - START)) s"

@@ -82,6 +82,9 @@ for f in /usr/sbin/tpops /usr/sbin/tpops-store /usr/sbin/tpops-useradd /usr/sbin
 done
 grep -q '^ExecStart=/usr/sbin/tpops -f -c /etc/tpops/tpops.conf$' /lib/systemd/system/tpops.service ||
 	fail "tpops.service does not run the installed /usr/sbin/tpops"
+grep -q '^Type=notify$' /lib/systemd/system/tpops.service || fail "tpops.service is not Type=notify"
+grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' /lib/systemd/system/tpops.service ||
+	fail "tpops.service has no ExecReload sending SIGHUP"
 /usr/sbin/tpops --version
 /usr/sbin/tpops-store --version
 
@@ -148,6 +151,16 @@ pop "DELE 1"
 pop "QUIT"
 exec 3<&-
 /usr/sbin/tpops-userdel ci-user
+
+step "reload with SIGHUP"
+kill -HUP "$daemon_pid"
+for _ in $(seq 50); do
+	grep -q 'configuration reloaded from /etc/tpops/tpops.conf' "$work/tpops.log" && break
+	sleep 0.2
+done
+grep -q 'configuration reloaded from /etc/tpops/tpops.conf' "$work/tpops.log" ||
+	{ cat "$work/tpops.log"; fail "no reload after SIGHUP"; }
+kill -0 "$daemon_pid" 2>/dev/null || fail "tpops died on SIGHUP"
 
 step "stop with SIGTERM"
 kill -TERM "$daemon_pid"

@@ -1,14 +1,28 @@
 /* Brute-force slowdown: failed logins are answered after a delay that
  * doubles with each recent failure from the same client address or for
- * the same login. Shared by every I/O thread; memory is bounded. */
+ * the same login. While a client address has recent failures, its
+ * successful logins wait as long as a failure would (so that a guesser
+ * cannot hang up early and take silence for "wrong"). Shared by every
+ * I/O thread; memory is bounded. */
 #ifndef TPOPS_AUTH_PENALTY_H
 #define TPOPS_AUTH_PENALTY_H
 #include <time.h>
 
 /* Records a failure; returns the seconds to wait before answering it:
- * base for the first, doubling per recent failure, at most max. */
+ * base for the first, doubling per recent failure from the address or for
+ * the login, at most max. */
 int auth_penalty_failure(const char *address, const char *login, int base, int max);
-/* A successful login forgets the failures of that login from that address. */
+/* The seconds a login attempt from address for login must wait before
+ * its credentials are checked: what a failure would cost now, counting
+ * the failures from this address (any login) and of this login from this
+ * address, but not those of the login from elsewhere (an attacker must
+ * not be able to slow down its owner's logins). 0 when there are none. */
+int auth_penalty_pending(const char *address, const char *login, int base, int max);
+/* A successful login forgets the failures of that login from that
+ * address: they no longer count for the address nor for the login. The
+ * failures others made (the same login from elsewhere, other logins from
+ * this address) stay, so that succeeding with one's own account does not
+ * wipe the record of a guesser. */
 void auth_penalty_success(const char *address, const char *login);
 
 #endif

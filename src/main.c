@@ -65,7 +65,9 @@ static int check_database(const struct config *cfg, bool fatal)
 		log_error("database: %s", err);
 	else
 		log_warn("database: %s; logins fail with [SYS/TEMP] until it works", err);
-	return status == DB_PERMFAIL ? -1 : 0;
+	/* -t (fatal) fails on any error, a temporary one included: it must
+	 * not report "reached" for a database it could not reach */
+	return fatal || status == DB_PERMFAIL ? -1 : 0;
 }
 
 /* What the configuration asks that this build or start-up cannot give. */
@@ -100,6 +102,19 @@ struct daemon_state {
 	time_t stop_deadline;
 };
 
+static bool strs_differ(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+static bool lists_differ(char *const *a, char *const *b)
+{
+	for (; *a != NULL && *b != NULL; a++, b++)
+		if (strcmp(*a, *b) != 0)
+			return true;
+	return *a != NULL || *b != NULL;
+}
+
 /* SIGHUP: a new configuration for new sessions; a bad one changes nothing. */
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -116,10 +131,21 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	const struct config *old = d->cfg;
 	if (next->port != old->port || next->tls_port != old->tls_port ||
-	    strcmp(next->user, old->user) != 0 || strcmp(next->group, old->group) != 0 ||
-	    next->io_threads != old->io_threads || next->workers != old->workers)
-		log_warn("reload: Port, Listen, TLS_Port, User, Group, IOThreads and Workers "
-			 "changes take effect at the next restart");
+	    lists_differ(next->listen, old->listen) || strcmp(next->user, old->user) != 0 ||
+	    strcmp(next->group, old->group) != 0 || next->io_threads != old->io_threads ||
+	    next->workers != old->workers || next->log != old->log ||
+	    next->syslog_facility != old->syslog_facility)
+		log_warn("reload: Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log "
+			 "and SyslogFacility changes take effect at the next restart");
+	/* the storage workers keep their open database connections */
+	if (next->database != old->database || strs_differ(next->sqlite_path, old->sqlite_path) ||
+	    strs_differ(next->mysql_server, old->mysql_server) ||
+	    strs_differ(next->mysql_user, old->mysql_user) ||
+	    strs_differ(next->mysql_pass, old->mysql_pass) ||
+	    strs_differ(next->mysql_db, old->mysql_db) || next->mysql_port != old->mysql_port ||
+	    strs_differ(next->mysql_socket, old->mysql_socket))
+		log_warn("reload: database connection changes (Database, SQLite_Path, MySQL_*) "
+			 "take effect at the next restart");
 	if (old->tls_cert != NULL && next->tls_cert == NULL)
 		log_warn("reload: TLS stays on with the old certificate until a restart");
 	log_set_level(d->verbose ? LOGLEVEL_DEBUG : next->log_level);
@@ -234,12 +260,10 @@ int main(int argc, char **argv)
 		target = LOG_TO_SYSLOG;
 	log_open("tpops", target, d.verbose ? LOGLEVEL_DEBUG : cfg->log_level,
 		 cfg->syslog_facility);
-	if (check_config(cfg, err, sizeof err) != 0) {
+	if (check_config(cfg, err, sizeof err) != 0 ||
+	    tls_load(cfg, err, sizeof err) != 0) { /* as root: the key may be root's */
 		log_error("%s", err);
-		return 78;
-	}
-	if (tls_load(cfg, err, sizeof err) != 0) { /* as root: the key may be root's */
-		log_error("%s", err);
+		config_release(cfg);
 		return 78;
 	}
 
@@ -247,17 +271,26 @@ int main(int argc, char **argv)
 		/* the tools' rule: as root, act as User so no file becomes root's */
 		if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
 			log_fatal("%s", err);
-		if (check_database(cfg, true) != 0)
-			return 1;
-		printf("tpops: the configuration file %s syntax is ok\n"
-		       "tpops: database (%s) reached%s\n",
-		       cfg->path, db_engine(cfg)->name, tls_available() ? "; TLS certificate loaded" : "");
-		return 0;
+		int rc = 0;
+		if (check_database(cfg, true) != 0) {
+			fprintf(stderr, "tpops: configuration file %s test failed\n", cfg->path);
+			rc = 1;
+		} else {
+			printf("tpops: the configuration file %s syntax is ok\n"
+			       "tpops: database (%s) reached%s\n",
+			       cfg->path, db_engine(cfg)->name,
+			       tls_available() ? "; TLS certificate loaded" : "");
+		}
+		tls_unload();
+		config_release(cfg);
+		return rc;
 	}
 
 	ioloop_global_init();
 	signal(SIGPIPE, SIG_IGN);
 	if (inetd) {
+		/* one session: a reload (`pkill -HUP tpops`) must not kill it */
+		signal(SIGHUP, SIG_IGN);
 		if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
 			log_fatal("%s", err);
 		int rc = inetd_serve(cfg);
@@ -276,6 +309,19 @@ int main(int argc, char **argv)
 		log_fatal("cannot become a daemon: %s", strerror(errno));
 	write_pid_file(cfg);
 
+	/* The signal events exist before the first connection is served and
+	 * before READY=1: a SIGHUP or SIGTERM from then on is handled, never
+	 * the default action that kills the process. */
+	d.base = event_base_new();
+	if (d.base == NULL)
+		log_fatal("libevent: cannot create the main event loop");
+	struct event *term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
+	struct event *intr = evsignal_new(d.base, SIGINT, on_terminate, &d);
+	struct event *hup = evsignal_new(d.base, SIGHUP, on_reload, &d);
+	event_add(term, NULL);
+	event_add(intr, NULL);
+	event_add(hup, NULL);
+
 	int io_threads = cfg->io_threads > 0 ? cfg->io_threads : cpu_count();
 	int workers = cfg->workers > 0 ? cfg->workers : 2 * cpu_count();
 	worker_pool_start(cfg, workers);
@@ -284,14 +330,6 @@ int main(int argc, char **argv)
 		 TPOPS_VERSION, cfg->port, tls_available() ? " and POP3S" : "",
 		 db_engine(cfg)->name, io_threads, workers);
 	sdnotify_ready("serving POP3");
-
-	d.base = event_base_new();
-	struct event *term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
-	struct event *intr = evsignal_new(d.base, SIGINT, on_terminate, &d);
-	struct event *hup = evsignal_new(d.base, SIGHUP, on_reload, &d);
-	event_add(term, NULL);
-	event_add(intr, NULL);
-	event_add(hup, NULL);
 	event_base_dispatch(d.base);
 
 	server_stop(d.srv);

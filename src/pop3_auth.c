@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "auth_penalty.h"
 #include "buf.h"
+#include "ioloop.h"
 #include "log.h"
 #include "password.h"
 #include "sasl.h"
@@ -32,6 +34,9 @@ struct login_job {
 	size_t secret_len;
 	char apop_timestamp[128];
 	char owner[128];
+	/* the brute-force delay before the check (auth_penalty_pending) */
+	struct event *hold;
+	int held; /* seconds */
 	/* results */
 	enum login_result result;
 	struct user user;
@@ -121,8 +126,10 @@ void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg)
 	session_resume(s);
 }
 
-void pop3_login_failed(struct session *s, const char *login, const char *method,
-		       const char *reason)
+/* A failed login whose answer has already been held back for `held`
+ * seconds before the check: the rest of the delay the failure earns. */
+static void login_failed(struct session *s, const char *login, const char *method,
+			 const char *reason, int held)
 {
 	/* the log line fail2ban-style tools match (docs/SECURITY.md) */
 	log_info("auth failed: user=%s from=%s method=%s reason=%s", login ? login : "",
@@ -130,8 +137,14 @@ void pop3_login_failed(struct session *s, const char *login, const char *method,
 	int delay = auth_penalty_failure(s->peer_text, login, s->cfg->auth_failure_delay,
 					 s->cfg->auth_failure_delay_max);
 	s->wait = WAIT_AUTH_DELAY;
-	struct timeval tv = {delay, 0};
+	struct timeval tv = {delay > held ? delay - held : 0, 0};
 	evtimer_add(s->delay_timer, &tv);
+}
+
+void pop3_login_failed(struct session *s, const char *login, const char *method,
+		       const char *reason)
+{
+	login_failed(s, login, method, reason, 0);
 }
 
 static void login_finish(struct session_job *sj)
@@ -155,7 +168,7 @@ static void login_finish(struct session_job *sj)
 		pop3_trans_begin(s);
 		break;
 	case LOGIN_BAD:
-		pop3_login_failed(s, lj->login, lj->mechanism, lj->error);
+		login_failed(s, lj->login, lj->mechanism, lj->error, lj->held);
 		resume = false;
 		break;
 	case LOGIN_IN_USE:
@@ -181,6 +194,16 @@ static void login_finish(struct session_job *sj)
 		session_resume(s);
 }
 
+static void login_hold_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct login_job *lj = arg;
+	struct session *s = lj->sj.session;
+	event_free(lj->hold);
+	lj->hold = NULL;
+	s->jobs--;
+	session_submit(s, &lj->sj, true);
+}
+
 void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
 		      const char *login, size_t login_len, const char *secret, size_t secret_len)
 {
@@ -198,6 +221,22 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	snprintf(lj->apop_timestamp, sizeof lj->apop_timestamp, "%s", s->apop_timestamp);
 	snprintf(lj->owner, sizeof lj->owner, "%s:%d:%llu:%08x", s->cfg->hostname, (int)getpid(),
 		 (unsigned long long)s->id, arc4random());
+	/* While this address has recent failures, every attempt from it waits
+	 * what a failure would, before the check: a guesser who hangs up when
+	 * no quick +OK comes learns nothing from the silence. */
+	lj->held = auth_penalty_pending(s->peer_text, lj->login, s->cfg->auth_failure_delay,
+					s->cfg->auth_failure_delay_max);
+	if (lj->held > 0) {
+		lj->sj.session = s;
+		lj->hold = evtimer_new(s->loop->base, login_hold_over, lj);
+		/* counted as a job: the session waits and is not freed under
+		 * the timer (a close in the meantime ends after the check) */
+		s->jobs++;
+		s->wait = WAIT_JOB;
+		struct timeval tv = {lj->held, 0};
+		evtimer_add(lj->hold, &tv);
+		return;
+	}
 	session_submit(s, &lj->sj, true);
 }
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct server {
 	size_t nloops;
 	struct acceptor *acceptors; /* nfds * nloops */
 	struct timeval command_timeout;
+	bool stopping; /* SIGTERM: no new sessions (atomic) */
 };
 
 static int bind_one(const char *address, int port, char *err, size_t errlen)
@@ -223,6 +225,10 @@ static void on_proxy_readable(evutil_socket_t fd, short what, void *arg)
 		proxy_wait_end(pw, true);
 		return;
 	}
+	if (__atomic_load_n(&pw->acceptor->srv->stopping, __ATOMIC_RELAXED)) {
+		proxy_wait_end(pw, true);
+		return;
+	}
 	char buf[PROXY_HEADER_MAX];
 	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -233,8 +239,17 @@ static void on_proxy_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	struct proxy_header hdr;
 	enum proxy_status status = proxy_parse(buf, (size_t)n, &hdr);
-	if (status == PROXY_NEED_MORE && (size_t)n < sizeof buf)
-		return; /* edge-triggered: called again when more arrives */
+	if (status == PROXY_NEED_MORE && (size_t)n < sizeof buf) {
+		/* edge-triggered: called again when more arrives, or when the
+		 * client closes; the peek then shows the same octets again,
+		 * so ask the socket whether anything more can come */
+		struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			log_warn("PROXY header refused: the connection closed inside it");
+			proxy_wait_end(pw, true);
+		}
+		return;
+	}
 	if (status != PROXY_DONE) {
 		log_warn("PROXY header refused: %s", status == PROXY_ERROR ? hdr.reason : "too long");
 		proxy_wait_end(pw, true);
@@ -260,6 +275,11 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 		      int addrlen, void *arg)
 {
 	struct acceptor *a = arg;
+	if (__atomic_load_n(&a->srv->stopping, __ATOMIC_RELAXED)) {
+		/* accepted between SIGTERM and this loop's listener stopping */
+		refuse(fd, "Server shutting down");
+		return;
+	}
 	const struct config *cfg = current_config(a->srv);
 	/* replies are small and answer requests: do not let Nagle hold them */
 	int on = 1;
@@ -330,6 +350,7 @@ static void loop_shutdown(evutil_socket_t fd, short what, void *arg)
 void server_shutdown(struct server *srv)
 {
 	static const struct timeval now = {0, 0};
+	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELAXED);
 	for (size_t l = 0; l < srv->nloops; l++)
 		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
 				&srv->acceptors[l * srv->nfds], &now);

@@ -106,7 +106,16 @@ void session_resume(struct session *s)
 
 void session_command_timer_reset(struct session *s)
 {
-	evtimer_add(s->command_timer, s->loop->command_timeout);
+	/* The loop's shared (common) timeout holds the CommandTimeout of the
+	 * start-up configuration; a session under a reloaded configuration
+	 * with another value has its own. */
+	const struct timeval *common = s->loop->command_timeout;
+	if (common != NULL && common->tv_sec == s->cfg->command_timeout) {
+		evtimer_add(s->command_timer, common);
+	} else {
+		struct timeval tv = {s->cfg->command_timeout, 0};
+		evtimer_add(s->command_timer, &tv);
+	}
 }
 
 static void on_command_timeout(evutil_socket_t fd, short what, void *arg)
