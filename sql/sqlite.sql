@@ -29,6 +29,16 @@ CREATE TABLE IF NOT EXISTS msg (
 );
 CREATE INDEX IF NOT EXISTS msg_uid ON msg (uid, timestamp, id);
 
+-- A body over 1 MiB is stored here in pieces of 256 KiB (pos 0, 1, ...)
+-- and msg.body is empty: the message is header || body || the parts in
+-- order. RETR then reads any piece of it with one indexed lookup.
+CREATE TABLE IF NOT EXISTS msg_part (
+	id INTEGER NOT NULL,
+	pos INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	PRIMARY KEY (id, pos)
+);
+
 -- One row per locked maildrop: a lease held by owner until expires (Unix
 -- time), renewed while the session lives; an expired row is free.
 CREATE TABLE IF NOT EXISTS locks (

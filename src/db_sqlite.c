@@ -1,5 +1,6 @@
 /* The SQL database on SQLite, the embedded default. */
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,10 @@ enum stmt_id {
 	ST_MSG_DELETE,
 	ST_MSG_INSERT,
 	ST_MSG_USAGE,
+	ST_MSG_LENGTHS,
+	ST_PART_READ,
+	ST_PART_INSERT,
+	ST_PART_DELETE,
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -48,12 +53,18 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LOCK_RENEW] = "UPDATE locks SET expires = ?3 WHERE uid = ?1 AND owner = ?2",
 	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ?1 AND owner = ?2",
 	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ?1 AND owner = ?2",
-	[ST_MSG_LIST] = "SELECT id, size, length(header) + length(body), timestamp FROM msg "
+	/* the size column stands in for the stored length: summing the
+	 * parts of every message would read them all */
+	[ST_MSG_LIST] = "SELECT id, size, size, timestamp FROM msg "
 			"WHERE uid = ?1 ORDER BY timestamp, id",
 	[ST_MSG_DELETE] = "DELETE FROM msg WHERE id = ?1 AND uid = ?2",
 	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size) "
 			  "VALUES (?1, 0, datetime('now', 'localtime'), ?2, ?3, ?4)",
 	[ST_MSG_USAGE] = "SELECT COALESCE(SUM(size), 0) FROM msg WHERE uid = ?1",
+	[ST_MSG_LENGTHS] = "SELECT length(header), length(body) FROM msg WHERE id = ?1",
+	[ST_PART_READ] = "SELECT data FROM msg_part WHERE id = ?1 AND pos = ?2",
+	[ST_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?1, ?2, ?3)",
+	[ST_PART_DELETE] = "DELETE FROM msg_part WHERE id = ?1",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -63,16 +74,6 @@ struct db_sqlite {
 	struct db db;
 	sqlite3 *handle;
 	sqlite3_stmt *stmts[ST_COUNT];
-	/* The BLOB handle of the message part read last, kept open while a
-	 * RETR is in the middle of it: a new handle walks the part's overflow
-	 * page chain from its start to reach an offset, which made reading a
-	 * big message piece by piece quadratic (80 MiB: seconds; 1 GiB:
-	 * many minutes). An open handle remembers the chain. A RETR that
-	 * is given up leaves it open until this connection's next statement. */
-	sqlite3_blob *blob;
-	int64_t blob_id;
-	const char *blob_column;
-	uint64_t blob_base; /* where the column starts in header || body */
 	char error[512];
 };
 
@@ -110,20 +111,8 @@ static int fail(struct db_sqlite *d, int rc, const char *what)
 	return status_of(rc);
 }
 
-/* An open BLOB handle holds a read transaction: it must be closed before
- * any other statement runs, or that statement would see an old snapshot
- * (and a write on it would fail with SQLITE_BUSY_SNAPSHOT). */
-static void blob_forget(struct db_sqlite *d)
-{
-	if (d->blob != NULL) {
-		sqlite3_blob_close(d->blob);
-		d->blob = NULL;
-	}
-}
-
 static sqlite3_stmt *stmt(struct db_sqlite *d, enum stmt_id id)
 {
-	blob_forget(d);
 	if (d->stmts[id] == NULL &&
 	    sqlite3_prepare_v3(d->handle, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &d->stmts[id],
 			       NULL) != SQLITE_OK) {
@@ -206,7 +195,6 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 static void sqlite_close(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
-	blob_forget(d); /* else sqlite3_close fails and leaks the connection */
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(d->stmts[i]);
 	sqlite3_close(d->handle);
@@ -217,7 +205,6 @@ static int sqlite_schema_install(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
 	char *msg = NULL;
-	blob_forget(d);
 	int rc = sqlite3_exec(d->handle, schema_sqlite_sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		snprintf(d->error, sizeof d->error, "sqlite: creating the schema: %s",
@@ -429,75 +416,111 @@ static int sqlite_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, s
 	return DB_OK;
 }
 
-/* Reads part of one BLOB column, which starts at base in the message;
- * *len_r is the column's length. The handle stays open for the next piece
- * until the column is read to its end (or another statement needs the
- * connection). */
-static int read_column(struct db_sqlite *d, const char *column, int64_t id, uint64_t base,
-		       uint64_t offset, char *buf, size_t len, size_t *got_r, uint64_t *len_r)
+/* Reads from one BLOB column of msg (header or body, at most
+ * MSG_INLINE_MAX octets, so a fresh handle per piece is cheap). */
+static int read_column(struct db_sqlite *d, const char *column, int64_t id, uint64_t offset,
+		       char *buf, size_t len, size_t *got_r)
 {
-	if (d->blob != NULL && (d->blob_id != id || strcmp(d->blob_column, column) != 0))
-		blob_forget(d);
-	if (d->blob == NULL) {
-		int rc = sqlite3_blob_open(d->handle, "main", "msg", column, id, 0, &d->blob);
-		if (rc != SQLITE_OK) {
-			int status = fail(d, rc, "opening a message");
-			sqlite3_blob_close(d->blob);
-			d->blob = NULL;
-			return rc == SQLITE_ERROR ? DB_NOT_FOUND : status;
-		}
-		d->blob_id = id;
-		d->blob_column = column;
-		d->blob_base = base;
+	sqlite3_blob *blob = NULL;
+	int rc = sqlite3_blob_open(d->handle, "main", "msg", column, id, 0, &blob);
+	if (rc != SQLITE_OK) {
+		int status = fail(d, rc, "opening a message");
+		sqlite3_blob_close(blob);
+		return rc == SQLITE_ERROR ? DB_NOT_FOUND : status;
 	}
-	uint64_t total = (uint64_t)sqlite3_blob_bytes(d->blob);
-	*len_r = total;
-	*got_r = 0;
-	if (offset < total) {
-		size_t n = total - offset < len ? (size_t)(total - offset) : len;
-		int rc = sqlite3_blob_read(d->blob, buf, (int)n, (int)offset);
-		if (rc != SQLITE_OK) {
-			int status = fail(d, rc, "reading a message");
-			blob_forget(d);
-			return status;
-		}
-		*got_r = n;
-	}
-	if (offset + *got_r >= total)
-		blob_forget(d);
+	uint64_t total = (uint64_t)sqlite3_blob_bytes(blob);
+	size_t n = offset < total ? (total - offset < len ? (size_t)(total - offset) : len) : 0;
+	rc = n > 0 ? sqlite3_blob_read(blob, buf, (int)n, (int)offset) : SQLITE_OK;
+	sqlite3_blob_close(blob);
+	if (rc != SQLITE_OK)
+		return fail(d, rc, "reading a message");
+	*got_r = n;
 	return DB_OK;
 }
 
+/* Reads from the body parts of a large message: part p holds body octets
+ * [p * MSG_PART_SIZE, (p + 1) * MSG_PART_SIZE), each one indexed row, so
+ * a piece anywhere in a 1 GiB message costs one lookup. */
+static int read_parts(struct db_sqlite *d, int64_t id, uint64_t offset, char *buf, size_t len,
+		      size_t *got_r)
+{
+	size_t got = 0;
+	while (got < len) {
+		uint64_t at = offset + got;
+		sqlite3_stmt *s = stmt(d, ST_PART_READ);
+		if (s == NULL)
+			return DB_PERMFAIL;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, (int64_t)(at / MSG_PART_SIZE));
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE) {
+			sqlite3_reset(s);
+			break; /* past the last part: the end of the message */
+		}
+		if (rc != SQLITE_ROW) {
+			sqlite3_reset(s);
+			return fail(d, rc, "reading a message part");
+		}
+		const char *data = sqlite3_column_blob(s, 0);
+		size_t size = (size_t)sqlite3_column_bytes(s, 0);
+		size_t in = (size_t)(at % MSG_PART_SIZE);
+		size_t n = in < size ? size - in : 0;
+		if (n > len - got)
+			n = len - got;
+		if (n > 0)
+			memcpy(buf + got, data + in, n);
+		sqlite3_reset(s);
+		got += n;
+		if (n == 0 || in + n < MSG_PART_SIZE)
+			break; /* a short part is the last one */
+	}
+	*got_r = got;
+	return DB_OK;
+}
+
+/* The message is header || body || parts; a RETR reads it piece by piece
+ * from any worker, so nothing is kept between pieces. */
 static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
 			   size_t *got_r)
 {
 	struct db_sqlite *d = db_sqlite(db);
-	uint64_t header_len;
-	size_t got = 0;
-	int status;
-	if (d->blob != NULL && d->blob_id == id && strcmp(d->blob_column, "body") == 0 &&
-	    offset >= d->blob_base) {
-		/* the body handle the last piece left open: looking at the
-		 * header again would close it */
-		header_len = d->blob_base;
-	} else {
-		/* The message is header || body: read across the seam. */
-		status = read_column(d, "header", id, 0, offset, buf, len, &got, &header_len);
-		if (status != DB_OK)
-			return status;
+	sqlite3_stmt *s = stmt(d, ST_MSG_LENGTHS);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	uint64_t header_len = 0, body_len = 0;
+	if (rc == SQLITE_ROW) {
+		header_len = (uint64_t)sqlite3_column_int64(s, 0);
+		body_len = (uint64_t)sqlite3_column_int64(s, 1);
 	}
-	if (got < len) {
-		uint64_t body_offset = offset + got - header_len;
-		size_t more = 0;
-		uint64_t body_len;
-		status = read_column(d, "body", id, header_len, body_offset, (char *)buf + got,
-				     len - got, &more, &body_len);
-		if (status != DB_OK)
-			return status;
-		got += more;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE) {
+		snprintf(d->error, sizeof d->error, "message %lld is gone", (long long)id);
+		return DB_NOT_FOUND;
+	}
+	if (rc != SQLITE_ROW)
+		return fail(d, rc, "looking up a message");
+
+	char *out = buf;
+	size_t got = 0, n = 0;
+	int status = DB_OK;
+	if (offset < header_len) {
+		status = read_column(d, "header", id, offset, out, len, &n);
+		got += n;
+	}
+	if (status == DB_OK && got < len && offset + got < header_len + body_len) {
+		status = read_column(d, "body", id, offset + got - header_len, out + got, len - got,
+				     &n);
+		got += n;
+	}
+	if (status == DB_OK && got < len) {
+		status = read_parts(d, id, offset + got - header_len - body_len, out + got,
+				    len - got, &n);
+		got += n;
 	}
 	*got_r = got;
-	return DB_OK;
+	return status;
 }
 
 static int sqlite_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
@@ -529,6 +552,13 @@ static int sqlite_msg_delete(struct db *db, int64_t uid, const char *owner, cons
 		sqlite3_bind_int64(s, 1, ids[i]);
 		sqlite3_bind_int64(s, 2, uid);
 		if ((status = exec_stmt(d, s, "deleting a message")) != DB_OK)
+			goto fail;
+		if (sqlite3_changes(d->handle) == 0)
+			continue; /* not this user's: its parts are not ours either */
+		if ((s = stmt(d, ST_PART_DELETE)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(s, 1, ids[i]);
+		if ((status = exec_stmt(d, s, "deleting message parts")) != DB_OK)
 			goto fail;
 	}
 	if ((status = commit(d)) != DB_OK)
@@ -581,16 +611,35 @@ static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const cha
 			goto fail;
 		}
 	}
+	/* a large body goes into msg_part rows, so that reading any piece
+	 * of it later costs one indexed lookup (see read_parts) */
+	bool in_parts = body_len > MSG_INLINE_MAX;
 	sqlite3_stmt *s = stmt(d, ST_MSG_INSERT);
 	if (s == NULL)
 		goto fail;
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_blob64(s, 2, header, header_len, SQLITE_STATIC);
-	sqlite3_bind_blob64(s, 3, body, body_len, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 3, body, in_parts ? 0 : body_len, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, (int64_t)size);
 	status = exec_stmt(d, s, "storing a message");
 	sqlite3_clear_bindings(s);
-	if (status != DB_OK || (status = commit(d)) != DB_OK)
+	if (status != DB_OK)
+		goto fail;
+	int64_t id = sqlite3_last_insert_rowid(d->handle);
+	for (size_t pos = 0; in_parts && pos * MSG_PART_SIZE < body_len; pos++) {
+		size_t off = pos * MSG_PART_SIZE;
+		size_t n = body_len - off < MSG_PART_SIZE ? body_len - off : MSG_PART_SIZE;
+		if ((s = stmt(d, ST_PART_INSERT)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, (int64_t)pos);
+		sqlite3_bind_blob64(s, 3, body + off, n, SQLITE_STATIC);
+		status = exec_stmt(d, s, "storing a message part");
+		sqlite3_clear_bindings(s);
+		if (status != DB_OK)
+			goto fail;
+	}
+	if ((status = commit(d)) != DB_OK)
 		goto fail;
 	return DB_OK;
 fail:

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -184,6 +185,17 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	event_add(d->grace_timer, &tick);
 }
 
+/* Every session holds a socket (and a Maildir session its directory):
+ * use all the descriptors the hard limit allows, as MaxConnections may. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static void write_pid_file(const struct config *cfg)
 {
 	if (cfg->pid_file == NULL)
@@ -288,6 +300,7 @@ int main(int argc, char **argv)
 
 	ioloop_global_init();
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (inetd) {
 		/* one session: a reload (`pkill -HUP tpops`) must not kill it */
 		signal(SIGHUP, SIG_IGN);

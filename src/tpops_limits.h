@@ -31,6 +31,12 @@
 #define RETR_CHUNK_SIZE (256 * 1024)
 #define RETR_LOW_WATER (128 * 1024)
 
+/* SQL store: a message body over MSG_INLINE_MAX octets is stored in
+ * msg_part rows of MSG_PART_SIZE, so that RETR reads any piece of it with
+ * one indexed lookup instead of walking a huge BLOB from its start. */
+#define MSG_INLINE_MAX (1024 * 1024)
+#define MSG_PART_SIZE (256 * 1024)
+
 /* Pipelined commands are not read while the reply queue holds more than
  * this (a client that pipelines RETRs without reading). */
 #define OUTPUT_HIGH_WATER (1024 * 1024)

@@ -28,9 +28,17 @@ def rows(t):
     return t.sql("SELECT id, uid, header, body, size FROM msg ORDER BY id")
 
 
+def parts(t, msg_id):
+    """The body parts of a large message (bodies over 1 MiB are stored in
+    msg_part rows of 256 KiB)."""
+    return b"".join(bytes(d) for (d,) in t.sql(
+        "SELECT data FROM msg_part WHERE id = ? ORDER BY pos", (msg_id,)))
+
+
 def stored(t, uid):
-    """The messages of uid as stored: header || body, and size."""
-    return [(bytes(h) + bytes(b), size) for _, u, h, b, size in rows(t) if u == uid]
+    """The messages of uid as stored: header || body || parts, and size."""
+    return [(bytes(h) + bytes(b) + parts(t, i), size)
+            for i, u, h, b, size in rows(t) if u == uid]
 
 
 def uid_of(t, login):
@@ -262,10 +270,13 @@ def test_store_while_daemon_serves(inst, client_for):
 
 
 def test_store_large_message_whole(inst):
-    """A message far bigger than any read buffer is stored whole, as one row."""
+    """A message far bigger than any read buffer is stored whole: one msg
+    row, its body in msg_part rows of 256 KiB."""
     big = b"Subject: big\n\n" + b"".join(b"%08d %s\n" % (i, b"q" * 60) for i in range(60000))
     assert inst.store("alice@example.com", big) == EX_OK
     got = stored(inst, uid_of(inst, "alice"))
     assert len(got) == 1
     assert got[0][0] == big
     assert got[0][1] == len(wire(big))
+    npart = inst.sql("SELECT COUNT(*) FROM msg_part")[0][0]
+    assert npart == -(-(len(big) - len(b"Subject: big\n\n")) // (256 * 1024))
