@@ -24,6 +24,8 @@
  *   raw       -k CONNS --bytes B: forks a plain TCP source that sends B
  *             octets (of --file, repeated) on each connection, and reads
  *             them as retr does: the loopback limit for the same bytes.
+ *             With --msg-bytes B --msgs M: M request/response rounds of B
+ *             octets, the least a one-request-per-message protocol costs.
  *
  * Users: --user FMT (printf with one %d) numbered from 0, --users COUNT,
  * --pass PASSWORD. sessions: slot s alternates between users s and s+CONC
@@ -76,7 +78,7 @@ static struct {
 	int msgs, repeat;
 	pid_t rss_pid, pss_pid;
 	const char *extra_user;
-	long long bytes;
+	long long bytes, msg_bytes;
 	const char *file;
 	double settle;
 	bool verbose;
@@ -530,6 +532,19 @@ static void conn_input(struct conn *c, const char *d, size_t n)
 	if (c->state == C_RAW) {
 		c->bytes += n;
 		total_bytes += n;
+		/* request/response: the next request once a message is in */
+		if (opt.msg_bytes > 0 && c->bytes >= (uint64_t)opt.msg_bytes) {
+			c->bytes -= (uint64_t)opt.msg_bytes;
+			if (++c->retr_next >= (opt.msgs > 0 ? opt.msgs : 1)) {
+				double t = now();
+				if (t > t_last)
+					t_last = t;
+				sessions_ok++;
+				conn_close(c);
+			} else if (conn_send(c, "RETR\r\n") != 0) {
+				session_failed(c, NULL);
+			}
+		}
 		return;
 	}
 	/* bounded: every pass consumes at least one octet; stops when the
@@ -631,8 +646,12 @@ static void conn_ready(struct conn *c, uint32_t events)
 		}
 		c->state = opt.mode == MODE_RAW ? C_RAW : C_GREETING;
 		watch(c, EPOLLIN, EPOLL_CTL_MOD);
-		if (c->state == C_RAW)
+		if (c->state == C_RAW) {
+			c->retr_next = 0;
+			if (opt.msg_bytes > 0 && conn_send(c, "RETR\r\n") != 0)
+				session_failed(c, NULL);
 			return;
+		}
 	}
 	if ((events & EPOLLOUT) && c->out_len > 0) {
 		if (conn_flush(c) != 0) {
@@ -1043,14 +1062,18 @@ static char *load_file(const char *path, size_t *len_r)
 	return data;
 }
 
-/* The child: accepts `conns` connections and sends `bytes` octets on each,
- * all at once through epoll, then exits. */
-static void raw_source(int lfd, int nconn, long long bytes, const char *data, size_t dlen,
-		       double deadline)
+/* The child: accepts `conns` connections and sends on each either
+ * `bytes` octets at once (streaming) or, with msg_bytes > 0, msg_bytes
+ * octets per request line it reads (one request per message, as RETR),
+ * until the client closes. All through epoll; exits by itself. */
+static void raw_source(int lfd, int nconn, long long bytes, long long msg_bytes, const char *data,
+		       size_t dlen, double deadline)
 {
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	long long *sent = calloc((size_t)nconn, sizeof *sent);
+	long long *owed = calloc((size_t)nconn, sizeof *owed);
 	int *fds = calloc((size_t)nconn, sizeof *fds);
+	bool rr = msg_bytes > 0;
 	int accepted = 0, finished = 0;
 	fcntl(lfd, F_SETFL, O_NONBLOCK);
 	for (long iter = 0; iter < MAX_LOOP_ITERATIONS && accepted < nconn && now() < deadline;
@@ -1064,28 +1087,49 @@ static void raw_source(int lfd, int nconn, long long bytes, const char *data, si
 			}
 			_exit(3);
 		}
+		/* as POP3 servers do: no Nagle delay on the last segment */
+		int on = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
 		fds[accepted] = fd;
-		struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)accepted};
+		owed[accepted] = rr ? 0 : bytes;
+		struct epoll_event ev = {.events = rr ? EPOLLIN : EPOLLOUT,
+					 .data.u32 = (uint32_t)accepted};
 		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 		accepted++;
 	}
 	struct epoll_event events[64];
+	char req[4096];
 	for (long iter = 0; iter < MAX_LOOP_ITERATIONS && finished < accepted && now() < deadline;
 	     iter++) {
 		int n = epoll_wait(ep, events, 64, 100);
 		for (int i = 0; i < n; i++) {
 			uint32_t k = events[i].data.u32;
-			for (int w = 0; w < 64 && sent[k] < bytes; w++) {
+			bool closed = false;
+			if (rr && (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+				ssize_t r = recv(fds[k], req, sizeof req, 0);
+				if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+					closed = true;
+				for (ssize_t j = 0; j < r; j++)
+					if (req[j] == '\n')
+						owed[k] += msg_bytes;
+			}
+			for (int w = 0; !closed && w < 64 && owed[k] > 0; w++) {
 				size_t off = (size_t)(sent[k] % (long long)dlen);
 				size_t len = dlen - off;
-				if ((long long)len > bytes - sent[k])
-					len = (size_t)(bytes - sent[k]);
+				if ((long long)len > owed[k])
+					len = (size_t)owed[k];
 				ssize_t m = send(fds[k], data + off, len, MSG_NOSIGNAL);
 				if (m <= 0)
 					break;
 				sent[k] += m;
+				owed[k] -= m;
 			}
-			if (sent[k] >= bytes) {
+			if (rr && !closed) {
+				struct epoll_event ev = {.events = EPOLLIN | (owed[k] > 0 ? EPOLLOUT : 0),
+							 .data.u32 = k};
+				epoll_ctl(ep, EPOLL_CTL_MOD, fds[k], &ev);
+			}
+			if (closed || (!rr && owed[k] == 0)) {
 				epoll_ctl(ep, EPOLL_CTL_DEL, fds[k], NULL);
 				close(fds[k]);
 				finished++;
@@ -1107,6 +1151,8 @@ static int run_raw(void)
 		for (size_t i = 0; i < dlen; i++)
 			data[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (char)('A' + i % 26);
 	}
+	if (opt.msg_bytes > 0)
+		opt.bytes = opt.msg_bytes * (opt.msgs > 0 ? opt.msgs : 1);
 	if (opt.bytes <= 0)
 		opt.bytes = (long long)dlen;
 	int lfd = socket(target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1125,7 +1171,7 @@ static int run_raw(void)
 	if (child < 0)
 		die("fork: %s", strerror(errno));
 	if (child == 0)
-		raw_source(lfd, opt.conns, opt.bytes, data, dlen, deadline);
+		raw_source(lfd, opt.conns, opt.bytes, opt.msg_bytes, data, dlen, deadline);
 	close(lfd);
 	setup(opt.conns);
 	t_first = now();
@@ -1172,6 +1218,7 @@ static void usage(FILE *out)
 	      "  --extra-user U idle: the one more session\n"
 	      "  --settle S     idle: seconds to wait before measuring (default 1)\n"
 	      "  --bytes B      raw: octets per connection   --file F  raw: bytes to send\n"
+	      "  --msg-bytes B  raw: B octets per request line, --msgs per connection\n"
 	      "  -v             report every failure\n",
 	      out);
 }
@@ -1207,7 +1254,7 @@ int main(int argc, char **argv)
 		{"pss-pid", required_argument, NULL, 'S'}, {"extra-user", required_argument, NULL, 'x'},
 		{"bytes", required_argument, NULL, 'b'},   {"file", required_argument, NULL, 'f'},
 		{"settle", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
-		{"duration", required_argument, NULL, 'd'},
+		{"duration", required_argument, NULL, 'd'}, {"msg-bytes", required_argument, NULL, 'M'},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -1236,6 +1283,7 @@ int main(int argc, char **argv)
 		case 'f': opt.file = optarg; break;
 		case 's': opt.settle = atof(optarg); break;
 		case 'd': opt.duration = atof(optarg); break;
+		case 'M': opt.msg_bytes = atoll(optarg); break;
 		case 'v': opt.verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -8,12 +8,13 @@ import statistics
 import sys
 from collections import defaultdict
 
-SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback"]
+SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr"]
 TPOPS = ["tpops", "tpops-maildir"]
 ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss"]
 TITLES = {
     "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
-    "retr": "(2) RETR throughput, MB/s (10^6 octets/s)",
+    "retr": "(2) RETR throughput, MB/s (10^6 octets/s); loopback: a plain TCP sender "
+            "of the same bytes, loopback-rr: the same with one request per message",
     "idle": "(3) idle authenticated sessions: total PSS (MiB), sessions still served",
     "maildir": "(4) 100,000-message Maildir: ms from connect to the end of STAT / UIDL",
     "deliver": "(5) deliveries per second (tpops-store vs dovecot-lda), one process per message",

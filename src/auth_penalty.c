@@ -112,19 +112,14 @@ int auth_penalty_failure(const char *address, const char *login, int base, int m
 	return delay_for(failures, base, max);
 }
 
-int auth_penalty_pending(const char *address, const char *login, int base, int max)
+int auth_penalty_pending(const char *address, int base, int max)
 {
 	time_t now = time(NULL);
 	pthread_mutex_lock(&mutex);
 	unsigned failures = failures_of(hash('a', address, NULL), now);
-	if (has_login(login)) {
-		unsigned pair = failures_of(hash('p', address, login), now);
-		if (pair > failures)
-			failures = pair;
-	}
 	pthread_mutex_unlock(&mutex);
 	/* what the next failure would wait: one more than so far */
-	return failures > 0 ? delay_for(failures + 1, base, max) : 0;
+	return failures >= AUTH_PENALTY_GRACE ? delay_for(failures + 1, base, max) : 0;
 }
 
 static void forget(struct slot *s, unsigned n)

@@ -31,6 +31,12 @@ static void address_key(const struct sockaddr *sa, unsigned char key[16])
 		memcpy(key + 12, &in->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		/* one IPv6 client holds a whole /64: count it as one address
+		 * (IPv4-mapped addresses and ::1 stay whole) */
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		static const unsigned char zero[8] = {0};
+		if (memcmp(key, mapped, 12) != 0 && memcmp(key, zero, 8) != 0)
+			memset(key + 8, 0, 8);
 	}
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth_penalty.h"
@@ -36,7 +37,8 @@ struct login_job {
 	char owner[128];
 	/* the brute-force delay before the check (auth_penalty_pending) */
 	struct event *hold;
-	int held; /* seconds */
+	int held;                 /* seconds */
+	struct timespec hold_end; /* CLOCK_MONOTONIC */
 	/* results */
 	enum login_result result;
 	struct user user;
@@ -61,6 +63,11 @@ static bool credentials_ok(struct login_job *lj)
 		break;
 	default:
 		match = password_verify(lj->user.passwd, lj->secret, lj->secret_len);
+		/* A plaintext (or unusable) stored password is checked at once,
+		 * while an unknown user costs the dummy hash: without this the
+		 * time a wrong password takes tells which logins exist. */
+		if (match < 0 || password_plaintext(lj->user.passwd) != NULL)
+			password_verify_dummy(lj->secret, lj->secret_len);
 		break;
 	}
 	if (match != 1)
@@ -194,10 +201,37 @@ static void login_finish(struct session_job *sj)
 		session_resume(s);
 }
 
-static void login_hold_over(evutil_socket_t fd, short what, void *arg)
+/* The hold is waited out in short steps, so that a session closed in
+ * the meantime (SIGTERM, a timeout) does not linger: then the check runs
+ * at once, its answer going nowhere. */
+#define HOLD_STEP_MS 250
+
+static void hold_next_step(struct login_job *lj)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long long left_ms = (lj->hold_end.tv_sec - now.tv_sec) * 1000LL +
+			    (lj->hold_end.tv_nsec - now.tv_nsec) / 1000000;
+	if (left_ms > HOLD_STEP_MS)
+		left_ms = HOLD_STEP_MS;
+	if (left_ms < 0)
+		left_ms = 0;
+	struct timeval tv = {0, (suseconds_t)(left_ms * 1000)};
+	evtimer_add(lj->hold, &tv);
+}
+
+static void login_hold_step(evutil_socket_t fd, short what, void *arg)
 {
 	struct login_job *lj = arg;
 	struct session *s = lj->sj.session;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	bool over = now.tv_sec > lj->hold_end.tv_sec ||
+		    (now.tv_sec == lj->hold_end.tv_sec && now.tv_nsec >= lj->hold_end.tv_nsec);
+	if (!over && !s->closing) {
+		hold_next_step(lj);
+		return;
+	}
 	event_free(lj->hold);
 	lj->hold = NULL;
 	s->jobs--;
@@ -221,20 +255,21 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	snprintf(lj->apop_timestamp, sizeof lj->apop_timestamp, "%s", s->apop_timestamp);
 	snprintf(lj->owner, sizeof lj->owner, "%s:%d:%llu:%08x", s->cfg->hostname, (int)getpid(),
 		 (unsigned long long)s->id, arc4random());
-	/* While this address has recent failures, every attempt from it waits
-	 * what a failure would, before the check: a guesser who hangs up when
-	 * no quick +OK comes learns nothing from the silence. */
-	lj->held = auth_penalty_pending(s->peer_text, lj->login, s->cfg->auth_failure_delay,
+	/* Once this address has several recent failures, every attempt from
+	 * it waits what a failure would, before the check: a guesser who hangs
+	 * up when no quick +OK comes learns nothing from the silence. */
+	lj->held = auth_penalty_pending(s->peer_text, s->cfg->auth_failure_delay,
 					s->cfg->auth_failure_delay_max);
 	if (lj->held > 0) {
 		lj->sj.session = s;
-		lj->hold = evtimer_new(s->loop->base, login_hold_over, lj);
+		lj->hold = evtimer_new(s->loop->base, login_hold_step, lj);
 		/* counted as a job: the session waits and is not freed under
-		 * the timer (a close in the meantime ends after the check) */
+		 * the timer */
 		s->jobs++;
 		s->wait = WAIT_JOB;
-		struct timeval tv = {lj->held, 0};
-		evtimer_add(lj->hold, &tv);
+		clock_gettime(CLOCK_MONOTONIC, &lj->hold_end);
+		lj->hold_end.tv_sec += lj->held;
+		hold_next_step(lj);
 		return;
 	}
 	session_submit(s, &lj->sj, true);

@@ -570,6 +570,16 @@ static void scram_set_credentials(struct sasl *s, const char *stored)
 		rc = password_scram_keys(stored, salt, sizeof(salt), &s->keys);
 		if (rc == 1) {
 			s->creds_ok = true;
+			/* A stored secret is only parsed, where a plaintext
+			 * password or an unknown user costs a PBKDF2: spend one
+			 * anyway, or the time of the server-first message tells
+			 * which logins have a stored SCRAM secret (and exist). */
+			if (strncasecmp(stored, "{SCRAM-SHA-256}", 15) == 0) {
+				struct password_scram junk;
+				(void)password_scram_derive("", 0, salt, sizeof(salt),
+							    PASSWORD_SCRAM_ITERATIONS, &junk);
+				password_scram_clear(&junk);
+			}
 			return;
 		}
 	}

@@ -184,7 +184,10 @@ static void admit(struct acceptor *a, const struct config *cfg, int fd, const st
 		log_warn("connection refused: limit reached (MaxConnections %d, "
 			 "MaxConnectionsPerIP %d)",
 			 cfg->max_connections, cfg->max_connections_per_ip);
-		refuse(fd, "Too many connections");
+		if (a->tls) /* the client expects TLS: plain text would be noise */
+			close(fd);
+		else
+			refuse(fd, "Too many connections");
 		config_release(cfg);
 		return;
 	}

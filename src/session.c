@@ -5,6 +5,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,6 +179,13 @@ static int next_line(struct session *s, char *line, size_t *len_r)
 		evbuffer_drain(in, n + 1);
 		s->discarding = false;
 		s->junk = 0;
+		if (s->sasl_waiting) {
+			/* the -ERR ends the AUTH exchange (RFC 5034): the next
+			 * line is a command, not a response */
+			sasl_free(s->sasl);
+			s->sasl = NULL;
+			s->sasl_waiting = false;
+		}
 		reply_err(s, "Line too long");
 		return -1;
 	}
@@ -237,6 +246,11 @@ static void session_handle_line(struct session *s, const char *line, size_t len)
 
 static void session_process(struct session *s)
 {
+	/* A command may close the session (QUIT, too many bad commands), and
+	 * with nothing left to send (the reply already handed to the TLS
+	 * layer after STLS, or the peer gone) it would be freed under this
+	 * loop: the free waits until the loop is done. */
+	s->processing++;
 	while (!s->closing && s->wait == WAIT_NONE) {
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH_WATER) {
 			s->wait = WAIT_OUTPUT; /* resumed by the write callback */
@@ -253,6 +267,8 @@ static void session_process(struct session *s)
 	}
 	if (s->input_eof && s->wait == WAIT_NONE && !s->closing)
 		session_close(s, "client closed the connection");
+	s->processing--;
+	session_maybe_free(s);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -302,6 +318,10 @@ void session_close(struct session *s, const char *reason)
 	s->closing = true;
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0); /* on_write when all is sent */
+	/* A client that reads nothing more (stalled in a RETR) would keep a
+	 * closing session, its connection slot and its output forever: after
+	 * one more CommandTimeout on_command_timeout gives up on sending. */
+	session_command_timer_reset(s);
 	session_maybe_free(s);
 }
 
@@ -325,6 +345,7 @@ static void session_free(struct session *s)
 	event_free(s->session_timer);
 	event_free(s->delay_timer);
 	event_free(s->lease_timer);
+	event_free(s->flush_timer);
 	bufferevent_free(s->bev);
 	conn_limit_release((struct sockaddr *)&s->peer);
 	config_release(s->cfg);
@@ -338,9 +359,12 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-static void session_maybe_free(struct session *s)
+/* Frees the session once nothing holds it. Runs only from its own event
+ * (session_maybe_free activates it), never inside a command handler or a
+ * callback that may still touch the session after closing it. */
+static void session_finish(struct session *s)
 {
-	if (!s->closing || s->jobs > 0)
+	if (!s->closing || s->jobs > 0 || s->processing > 0)
 		return;
 	if (s->locked) {
 		pop3_release_lock(s); /* a job: back here when it is done */
@@ -348,7 +372,42 @@ static void session_maybe_free(struct session *s)
 	}
 	if (!s->peer_gone && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return; /* on_write calls again once the last reply is sent */
+	/* TLS ends with close_notify after the last reply: a client that
+	 * waits for it (openssl s_client) would take a bare close for an
+	 * attack. After STLS it goes out through the socket's bufferevent,
+	 * which the check below waits for. */
+	if (s->tls && !s->tls_closed && !s->peer_gone) {
+		s->tls_closed = true;
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+		if (ssl != NULL && SSL_is_init_finished(ssl)) {
+			SSL_shutdown(ssl);
+			ERR_clear_error();
+		}
+	}
+	/* After STLS the TLS filter hands its output to the socket's own
+	 * bufferevent, and on_write comes when the filter is empty, before
+	 * the socket has sent it all; freeing now would lose the last reply
+	 * (QUIT's +OK). Nothing calls back when the socket side is done, so
+	 * look again shortly (the command timer still bounds the wait). */
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	if (!s->peer_gone && under != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+		static const struct timeval tick = {0, 10 * 1000};
+		evtimer_add(s->flush_timer, &tick);
+		return;
+	}
 	session_free(s);
+}
+
+static void session_maybe_free(struct session *s)
+{
+	if (s->closing && s->jobs == 0 && s->processing == 0)
+		event_active(s->flush_timer, EV_TIMEOUT, 1);
+}
+
+static void on_flush_check(evutil_socket_t fd, short what, void *arg)
+{
+	session_finish(arg);
 }
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t size)
@@ -390,6 +449,11 @@ int session_start_tls(struct session *s)
 	/* a client that closes without close_notify (most do after QUIT)
 	 * is an end of input, not an error */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	/* The filter encrypts into the socket's bufferevent as long as that
+	 * one's output is below its high watermark, which is none unless set:
+	 * without it a client that stops reading in a big RETR would have the
+	 * whole message encrypted into memory. */
+	bufferevent_setwatermark(s->bev, EV_WRITE, RETR_LOW_WATER, RETR_CHUNK_SIZE);
 	s->bev = tls;
 	s->tls = true;
 	session_setup_bev(s);
@@ -438,6 +502,7 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 	s->session_timer = evtimer_new(loop->base, on_session_timeout, s);
 	s->delay_timer = evtimer_new(loop->base, pop3_auth_delay_over, s);
 	s->lease_timer = event_new(loop->base, -1, EV_PERSIST, pop3_lease_tick, s);
+	s->flush_timer = evtimer_new(loop->base, on_flush_check, s);
 	session_command_timer_reset(s);
 	struct timeval keep = {cfg->connection_keep_time, 0};
 	evtimer_add(s->session_timer, &keep);

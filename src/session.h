@@ -53,8 +53,10 @@ struct session {
 	size_t junk;      /* octets of the overlong line so far */
 	unsigned bad_commands;
 	unsigned jobs;    /* jobs in flight (the session outlives none of them) */
+	unsigned processing; /* inside session_process: not freed under it */
 
 	bool tls;          /* POP3S, or after STLS */
+	bool tls_closed;   /* close_notify sent */
 	struct sasl *sasl; /* an AUTH exchange in progress */
 	bool sasl_waiting; /* the next line is a SASL response, not a command */
 
@@ -81,6 +83,7 @@ struct session {
 	struct event *session_timer;
 	struct event *delay_timer;
 	struct event *lease_timer;
+	struct event *flush_timer; /* closing after STLS: see session_maybe_free */
 
 	/* counts for the logout line */
 	unsigned retr_count;

@@ -14,7 +14,8 @@ static void usage(FILE *out)
 		"usage: tpops-useradd [-c FILE] [--plain | --scheme SCHEME] [--quota BYTES]\n"
 		"                     LOGIN PASSWORD MAIL [MAILDIR]\n"
 		"  PASSWORD - reads the password from standard input.\n"
-		"  --scheme: SHA512-CRYPT (default), BLF-CRYPT, YESCRYPT, ARGON2ID, PLAIN.\n"
+		"  --scheme: SHA512-CRYPT (default), BLF-CRYPT, YESCRYPT, ARGON2ID, SCRAM-SHA-256,\n"
+		"            PLAIN.\n"
 		"  --plain stores the password as plain text ({PLAIN}), which APOP needs.\n");
 }
 

@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from conftest import IS_ROOT, Tpops, free_port, make_dir
+from conftest import Tpops, free_port, make_dir
 
 HOST = "127.0.0.1"
 

@@ -316,6 +316,32 @@ def test_sigterm_quit_commit_that_fails_deletes_nothing(make_tpops):
     assert t.sql("SELECT count(*) FROM locks") == [(0,)]
 
 
+def test_stalled_reader_frees_its_slot(make_tpops):
+    """A client that stops reading in the middle of a big RETR is cut off
+    after CommandTimeout, and its session (connection slot, maildrop lock)
+    is gone one CommandTimeout later even though its output never drains."""
+    big = b"Subject: big\n\n" + (b"z" * 998 + b"\n") * 8000
+    t = with_mail(make_tpops(CommandTimeout=1, MaxConnectionsPerIP=1), big).start()
+    wait_log(t, "disconnect: from=127.0.0.1")  # start()'s probe is gone
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", t.port))
+    c = Client.__new__(Client)
+    c.sock, c.buf = s, b""
+    assert c.line().startswith(b"+OK")
+    c.login()
+    started = time.time()
+    c.send(b"RETR 1\r\n")  # and never read again
+    wait_log(t, "logout: user=alice", timeout=10)
+    assert time.time() - started < 5
+    d = Client(t.port)  # the one connection allowed is free again
+    d.login()  # and so is the maildrop
+    assert d.cmd("QUIT").startswith(b"+OK")
+    d.close()
+    s.close()
+
+
 # ---------------------------------------------------------------- inetd
 
 

@@ -155,6 +155,30 @@ def test_plain_long_response(srv):
         still_usable(c)
 
 
+def test_pipelined_response(srv):
+    """A client that sends its response with the AUTH (no need to wait
+    for the empty challenge) and a command behind it."""
+    with Pop3(srv.port) as c:
+        c.send("AUTH PLAIN\r\n" + b64("\0bob\0pw") + "\r\nSTAT\r\n")
+        assert c.line() == b"+ "
+        assert c.line().startswith(b"+OK")
+        assert c.line() == b"+OK 1 %d" % len(MESSAGE)
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.rest()
+
+
+def test_overlong_response_ends_the_exchange(srv):
+    """A response over the SASL line limit is refused with -ERR, which ends
+    the AUTH exchange for the client (RFC 5034): the next line is a
+    command again, not taken for a response."""
+    with Pop3(srv.port) as c:
+        assert c.cmd("AUTH PLAIN") == b"+ "
+        assert c.cmd("A" * 5000).startswith(b"-ERR")
+        assert c.cmd("CAPA").startswith(b"+OK Capability list follows")
+        c.multiline()
+        still_usable(c)
+
+
 def test_plain_malformed_messages(srv):
     with Pop3(srv.port) as c:
         for bad in ("bob\0pw", "\0\0pw", "\0bob\0", "=", "\0bob\0pw\0extra"):
@@ -457,3 +481,47 @@ def test_curl_cram_md5_and_pop3s(srv):
     assert r.returncode == 0, r.stderr
     assert r.stdout == MESSAGE
     assert last_method(srv, "alice") == "PLAIN"
+
+
+# -- unknown users cost what known ones cost --
+
+def median_ms(samples):
+    samples = sorted(samples)
+    return samples[len(samples) // 2] * 1000
+
+
+def pass_time(t, user, n=25):
+    out = []
+    with Pop3(t.port) as c:
+        for _ in range(n):
+            assert c.cmd(f"USER {user}").startswith(b"+OK")
+            start = time.perf_counter()
+            assert c.cmd("PASS wrong") == AUTH_FAILED
+            out.append(time.perf_counter() - start)
+    return median_ms(out)
+
+
+def scram_first_time(t, user, n=25):
+    out = []
+    with Pop3(t.port) as c:
+        for _ in range(n):
+            assert c.cmd("AUTH SCRAM-SHA-256") == b"+ "
+            start = time.perf_counter()
+            sasl_line(c.cmd(b64(f"n,,n={user},r=0123456789abcdef")))
+            out.append(time.perf_counter() - start)
+            assert c.cmd("*").startswith(b"-ERR")
+    return median_ms(out)
+
+
+def test_timing_does_not_tell_which_logins_exist(srv):
+    """A wrong password for a plaintext-stored user (bob) must not be
+    answered much faster than one for an unknown user (which costs the
+    dummy hash); nor a SCRAM exchange for a stored SCRAM secret (carol)
+    than one for an unknown user (which costs a PBKDF2). Medians of many
+    tries; the margins are wide (without the padding the ratio is ~0.05)."""
+    unknown = pass_time(srv, "nobody-here")
+    bob = pass_time(srv, "bob")
+    assert bob > 0.3 * unknown, (bob, unknown)
+    unknown = scram_first_time(srv, "nobody-here")
+    carol = scram_first_time(srv, "carol")
+    assert carol > 0.3 * unknown, (carol, unknown)

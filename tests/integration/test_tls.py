@@ -438,14 +438,15 @@ def other_address():
 
 def test_plaintext_from_loopback_allowed(make_tpops, cert):
     extra = other_address()
-    settings = tls_settings(cert, RequireTLS="yes", AllowPlaintextFromLoopback="yes")
+    settings = tls_settings(cert, RequireTLS="yes", AllowPlaintextFromLoopback="yes",
+                            Listen="127.0.0.1 ::1")
     if extra:
-        settings["Listen"] = f"127.0.0.1 {extra}"
+        settings["Listen"] += f" {extra}"
     t = make_tpops(**settings)
     t.add_user("bob", "pw", None, "--plain")
     t.start()
-    for source in ("127.0.0.1", "127.0.0.2"):
-        with Pop3(t.port, source=source) as c:
+    for host, source in (("127.0.0.1", None), ("127.0.0.1", "127.0.0.2"), ("::1", None)):
+        with Pop3(t.port, host=host, source=source) as c:
             capa = c.capa()
             assert "USER" in capa and "SASL PLAIN LOGIN" in capa, capa
             assert "STLS" in capa
