@@ -92,11 +92,18 @@ integration:
 FUZZ_SECONDS ?= 20
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-FUZZ_LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
-build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC) $(wildcard src/*.h) $(GEN)
-	@mkdir -p build-fuzz
-	clang -std=gnu17 -g -O1 -D_GNU_SOURCE -DTPOPS_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
-		-Isrc -Ibuild-gen $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS_ALL)
+# The library is compiled once with the fuzzer's instrumentation
+# (fuzzer-no-link: no main of libFuzzer's in it) and linked into each target.
+FUZZ_CFLAGS = -std=gnu17 -g -O1 -D_GNU_SOURCE -DTPOPS_VERSION='"$(VERSION)"' \
+	-DSYSCONFDIR='"$(SYSCONFDIR)"' -Isrc -Ibuild-gen $(PKG_CFLAGS)
+FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=build-fuzz/obj/%.o)
+build-fuzz/obj/%.o: src/%.c $(wildcard src/*.h) $(GEN)
+	@mkdir -p build-fuzz/obj
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build-fuzz/libtpops.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build-fuzz/%: fuzz/%.c build-fuzz/libtpops.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libtpops.a $(LDLIBS_ALL)
 fuzz-bins: $(FUZZ_BIN)
 fuzz: fuzz-bins
 	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)

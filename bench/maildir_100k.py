@@ -6,8 +6,8 @@ Two maildrops are measured, each at its first login and at later ones:
   plain    no size fields (as Postfix's local(8) writes): the first login
            reads every file once and writes the size cache; later logins
            read the cache and no message file
-The time is from connecting to the end of the LIST answer, as a client
-sees it; the daemon is the optimised build (TPOPS_BUILD, default ./build).
+Times are from connecting to the end of the PASS, STAT, UIDL and LIST
+answers, as a client sees them; the daemon is the optimised build (TPOPS_BUILD, default ./build).
 
 usage: bench/maildir_100k.py [-n MESSAGES] [-r REPEATS] [--cold]
   --cold   drop the page cache before the first login and before one more
@@ -104,21 +104,32 @@ class Session:
 
 
 def measure(port, login, n, total):
-    """Seconds from connect to the end of LIST; checks the answers."""
+    """Seconds from connect to the end of PASS, STAT, UIDL and LIST (a
+    tuple in that order); checks the answers."""
     start = time.perf_counter()
     s = Session(port)
     s.cmd(f"USER {login}")
     s.cmd("PASS bench")
     t_login = time.perf_counter() - start
     assert s.cmd("STAT") == b"+OK %d %d" % (n, total)
+    t_stat = time.perf_counter() - start
     s.cmd("UIDL")
     assert s.multiline() == n
+    t_uidl = time.perf_counter() - start
     s.cmd("LIST")
     assert s.multiline() == n
     elapsed = time.perf_counter() - start
     s.cmd("QUIT")
     s.sock.close()
-    return t_login, elapsed
+    return t_login, t_stat, t_uidl, elapsed
+
+
+def fmt(t):
+    return "login %.3f s, STAT %.3f s, UIDL %.3f s, LIST %.3f s" % t
+
+
+def median_times(runs):
+    return tuple(statistics.median(x[i] for x in runs) for i in range(4))
 
 
 def main():
@@ -179,33 +190,35 @@ def main():
                 drop_caches()
             first = measure(port, kind, args.n, totals[kind])
             later = [measure(port, kind, args.n, totals[kind]) for _ in range(args.repeats)]
-            later = (statistics.median(x[0] for x in later), statistics.median(x[1] for x in later))
+            for x in later:
+                print(f"{kind}: later login: {fmt(x)}", file=sys.stderr)
+            later = median_times(later)
             row = [kind, first, later]
-            print(f"{kind}: first login {first[1]:.3f} s (login {first[0]:.3f} s); later logins "
-                  f"median {later[1]:.3f} s (login {later[0]:.3f} s)")
+            print(f"{kind}: first login: {fmt(first)}")
+            print(f"{kind}: later logins, median of {args.repeats}: {fmt(later)}")
             if args.cold:
                 drop_caches()
                 cold = measure(port, kind, args.n, totals[kind])
-                print(f"{kind}: later login, cold page cache {cold[1]:.3f} s "
-                      f"(login {cold[0]:.3f} s)")
+                print(f"{kind}: later login, cold page cache: {fmt(cold)}")
                 row.append(cold)
             rows.append(row)
         cache = os.path.getsize(os.path.join(root, "plain", "tpops-sizes"))
         print(f"size cache of the plain maildrop: {cache} octets")
 
         cache_state = "cold" if args.cold else "warm"
-        print(f"\n| maildrop of {args.n} messages | login | login + STAT + UIDL + LIST |")
-        print("|---|---|---|")
+        print(f"\n| maildrop of {args.n} messages | end of PASS | end of STAT | end of UIDL | "
+              f"end of LIST |")
+        print("|---|---|---|---|---|")
         names = {"fields": "S=/W= in names", "plain": "no size fields"}
         for row in rows:
             kind, first, later = row[:3]
-            print(f"| {names[kind]}: first login ({cache_state} page cache) | {first[0]:.3f} s | "
-                  f"{first[1]:.3f} s |")
+            def cells(t):
+                return " | ".join(f"{x * 1000:.0f} ms" for x in t)
+            print(f"| {names[kind]}: first login ({cache_state} page cache) | {cells(first)} |")
             print(f"| {names[kind]}: later logins, warm (median of {args.repeats}) | "
-                  f"{later[0]:.3f} s | {later[1]:.3f} s |")
+                  f"{cells(later)} |")
             if len(row) > 3:
-                print(f"| {names[kind]}: later login, cold page cache | {row[3][0]:.3f} s | "
-                      f"{row[3][1]:.3f} s |")
+                print(f"| {names[kind]}: later login, cold page cache | {cells(row[3])} |")
     finally:
         if proc is not None:
             proc.terminate()

@@ -83,7 +83,18 @@ static size_t run_chunked(const uint8_t *msg, size_t n, bool dot, int64_t top, u
 		}
 		const char *p = (const char *)msg + pos;
 		bool was_done = pop3_out_done(&f);
+		/* The RETR fast path: when it says the piece passes unchanged,
+		 * feeding must indeed copy it, and its state must be the one
+		 * feeding leaves (the run goes on from either). */
+		struct pop3_out probe = f;
+		bool same = pop3_out_passthrough(&probe, p, piece);
 		size_t w = pop3_out_feed(&f, p, piece, out + o);
+		if (same) {
+			CHECK(w == piece && memcmp(out + o, p, piece) == 0);
+			CHECK(probe.at_line_start == f.at_line_start && !f.pending_cr && !f.done);
+			if (x & 1)
+				f = probe;
+		}
 		CHECK(w <= POP3_OUT_MAX(piece));
 		CHECK(pop3_out_count(&c, p, piece) == w);
 		CHECK(pop3_out_done(&f) == pop3_out_done(&c));

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "tpops_limits.h"
 
@@ -114,5 +115,86 @@ void maildir_size_cache_free(struct maildir_size_cache *cache);
 /* Replaces the cache with the given entries (tmp/ then rename). */
 int maildir_size_cache_save(int maildir_fd, const struct maildir_size_entry *entries,
 			    size_t count, char *err, size_t errlen);
+
+/* ---- the listing cache ----
+ * The whole listing of a login (names in arrival order, as "new/FILE" or
+ * "cur/FILE", with their sizes), kept with the state of new/ and cur/ it
+ * was read from, so that a login that finds both directories unchanged
+ * serves it without reading them (no getdents, no sort, no size cache).
+ * A binary file for this host only (native byte order), read with one
+ * read() into one buffer that the names point into:
+ *     header (struct maildir_index_header), count entries
+ *     (struct maildir_index_entry), then the names, each NUL-terminated.
+ * It is believed only as a whole: magic, version, lengths, every name and
+ * a checksum over the file must be right, and the stamps of new/ and cur/
+ * (device, inode, size, mtime and ctime with nanoseconds) must equal the
+ * directories' now. A directory changed within MAILDIR_INDEX_MARGIN of the
+ * listing is not trusted (a change in the same timestamp tick would leave
+ * its mtime as it was): no cache is written then, and the next login lists
+ * the directories again. Written to tmp/ and renamed over the old one. */
+#define MAILDIR_INDEX "tpops-index"
+#define MAILDIR_INDEX_MARGIN_NS 1000000000ll /* 1 s */
+
+struct maildir_dir_stamp {
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+};
+
+struct maildir_index_header {
+	char magic[8];        /* "tpopsidx" */
+	uint32_t version;     /* MAILDIR_INDEX_VERSION */
+	uint32_t header_size; /* sizeof (struct maildir_index_header) */
+	uint32_t entry_size;  /* sizeof (struct maildir_index_entry) */
+	uint32_t reserved;
+	uint64_t count, from_name, names_len;
+	struct maildir_dir_stamp dirs[2]; /* new/, cur/ */
+	int64_t listed_sec, listed_nsec;  /* when they were stat'ed, before reading */
+	uint64_t checksum;                /* over the whole file, this field as 0 */
+};
+
+struct maildir_index_entry {
+	uint64_t size, raw_size;
+	uint32_t name_off;  /* into the names */
+	uint16_t name_len;  /* "new/FILE" without the NUL */
+	uint16_t base_len;  /* of FILE: the octets before ':' */
+};
+
+struct maildir_index {
+	char *buf; /* the whole file (malloc'd); entries and names point into it */
+	size_t len;
+	const struct maildir_index_entry *entries;
+	const char *names;
+	size_t count, from_name;
+};
+
+/* The stamp of an open directory (fstat); false with errno. */
+bool maildir_dir_stamp(int dir_fd, struct maildir_dir_stamp *stamp);
+/* The stamps of new/ and cur/ of an open Maildir (no symlink followed);
+ * false when one is missing or not a directory. */
+bool maildir_dir_stamps(int maildir_fd, struct maildir_dir_stamp stamps[2]);
+/* Whether a listing of directories with these stamps, started at listed,
+ * may be cached: each mtime at least MAILDIR_INDEX_MARGIN_NS before it. */
+bool maildir_index_trustworthy(const struct maildir_dir_stamp stamps[2],
+			       const struct timespec *listed);
+/* Loads the listing cache when it is whole and was made from directories
+ * with exactly these stamps; false (and an empty index) otherwise. */
+bool maildir_index_load(int maildir_fd, const struct maildir_dir_stamp stamps[2],
+			struct maildir_index *idx);
+/* Checks and takes over (on success) the text of a cache file. */
+bool maildir_index_parse(struct maildir_index *idx, char *buf, size_t len,
+			 const struct maildir_dir_stamp stamps[2]);
+void maildir_index_free(struct maildir_index *idx);
+
+struct maildir_index_item {
+	const char *name; /* "new/FILE" or "cur/FILE" */
+	uint64_t size, raw_size;
+};
+/* Replaces the listing cache (tmp/ then rename). DB_PERMFAIL (nothing
+ * written) for a name that cannot be cached; DB_TEMPFAIL for I/O errors. */
+int maildir_index_save(int maildir_fd, const struct maildir_dir_stamp stamps[2],
+		       const struct timespec *listed, const struct maildir_index_item *items,
+		       size_t count, size_t from_name, char *err, size_t errlen);
+/* Removes the listing cache (when the directories may not be cached). */
+void maildir_index_remove(int maildir_fd);
 
 #endif

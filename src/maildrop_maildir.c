@@ -5,7 +5,10 @@
  * the base name with digit runs compared as numbers (M<usec>, Q<counter>).
  * Sizes come from the name's W= field, else from the size cache, else by
  * reading the file once and caching the result, so a second login reads no
- * message file. Messages are read by base name: a file another client moved
+ * message file. The listing is kept in the listing cache (maildir.h) with
+ * the state of new/ and cur/; a login that finds both unchanged builds the
+ * list from it without reading the directories. Messages are read by base
+ * name: a file another client moved
  * from new/ to cur/ or flagged meanwhile is found again. At QUIT, deleted
  * messages are unlinked and retrieved ones get the S (seen) flag in cur/. */
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -32,7 +36,23 @@ struct maildir_drop {
 	char *path;          /* user.maildir, for logs */
 	size_t open_index;   /* message whose file is open_fd; SIZE_MAX: none */
 	int open_fd;
+	char *index_buf;     /* the listing cache the names point into, or NULL */
+	size_t index_len;
 };
+
+/* Whether a message's name was malloc'd (not a part of the listing cache). */
+static bool name_owned(const struct maildir_drop *dm, const char *name)
+{
+	uintptr_t p = (uintptr_t)name, b = (uintptr_t)dm->index_buf;
+	return dm->index_buf == NULL || p < b || p >= b + dm->index_len;
+}
+
+static void set_name(struct maildir_drop *dm, struct maildrop_msg *m, char *name)
+{
+	if (name_owned(dm, m->name))
+		free(m->name);
+	m->name = name;
+}
 
 /* msgs[i].name is "new/FILE" or "cur/FILE", relative to dir_fd. */
 #define SUBDIR_LEN 4
@@ -125,10 +145,18 @@ static int compare_items(const void *pa, const void *pb)
 	return c != 0 ? c : strcmp(a->name, b->name);
 }
 
-static int list_subdirs(int dir_fd, const char *path, struct listing *l, char *err,
-			size_t errlen)
+/* With stamps, the state of each directory before it is read, and the
+ * time just before the first is looked at, go to stamps[0..1] and *listed
+ * (*stamped false when a stat failed). */
+static int list_subdirs(int dir_fd, const char *path, struct listing *l,
+			struct maildir_dir_stamp *stamps, struct timespec *listed, bool *stamped,
+			char *err, size_t errlen)
 {
 	static const char *const subdirs[2] = {"new/", "cur/"};
+	if (stamps != NULL) {
+		clock_gettime(CLOCK_REALTIME, listed);
+		*stamped = true;
+	}
 	for (int i = 0; i < 2; i++) {
 		char dir[4] = {subdirs[i][0], subdirs[i][1], subdirs[i][2], '\0'};
 		int fd = maildir_openat(dir_fd, dir, O_RDONLY | O_DIRECTORY);
@@ -140,6 +168,8 @@ static int list_subdirs(int dir_fd, const char *path, struct listing *l, char *e
 				       ? DB_PERMFAIL
 				       : DB_TEMPFAIL;
 		}
+		if (stamps != NULL && !maildir_dir_stamp(fd, &stamps[i]))
+			*stamped = false;
 		l->subdir = subdirs[i];
 		char lerr[256];
 		int status = maildir_list(fd, dir, collect, l, lerr, sizeof lerr);
@@ -182,6 +212,48 @@ static int measure(int dir_fd, const char *name, char *chunk, uint64_t *wire_r, 
 	return 0;
 }
 
+static struct maildir_drop *new_drop(const struct config *cfg, const struct user *u, int dir_fd,
+				     size_t count)
+{
+	struct maildir_drop *dm = xcalloc(1, sizeof *dm);
+	dm->md.ops = &maildrop_maildir_ops;
+	dm->md.uid = u->uid;
+	dm->md.msgs = xcalloc(count ? count : 1, sizeof *dm->md.msgs);
+	dm->dir_fd = dir_fd;
+	dm->lease = cfg->lock_lease;
+	dm->path = xstrdup(u->maildir);
+	dm->open_index = SIZE_MAX;
+	dm->open_fd = -1;
+	return dm;
+}
+
+/* The list from the listing cache when new/ and cur/ are as it recorded
+ * them; NULL otherwise. */
+static struct maildir_drop *open_from_index(const struct config *cfg, const struct user *u,
+					    int dir_fd)
+{
+	struct maildir_dir_stamp stamps[2];
+	struct maildir_index idx;
+	if (!maildir_dir_stamps(dir_fd, stamps) || !maildir_index_load(dir_fd, stamps, &idx))
+		return NULL;
+	struct maildir_drop *dm = new_drop(cfg, u, dir_fd, idx.count);
+	for (size_t i = 0; i < idx.count; i++) {
+		const struct maildir_index_entry *e = &idx.entries[i];
+		struct maildrop_msg *m = &dm->md.msgs[i];
+		m->size = e->size;
+		m->raw_size = e->raw_size;
+		m->name = (char *)idx.names + e->name_off;
+		maildir_uidl(m->name + SUBDIR_LEN, e->base_len, m->uidl);
+	}
+	dm->md.count = idx.count;
+	dm->index_buf = idx.buf; /* the names point into it */
+	dm->index_len = idx.len;
+	log_debug("Maildir %s: %zu messages, from the listing cache (new/ and cur/ unchanged); "
+		  "sizes from names %zu, from the cache %zu, measured 0; 0 skipped",
+		  u->maildir, idx.count, idx.from_name, idx.count - idx.from_name);
+	return dm;
+}
+
 static int maildir_open(struct db *db, const struct config *cfg, const struct user *u,
 			struct maildrop **md_r, char *err, size_t errlen)
 {
@@ -189,8 +261,16 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	int status = maildir_open_dir(cfg->maildir_root, u->maildir, false, &dir_fd, err, errlen);
 	if (status != DB_OK)
 		return status;
+	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
+	if (cached_dm != NULL) {
+		*md_r = &cached_dm->md;
+		return DB_OK;
+	}
 	struct listing l = {0};
-	status = list_subdirs(dir_fd, u->maildir, &l, err, errlen);
+	struct maildir_dir_stamp stamps[2];
+	struct timespec listed;
+	bool stamped = false;
+	status = list_subdirs(dir_fd, u->maildir, &l, stamps, &listed, &stamped, err, errlen);
 	if (status != DB_OK) {
 		for (size_t i = 0; i < l.count; i++)
 			free(l.items[i].name);
@@ -201,21 +281,13 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (l.count > 1)
 		qsort(l.items, l.count, sizeof *l.items, compare_items);
 
-	struct maildir_drop *dm = xcalloc(1, sizeof *dm);
-	dm->md.ops = &maildrop_maildir_ops;
-	dm->md.uid = u->uid;
-	dm->md.msgs = xcalloc(l.count ? l.count : 1, sizeof *dm->md.msgs);
-	dm->dir_fd = dir_fd;
-	dm->lease = cfg->lock_lease;
-	dm->path = xstrdup(u->maildir);
-	dm->open_index = SIZE_MAX;
-	dm->open_fd = -1;
+	struct maildir_drop *dm = new_drop(cfg, u, dir_fd, l.count);
 
 	/* sizes: from W=, else the cache, else measured (and cached) */
 	bool *cached = xcalloc(l.count ? l.count : 1, sizeof *cached);
 	struct maildir_size_cache cache = {0};
 	bool cache_loaded = false;
-	size_t from_name = 0, from_cache = 0, measured = 0, dropped = 0;
+	size_t from_name = 0, from_cache = 0, measured = 0, dropped = 0, unreadable = 0;
 	char *chunk = NULL;
 	size_t n = 0;
 	for (size_t i = 0; i < l.count; i++) {
@@ -257,6 +329,8 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 				if (measure(dir_fd, it->name, chunk, &m->size, &m->raw_size) != 0) {
 					/* gone or renamed since the listing (it shows at
 					 * the next login), or unreadable */
+					if (errno != ENOENT)
+						unreadable++;
 					if (errno != ENOENT)
 						log_warn("Maildir %s: not serving %s: %s", u->maildir,
 							 it->name, strerror(errno));
@@ -303,6 +377,29 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (cache_loaded)
 		maildir_size_cache_free(&cache);
 	free(cached);
+
+	/* The listing cache, when the directories were stat'ed before they
+	 * were read and had not changed for a while then (see maildir.h), and
+	 * every file was served (one that could not be read is tried again at
+	 * the next login). Else the next login lists them again. */
+	if (stamped && unreadable == 0 && maildir_index_trustworthy(stamps, &listed)) {
+		struct maildir_index_item *items = xcalloc(n ? n : 1, sizeof *items);
+		for (size_t i = 0; i < n; i++)
+			items[i] = (struct maildir_index_item){
+				.name = dm->md.msgs[i].name,
+				.size = dm->md.msgs[i].size,
+				.raw_size = dm->md.msgs[i].raw_size,
+			};
+		char ierr[512];
+		if (maildir_index_save(dir_fd, stamps, &listed, items, n, from_name, ierr,
+				       sizeof ierr) != DB_OK) {
+			log_warn("Maildir %s: listing cache not saved: %s", u->maildir, ierr);
+			maildir_index_remove(dir_fd);
+		}
+		free(items);
+	} else {
+		maildir_index_remove(dir_fd);
+	}
 	log_debug("Maildir %s: %zu messages; sizes from names %zu, from the cache %zu, "
 		  "measured %zu; %zu skipped",
 		  u->maildir, n, from_name, from_cache, measured, dropped);
@@ -327,7 +424,7 @@ static struct current *scan_current(struct maildir_drop *dm)
 {
 	struct current *c = xcalloc(1, sizeof *c);
 	char err[512];
-	if (list_subdirs(dm->dir_fd, dm->path, &c->l, err, sizeof err) != DB_OK)
+	if (list_subdirs(dm->dir_fd, dm->path, &c->l, NULL, NULL, NULL, err, sizeof err) != DB_OK)
 		log_warn("looking for moved messages: %s", err);
 	if (c->l.count > 1)
 		qsort(c->l.items, c->l.count, sizeof *c->l.items, compare_bases);
@@ -375,8 +472,7 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 			struct current *c = scan_current(dm);
 			const char *now = current_name(c, m->name);
 			if (now != NULL) {
-				free(m->name);
-				m->name = xstrdup(now);
+				set_name(dm, m, xstrdup(now));
 				fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
 			}
 			current_free(c);
@@ -454,8 +550,7 @@ static int apply(struct maildir_drop *dm, struct maildrop_msg *m, bool deleted)
 		errno = e;
 		return -1;
 	}
-	free(m->name);
-	m->name = target;
+	set_name(dm, m, target);
 	return 0;
 }
 
@@ -509,8 +604,7 @@ static int maildir_commit(struct maildrop *md, struct db *db, const char *owner,
 			const char *now = current_name(c, m->name);
 			if (now == NULL)
 				continue;
-			free(m->name);
-			m->name = xstrdup(now);
+			set_name(dm, m, xstrdup(now));
 			if (apply(dm, m, deleted[i]) == 0 || errno == ENOENT)
 				continue;
 			e = errno;
@@ -544,7 +638,9 @@ static void maildir_free(struct maildrop *md)
 	if (dm->dir_fd >= 0)
 		close(dm->dir_fd);
 	for (size_t i = 0; i < md->count; i++)
-		free(md->msgs[i].name);
+		if (name_owned(dm, md->msgs[i].name))
+			free(md->msgs[i].name);
+	free(dm->index_buf);
 	free(md->msgs);
 	free(dm->path);
 	free(dm);

@@ -143,6 +143,26 @@ uint64_t pop3_out_count_finish(struct pop3_out *f)
 	return s.len;
 }
 
+bool pop3_out_passthrough(struct pop3_out *f, const char *in, size_t n)
+{
+	/* TOP counts header and body lines; only whole messages qualify, so
+	 * in_header and body_lines_sent need no upkeep here */
+	if (n == 0 || f->done || f->top_lines >= 0 || f->pending_cr || in[n - 1] == '\r')
+		return false;
+	if (f->at_line_start && ((f->dot_stuff && in[0] == '.') || in[0] == '\n'))
+		return false;
+	const char *p = in, *end = in + n;
+	while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (p == in || p[-1] != '\r')
+			return false; /* a bare LF becomes CRLF */
+		p++;
+		if (p < end && f->dot_stuff && *p == '.')
+			return false; /* a line that starts with '.' gets stuffed */
+	}
+	f->at_line_start = in[n - 1] == '\n';
+	return true;
+}
+
 bool pop3_out_done(const struct pop3_out *f)
 {
 	return f->done;

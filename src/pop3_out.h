@@ -42,6 +42,13 @@ size_t pop3_out_feed(struct pop3_out *f, const char *in, size_t n, char *out);
  * with dot_stuff the terminating ".\r\n". Returns octets written. */
 size_t pop3_out_finish(struct pop3_out *f, char *out);
 
+/* The fast path of RETR: when feeding in[0..n) would produce exactly the
+ * same octets (CRLF line ends only, no line starting with '.', no CR at
+ * the end, no TOP cut), advances the state as feeding would and returns
+ * true, so that the caller sends its buffer as is; else changes nothing
+ * and returns false. */
+bool pop3_out_passthrough(struct pop3_out *f, const char *in, size_t n);
+
 /* True once a TOP limit is reached and no more input can change output. */
 bool pop3_out_done(const struct pop3_out *f);
 

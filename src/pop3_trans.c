@@ -151,13 +151,20 @@ static void chunk_work(struct session_job *sj)
 		cj->status = DB_TEMPFAIL;
 		return;
 	}
-	char *raw = xmalloc(RETR_CHUNK_SIZE);
+	/* room for the final ".\r\n" when the raw piece goes out as is */
+	char *raw = xmalloc(RETR_CHUNK_SIZE + POP3_OUT_FINISH_MAX);
 	size_t got = 0;
 	cj->status = cj->maildrop->ops->read(cj->maildrop, db, cj->index, cj->offset, raw,
 					     RETR_CHUNK_SIZE, &got, cj->error, sizeof cj->error);
 	if (cj->status == DB_OK) {
-		cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
-		cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
+		if (pop3_out_passthrough(cj->filter, raw, got)) {
+			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
+			cj->out_len = got;
+			raw = NULL;
+		} else {
+			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
+			cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
+		}
 		cj->consumed = got;
 		if (got == 0 || pop3_out_done(cj->filter)) {
 			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);

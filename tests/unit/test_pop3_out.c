@@ -330,6 +330,50 @@ static void test_random_chunking(void **state)
 }
 
 /* A bigger message in RETR-sized pieces, against the model. */
+/* The RETR fast path agrees with feeding: true exactly for pieces that
+ * feeding would copy unchanged, given the state at the piece's start. */
+static void test_passthrough(void **state)
+{
+	static const struct {
+		const char *piece;
+		bool at_line_start, same;
+	} cases[] = {
+		{"Subject: x\r\n\r\nbody\r\n", true, true},
+		{"no line end yet", true, true},
+		{"ends in CR\r", true, false},   /* the next piece decides */
+		{"bare LF\n", true, false},      /* becomes CRLF */
+		{"\nLF first", false, false},
+		{".dot at start\r\n", true, false},
+		{".dot mid-line\r\n", false, true},
+		{"a\r\n.b\r\n", true, false},
+		{"a\rb\r\n", true, true}, /* a bare CR inside a line is content */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct pop3_out f, g;
+		pop3_out_init(&f, true, -1);
+		f.at_line_start = cases[i].at_line_start;
+		g = f;
+		size_t n = strlen(cases[i].piece);
+		assert_int_equal(pop3_out_passthrough(&f, cases[i].piece, n), cases[i].same);
+		char out[POP3_OUT_MAX(64)];
+		size_t w = pop3_out_feed(&g, cases[i].piece, n, out);
+		if (cases[i].same) {
+			assert_int_equal(w, n);
+			assert_memory_equal(out, cases[i].piece, n);
+			assert_int_equal(f.at_line_start, g.at_line_start);
+		} else {
+			assert_int_equal(f.at_line_start, cases[i].at_line_start); /* unchanged */
+		}
+	}
+	/* never for TOP, nor after a held-back CR */
+	struct pop3_out t;
+	pop3_out_init(&t, true, 3);
+	assert_false(pop3_out_passthrough(&t, "a\r\n", 3));
+	pop3_out_init(&t, true, -1);
+	t.pending_cr = true;
+	assert_false(pop3_out_passthrough(&t, "\nx", 2));
+}
+
 static void test_large(void **state)
 {
 	size_t n = 3 * 1024 * 1024 + 17;
@@ -378,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_done),
 		cmocka_unit_test(test_wire_size),
 		cmocka_unit_test(test_random_chunking),
+		cmocka_unit_test(test_passthrough),
 		cmocka_unit_test(test_large),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
