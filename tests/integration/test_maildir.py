@@ -189,6 +189,200 @@ def test_damaged_cache_is_ignored(md):
     c.cmd("QUIT")
 
 
+# -- the listing cache (tpops-index) --
+
+FROM_INDEX = "from the listing cache"
+
+
+def age_dirs(t, login="alice", seconds=10):
+    """Sets the mtimes of new/ and cur/ back: directories that changed less
+    than a second before the listing are not cached (a change in the same
+    timestamp tick would go unseen)."""
+    past = time.time() - seconds
+    for sub in ("new", "cur"):
+        os.utime(os.path.join(maildir(t, login), sub), (past, past))
+
+
+def snapshot(c):
+    """Everything a client can see of the listing, and every message (with
+    TOP, which does not mark it as seen: QUIT changes no directory)."""
+    stat = c.cmd("STAT")
+    lst, uidl = listing(c, "LIST"), listing(c, "UIDL")
+    tops = []
+    for i in range(1, len(lst) + 1):
+        assert c.cmd(f"TOP {i} 1000").startswith(b"+OK")
+        tops.append(c.multiline())
+    return stat, lst, uidl, tops
+
+
+def index_logins(t):
+    return t.read_log().count(FROM_INDEX)
+
+
+def test_second_login_from_listing_cache_equals_fresh_listing(md):
+    long_name = "1600000004.M0P1Q1." + "h" * 80
+    drop(md, "new", "1600000001.M0P1Q1.h", LF_MSG)
+    drop(md, "cur", "1600000002.M1P1Q1.h:2,S", CRLF_MSG)
+    w3 = f"1600000003.M1P1Q1.h,S={len(LF_MSG)},W={len(wire(LF_MSG))}"
+    drop(md, "new", w3, LF_MSG)
+    drop(md, "cur", long_name + ":2,F", b"Subject: long\n\n")
+    drop(md, "new", "1000000000.M99P1Q1.h", b"Subject: older\n\n")
+    drop(md, "new", ".hidden", b"not a message")
+    expect = [b"Subject: older\n\n", LF_MSG, CRLF_MSG, LF_MSG, b"Subject: long\n\n"]
+    age_dirs(md)
+    md.start()
+    c = login(md)
+    fresh = snapshot(c)
+    assert c.cmd("QUIT").startswith(b"+OK")
+    assert index_logins(md) == 0
+    assert os.path.exists(os.path.join(maildir(md), "tpops-index"))
+    assert fresh[0] == b"+OK 5 %d" % sum(len(wire(m)) for m in expect)
+
+    c = login(md)                     # from the cache
+    assert snapshot(c) == fresh
+    assert index_logins(md) == 1
+    assert [retr(c, i) for i in range(1, 6)] == [wire(m) for m in expect]
+    assert c.cmd("DELE 2").startswith(b"+OK")
+    assert c.cmd("QUIT").startswith(b"+OK")
+    # QUIT acted on the cached names: 2 gone, the rest seen in cur/
+    assert files(md, "new") == [".hidden"]
+    assert files(md, "cur") == ["1000000000.M99P1Q1.h:2,S", "1600000002.M1P1Q1.h:2,S",
+                                w3 + ":2,S", long_name + ":2,FS"]
+    c = login(md)                     # QUIT changed new/ and cur/: listed again
+    after = snapshot(c)
+    assert index_logins(md) == 1
+    assert after[0] == b"+OK 4 %d" % (sum(len(wire(m)) for m in expect) - len(wire(LF_MSG)))
+    assert after[2] == [(b"%d" % i, u) for i, (_, u) in enumerate(fresh[2][:1] + fresh[2][2:], 1)]
+    c.cmd("QUIT")
+
+
+def test_listing_cache_while_another_client_moves_files(md):
+    """A file moved from new/ to cur/ by another client during a session
+    served from the cache is found again (the cached names are replaced)."""
+    a = drop(md, "new", "1600000001.M0P1Q1.h", b"Subject: a\n\n")
+    drop(md, "new", "1600000002.M0P1Q1.h", b"Subject: b\n\n")
+    age_dirs(md)
+    md.start()
+    login(md).cmd("QUIT")
+    c = login(md)
+    assert index_logins(md) == 1
+    os.rename(a, os.path.join(maildir(md), "cur", "1600000001.M0P1Q1.h:2,F"))
+    assert retr(c, 1) == b"Subject: a\r\n\r\n"
+    assert retr(c, 2) == b"Subject: b\r\n\r\n"
+    assert c.cmd("QUIT").startswith(b"+OK")
+    assert files(md, "new") == []
+    assert files(md, "cur") == ["1600000001.M0P1Q1.h:2,FS", "1600000002.M0P1Q1.h:2,S"]
+
+
+def _deliver(t):
+    drop(t, "new", "1600000009.M0P1Q1.h", b"Subject: new\n\n")
+
+
+def _store(t):
+    assert t.store("alice@example.com", b"Subject: stored\n\n") == 0
+
+
+def _remove(t):
+    os.unlink(os.path.join(maildir(t), "new", "1600000001.M0P1Q1.h"))
+
+
+def _move(t):
+    os.rename(os.path.join(maildir(t), "new", "1600000001.M0P1Q1.h"),
+              os.path.join(maildir(t), "cur", "1600000001.M0P1Q1.h:2,S"))
+
+
+def _flag(t):
+    os.rename(os.path.join(maildir(t), "cur", "1600000002.M0P1Q1.h:2,"),
+              os.path.join(maildir(t), "cur", "1600000002.M0P1Q1.h:2,F"))
+
+
+def _replace_same_name(t):
+    """Removed and delivered again under another name, with the directory's
+    mtime set back to what it was: the ctime still tells."""
+    path = os.path.join(maildir(t), "new")
+    st = os.stat(path)
+    os.unlink(os.path.join(path, "1600000001.M0P1Q1.h"))
+    drop(t, "new", "1600000001.M0P1Q2.h", b"Subject: 1\n\nbody\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("change", [_deliver, _store, _remove, _move, _flag, _replace_same_name])
+def test_change_between_logins_invalidates_listing_cache(md, change):
+    drop(md, "new", "1600000001.M0P1Q1.h", b"Subject: 1\n\nbody\n")
+    drop(md, "cur", "1600000002.M0P1Q1.h:2,", b"Subject: 2\n\n")
+    age_dirs(md)
+    md.start()
+    login(md).cmd("QUIT")              # lists, writes the cache
+    c = login(md)
+    cached = snapshot(c)
+    c.cmd("QUIT")
+    assert index_logins(md) == 1
+    change(md)
+    c = login(md)
+    after = snapshot(c)
+    c.cmd("QUIT")
+    assert index_logins(md) == 1       # listed again
+    for cache in ("tpops-sizes", "tpops-index"):
+        if os.path.exists(os.path.join(maildir(md), cache)):
+            os.unlink(os.path.join(maildir(md), cache))
+    c = login(md)
+    assert snapshot(c) == after        # what a fresh listing gives
+    c.cmd("QUIT")
+    if change in (_move, _flag):
+        assert after == cached         # the same messages, under other names
+    elif change is _replace_same_name:
+        assert after[2] != cached[2]   # another UIDL
+    else:
+        assert after[0] != cached[0]
+
+
+def test_damaged_listing_cache_is_ignored(md):
+    drop(md, "new", "1600000001.M0P1Q1.h", b"Subject: 1\n\nbody\n")
+    drop(md, "cur", "1600000002.M0P1Q1.h,S=5,W=7:2,S", b"abc\nd")
+    age_dirs(md)
+    md.start()
+    c = login(md)
+    fresh = snapshot(c)
+    c.cmd("QUIT")
+    path = os.path.join(maildir(md), "tpops-index")
+    good = open(path, "rb").read()
+    header = 184
+    damaged = [
+        good[:header] + bytes([good[header] ^ 1]) + good[header + 1:],   # a size
+        good[:-1] + b"X",                                                  # a name
+        good[:-1],                                                         # cut short
+        good + b"\0",                                                      # too long
+        good[:header],
+        b"",
+        b"tpopsidx" + b"\0" * 300,
+    ]
+    for i, data in enumerate(damaged):
+        with open(path, "wb") as f:
+            f.write(data)
+        give_to_run_user(md, path)
+        c = login(md)
+        assert snapshot(c) == fresh, i
+        c.cmd("QUIT")
+        assert index_logins(md) == 0, i
+    # rewritten whole by the last of those logins: believed again
+    assert open(path, "rb").read()[header:] == good[header:]
+    c = login(md)
+    assert snapshot(c) == fresh
+    c.cmd("QUIT")
+    assert index_logins(md) == 1
+
+
+def test_recently_changed_directories_are_not_cached(md):
+    """A directory whose mtime is within a second of the listing may still
+    change in the same timestamp tick: no cache is written."""
+    drop(md, "new", "1600000001.M0P1Q1.h", b"Subject: 1\n\n")
+    md.start()
+    login(md).cmd("QUIT")
+    login(md).cmd("QUIT")
+    assert index_logins(md) == 0
+    assert not os.path.exists(os.path.join(maildir(md), "tpops-index"))
+
+
 # -- changes behind tpops's back --
 
 def test_file_deleted_during_session(md):

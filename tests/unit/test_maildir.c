@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "db.h"
 #include "maildir.h"
+#include "xalloc.h"
 
 static char scratch[256];
 
@@ -139,6 +141,98 @@ static void test_size_cache(void **state)
 	close(fd);
 }
 
+static void test_listing_cache(void **state)
+{
+	char dir[300], err[256];
+	snprintf(dir, sizeof dir, "%s/index", scratch);
+	int fd = -1;
+	assert_int_equal(maildir_open_dir(NULL, dir, true, &fd, err, sizeof err), DB_OK);
+	int sub[3];
+	assert_int_equal(maildir_open_subdirs(fd, true, sub, err, sizeof err), DB_OK);
+	for (int i = 0; i < 3; i++)
+		close(sub[i]);
+	struct maildir_dir_stamp stamps[2];
+	assert_true(maildir_dir_stamps(fd, stamps));
+	struct timespec listed = {.tv_sec = (time_t)stamps[1].mtime_sec + 5};
+	if (stamps[0].mtime_sec > stamps[1].mtime_sec)
+		listed.tv_sec = (time_t)stamps[0].mtime_sec + 5;
+	struct timespec soon = {.tv_sec = (time_t)stamps[0].mtime_sec,
+				.tv_nsec = 999999999};
+	assert_true(maildir_index_trustworthy(stamps, &listed));
+	assert_false(maildir_index_trustworthy(stamps, &soon));
+
+	const struct maildir_index_item items[3] = {
+		{.name = "new/2.b", .size = 20, .raw_size = 19},
+		{.name = "cur/1.a,S=9,W=10:2,S", .size = 10, .raw_size = 9},
+		{.name = "new/3.c", .size = 0, .raw_size = 0},
+	};
+	assert_int_equal(maildir_index_save(fd, stamps, &listed, items, 3, 1, err, sizeof err),
+			 DB_OK);
+	struct maildir_index idx;
+	assert_true(maildir_index_load(fd, stamps, &idx));
+	assert_int_equal(idx.count, 3);
+	assert_int_equal(idx.from_name, 1);
+	for (size_t i = 0; i < 3; i++) {
+		const struct maildir_index_entry *e = &idx.entries[i];
+		assert_string_equal(idx.names + e->name_off, items[i].name);
+		assert_int_equal(e->size, items[i].size);
+		assert_int_equal(e->raw_size, items[i].raw_size);
+	}
+	assert_int_equal(idx.entries[1].base_len, strlen("1.a,S=9,W=10"));
+	/* kept whole for damage tests below */
+	char *good = xmalloc(idx.len);
+	size_t good_len = idx.len;
+	memcpy(good, idx.buf, idx.len);
+	maildir_index_free(&idx);
+
+	/* other directories (any field of a stamp) */
+	struct maildir_dir_stamp other[2];
+	for (int f = 0; f < 7; f++) {
+		memcpy(other, stamps, sizeof other);
+		int64_t *fields = (int64_t *)(void *)&other[f % 2];
+		fields[f] ^= 1;
+		assert_false(maildir_index_load(fd, other, &idx));
+		assert_null(idx.buf);
+	}
+	/* a new file in new/ changes its mtime */
+	char path[500];
+	snprintf(path, sizeof path, "%s/new/4.d", dir);
+	write_file(path, "x");
+	assert_true(maildir_dir_stamps(fd, other));
+	assert_false(maildir_index_load(fd, other, &idx));
+
+	/* every single damaged octet, and every cut, is refused */
+	for (size_t i = 0; i < good_len; i++) {
+		char *copy = xmalloc(good_len);
+		memcpy(copy, good, good_len);
+		copy[i] ^= 0x20;
+		bool loaded = maildir_index_parse(&idx, copy, good_len, stamps);
+		/* only a changed stamp or time would pass the other checks,
+		 * and the stamps are compared */
+		assert_false(loaded);
+		char *cut = xmalloc(i ? i : 1);
+		memcpy(cut, good, i);
+		assert_false(maildir_index_parse(&idx, cut, i, stamps));
+	}
+	/* a written listing before 1 s had passed is refused too */
+	char *copy = xmalloc(good_len);
+	memcpy(copy, good, good_len);
+	assert_true(maildir_index_parse(&idx, copy, good_len, stamps));
+	maildir_index_free(&idx);
+	assert_int_equal(maildir_index_save(fd, stamps, &soon, items, 3, 1, err, sizeof err),
+			 DB_OK);
+	assert_false(maildir_index_load(fd, stamps, &idx));
+	/* a name outside new/ and cur/ is refused when loaded */
+	const struct maildir_index_item bad = {.name = "tmp/x"};
+	assert_int_equal(maildir_index_save(fd, stamps, &listed, &bad, 1, 0, err, sizeof err),
+			 DB_OK);
+	assert_false(maildir_index_load(fd, stamps, &idx));
+	maildir_index_remove(fd);
+	assert_false(maildir_index_load(fd, stamps, &idx));
+	free(good);
+	close(fd);
+}
+
 static void test_resolution_below_root(void **state)
 {
 	char root[300], path[400], err[256];
@@ -203,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_uidl),
 		cmocka_unit_test(test_unique_names),
 		cmocka_unit_test(test_size_cache),
+		cmocka_unit_test(test_listing_cache),
 		cmocka_unit_test(test_resolution_below_root),
 		cmocka_unit_test(test_deliver_and_usage),
 	};
