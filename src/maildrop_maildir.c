@@ -31,7 +31,11 @@
 
 struct maildir_drop {
 	struct maildrop md;  /* first: the session sees only this */
-	int dir_fd;          /* the Maildir, opened beneath MaildirRoot at login */
+	/* The Maildir, opened beneath MaildirRoot when needed (listing, the
+	 * start of a RETR, QUIT) and closed again, so that an idle session
+	 * holds no descriptor but its socket; -1 when closed. */
+	int dir_fd;
+	char *root;          /* MaildirRoot, or NULL */
 	int lease;           /* LockLease, to check the lock at commit */
 	char *path;          /* user.maildir, for logs */
 	size_t open_index;   /* message whose file is open_fd; SIZE_MAX: none */
@@ -220,11 +224,27 @@ static struct maildir_drop *new_drop(const struct config *cfg, const struct user
 	dm->md.uid = u->uid;
 	dm->md.msgs = xcalloc(count ? count : 1, sizeof *dm->md.msgs);
 	dm->dir_fd = dir_fd;
+	dm->root = cfg->maildir_root != NULL ? xstrdup(cfg->maildir_root) : NULL;
 	dm->lease = cfg->lock_lease;
 	dm->path = xstrdup(u->maildir);
 	dm->open_index = SIZE_MAX;
 	dm->open_fd = -1;
 	return dm;
+}
+
+/* Opens the Maildir again (checked beneath MaildirRoot as at login). */
+static int drop_dir(struct maildir_drop *dm, char *err, size_t errlen)
+{
+	if (dm->dir_fd >= 0)
+		return DB_OK;
+	return maildir_open_dir(dm->root, dm->path, false, &dm->dir_fd, err, errlen);
+}
+
+static void drop_dir_close(struct maildir_drop *dm)
+{
+	if (dm->dir_fd >= 0)
+		close(dm->dir_fd);
+	dm->dir_fd = -1;
 }
 
 /* The list from the listing cache when new/ and cur/ are as it recorded
@@ -263,6 +283,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 		return status;
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
 	if (cached_dm != NULL) {
+		drop_dir_close(cached_dm);
 		*md_r = &cached_dm->md;
 		return DB_OK;
 	}
@@ -403,6 +424,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	log_debug("Maildir %s: %zu messages; sizes from names %zu, from the cache %zu, "
 		  "measured %zu; %zu skipped",
 		  u->maildir, n, from_name, from_cache, measured, dropped);
+	drop_dir_close(dm);
 	*md_r = &dm->md;
 	return DB_OK;
 }
@@ -466,6 +488,9 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 	struct maildrop_msg *m = &md->msgs[index];
 	if (dm->open_index != index) {
 		close_open_file(dm);
+		int status = drop_dir(dm, err, errlen);
+		if (status != DB_OK)
+			return status;
 		int fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
 		if (fd < 0 && errno == ENOENT) {
 			/* another client moved it to cur/, flagged or deleted it */
@@ -487,6 +512,7 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 		}
 		dm->open_fd = fd;
 		dm->open_index = index;
+		drop_dir_close(dm); /* the file is open: the directory can go */
 	}
 	/* The open file is kept for the next piece: a message deleted by
 	 * another client in the middle of a RETR is still sent whole. */
@@ -573,6 +599,8 @@ static int maildir_commit(struct maildrop *md, struct db *db, const char *owner,
 			 status == DB_NOT_FOUND ? "the maildrop lock was lost" : db_error(db));
 		return status;
 	}
+	if ((status = drop_dir(dm, err, errlen)) != DB_OK)
+		return status;
 	/* new/ and cur/ are checked again: no symlink may have replaced them
 	 * since the login, since unlinkat and renameat follow one. */
 	for (int i = 0; i < 2; i++) {
@@ -642,6 +670,7 @@ static void maildir_free(struct maildrop *md)
 			free(md->msgs[i].name);
 	free(dm->index_buf);
 	free(md->msgs);
+	free(dm->root);
 	free(dm->path);
 	free(dm);
 }
