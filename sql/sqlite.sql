@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS msg (
 	body BLOB NOT NULL,
 	size INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS msg_uid ON msg (uid, timestamp, id);
+-- Covers the listing at login (uid, order, size): no message row, and so
+-- no BLOB overflow page, is read to list a maildrop.
+CREATE INDEX IF NOT EXISTS msg_uid_list ON msg (uid, timestamp, id, size);
+DROP INDEX IF EXISTS msg_uid;
 
 -- A body over 1 MiB is stored here in pieces of 256 KiB (pos 0, 1, ...)
 -- and msg.body is empty: the message is header || body || the parts in

@@ -65,8 +65,9 @@ static bool credentials_ok(struct login_job *lj)
 		match = password_verify(lj->user.passwd, lj->secret, lj->secret_len);
 		/* A plaintext (or unusable) stored password is checked at once,
 		 * while an unknown user costs the dummy hash: without this the
-		 * time a wrong password takes tells which logins exist. */
-		if (match < 0 || password_plaintext(lj->user.passwd) != NULL)
+		 * time a wrong password takes tells which logins exist. A right
+		 * password pays nothing extra (it reveals nothing). */
+		if (match != 1 && (match < 0 || password_plaintext(lj->user.passwd) != NULL))
 			password_verify_dummy(lj->secret, lj->secret_len);
 		break;
 	}
