@@ -13,7 +13,6 @@
  * diagnostics of those two exits start with "4.3.0 " and "4.3.5 ": Postfix
  * defers, and delivers once the installation is fixed. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,34 +96,8 @@ static int deliver_one(struct db *db, const struct config *cfg, const struct use
 int main(int argc, char **argv)
 {
 	const char *config_path = DEFAULT_CONFIG_PATH;
-	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return EX_OK;
-		case 'V':
-			tool_version("tpops-store");
-			return EX_OK;
-		default:
-			fputs(usage_text, stderr);
-			return EX_USAGE;
-		}
-	}
-	if (argc - optind < 1) {
-		fputs(usage_text, stderr);
-		return EX_USAGE;
-	}
-	const char *mail = argv[optind];
+	int first = tool_simple_options(argc, argv, "tpops-store", usage_text, 1, argc, &config_path);
+	const char *mail = argv[first];
 	struct config cfg;
 	struct db *db = store_open(config_path, &cfg);
 	if (maildrop_backend(&cfg) == NULL) {
@@ -145,12 +118,12 @@ int main(int argc, char **argv)
 		return status == DB_NOT_FOUND ? EX_NOUSER : EX_TEMPFAIL;
 	}
 	int exit_status = EX_OK;
-	if (argc - optind == 1) {
+	if (argc - first == 1) {
 		exit_status = deliver_one(db, &cfg, &u, "standard input", stdin);
 	} else {
 		/* one message per file; the first failure decides the status,
 		 * the files after it are still tried */
-		for (int i = optind + 1; i < argc; i++) {
+		for (int i = first + 1; i < argc; i++) {
 			FILE *f = fopen(argv[i], "rb");
 			int rc;
 			if (f == NULL) {
