@@ -10,15 +10,7 @@
 #include "maildir.h"
 #include "xalloc.h"
 
-/* Not assert(): it must hold in every build, NDEBUG or not. */
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
+#include "fuzz_check.h"
 
 static void check_name(const char *name, size_t len)
 {

@@ -8,15 +8,7 @@
 
 #include "pop3_out.h"
 
-/* Not assert(): it must hold in every build, NDEBUG or not. */
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
+#include "fuzz_check.h"
 
 /* An independent whole-message model of the rules in pop3_out.h. */
 static size_t reference(const uint8_t *in, size_t n, bool dot, int64_t top, char *out)
