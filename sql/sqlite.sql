@@ -1,6 +1,9 @@
 -- tpops schema for SQLite (the embedded default).
 -- The seed's tables and column names, so that TPOPS databases keep working;
 -- message parts are BLOBs (8-bit safe, any size SQLite allows).
+-- 16 KiB pages (before anything is created): a RETR reads a message's
+-- overflow pages one read each, see docs/BENCHMARKS.md.
+PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
 
 CREATE TABLE IF NOT EXISTS "user" (

@@ -18,6 +18,7 @@ enum db_status {
 	DB_NOT_FOUND = 1, /* no such user / row; a lost lock */
 	DB_CONFLICT = 2,  /* duplicate login or address; lock held by another owner */
 	DB_QUOTA = 3,     /* msg_store: the message would exceed the user's quota */
+	DB_AGAIN = 4,     /* a non-blocking call would wait: run the blocking one on a worker */
 	DB_TEMPFAIL = -1, /* database unreachable, busy, I/O error: try again later */
 	DB_PERMFAIL = -2, /* schema missing or broken, constraint the retry cannot fix */
 };
@@ -65,7 +66,8 @@ struct db_ops {
 
 	/* Messages, arrival order (timestamp, then id). *msgs_r is malloc'd. */
 	int (*msg_list)(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r);
-	/* Reads up to len octets of header||body from offset. *got_r 0 = end. */
+	/* Reads len octets of header||body from offset: fewer only when the
+	 * message ends first (*got_r 0: offset is at the end). */
 	int (*msg_read)(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
 			size_t *got_r);
 	/* Deletes the ids of uid in one transaction, only while owner still

@@ -1561,13 +1561,26 @@ static int mysql_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, si
 	return status;
 }
 
+/* Fills buf unless the message ends first (the db.h contract): a reply
+ * holds at most read_max octets, so a small max_allowed_packet takes
+ * several statements. */
 static int mysql_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
 			  size_t *got_r)
 {
-	int status = msg_read_once(db, id, offset, buf, len, got_r);
-	if (retry(db_mysql(db), status))
-		status = msg_read_once(db, id, offset, buf, len, got_r);
-	return status;
+	size_t got = 0;
+	while (got < len) {
+		size_t n = 0;
+		int status = msg_read_once(db, id, offset + got, (char *)buf + got, len - got, &n);
+		if (retry(db_mysql(db), status))
+			status = msg_read_once(db, id, offset + got, (char *)buf + got, len - got, &n);
+		if (status != DB_OK)
+			return status;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	*got_r = got;
+	return DB_OK;
 }
 
 static int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_t *ids,

@@ -19,8 +19,7 @@ enum stmt_id {
 	ST_USER_DELETE,
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
-	ST_LOCK_EXPIRE,
-	ST_LOCK_INSERT,
+	ST_LOCK_TAKE,
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
 	ST_LOCK_OWNED,
@@ -33,6 +32,7 @@ enum stmt_id {
 	ST_PART_INSERT,
 	ST_PART_DELETE,
 	ST_BEGIN,
+	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_COUNT
@@ -47,9 +47,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1",
 	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
-	[ST_LOCK_EXPIRE] = "DELETE FROM locks WHERE uid = ?1 AND expires < ?2",
-	[ST_LOCK_INSERT] = "INSERT OR IGNORE INTO locks (uid, owner, expires, timestamp) "
-			   "VALUES (?1, ?2, ?3, datetime(?4, 'unixepoch', 'localtime'))",
+	/* one statement, one write transaction: a free maildrop, or one
+	 * whose lease expired, is taken; a held one is left alone (no row
+	 * changes) */
+	[ST_LOCK_TAKE] = "INSERT INTO locks (uid, owner, expires, timestamp) "
+			 "VALUES (?1, ?2, ?3, datetime(?4, 'unixepoch', 'localtime')) "
+			 "ON CONFLICT (uid) DO UPDATE SET owner = excluded.owner, "
+			 "expires = excluded.expires, timestamp = excluded.timestamp "
+			 "WHERE locks.expires < ?4",
 	[ST_LOCK_RENEW] = "UPDATE locks SET expires = ?3 WHERE uid = ?1 AND owner = ?2",
 	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ?1 AND owner = ?2",
 	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ?1 AND owner = ?2",
@@ -66,6 +71,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?1, ?2, ?3)",
 	[ST_PART_DELETE] = "DELETE FROM msg_part WHERE id = ?1",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 };
@@ -172,13 +178,18 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 		return DB_TEMPFAIL;
 	}
 	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
-	/* WAL: readers never wait for the writer. synchronous=NORMAL for
+	/* page_size (only takes effect on a new, empty database): a RETR
+	 * reads a message's overflow pages one pread each, and 16 KiB pages
+	 * read a 10 MiB message half again as fast as 4 KiB ones, for
+	 * somewhat larger WAL frames per lease write (docs/BENCHMARKS.md).
+	 * WAL: readers never wait for the writer. synchronous=NORMAL for
 	 * lock leases and deletions (a power cut may undo the last of them:
 	 * a lease that expires anyway, a message that comes back, never a
 	 * lost one); msg_store switches to FULL for its commit. */
 	char *msg = NULL;
 	rc = sqlite3_exec(d->handle,
-			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+			  "PRAGMA page_size = 16384;"
+			  " PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
 			  " PRAGMA foreign_keys = OFF;",
 			  NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
@@ -324,31 +335,17 @@ static int sqlite_lock_acquire(struct db *db, int64_t uid, const char *owner, in
 {
 	struct db_sqlite *d = db_sqlite(db);
 	int64_t now = (int64_t)time(NULL);
-	int status = begin(d);
-	if (status != DB_OK)
-		return status;
-	sqlite3_stmt *s = stmt(d, ST_LOCK_EXPIRE);
+	sqlite3_stmt *s = stmt(d, ST_LOCK_TAKE);
 	if (s == NULL)
-		goto fail;
-	sqlite3_bind_int64(s, 1, uid);
-	sqlite3_bind_int64(s, 2, now);
-	if ((status = exec_stmt(d, s, "expiring a lock")) != DB_OK)
-		goto fail;
-	if ((s = stmt(d, ST_LOCK_INSERT)) == NULL)
-		goto fail;
+		return DB_PERMFAIL;
 	sqlite3_bind_int64(s, 1, uid);
 	bind_text(s, 2, owner);
 	sqlite3_bind_int64(s, 3, now + lease);
 	sqlite3_bind_int64(s, 4, now);
-	if ((status = exec_stmt(d, s, "taking a lock")) != DB_OK)
-		goto fail;
-	int inserted = sqlite3_changes(d->handle);
-	if ((status = commit(d)) != DB_OK)
-		goto fail;
-	return inserted ? DB_OK : DB_CONFLICT;
-fail:
-	rollback(d);
-	return status == DB_OK ? DB_PERMFAIL : status;
+	int status = exec_stmt(d, s, "taking a lock");
+	if (status != DB_OK)
+		return status;
+	return sqlite3_changes(d->handle) > 0 ? DB_OK : DB_CONFLICT;
 }
 
 static int lock_update(struct db *db, enum stmt_id id, int64_t uid, const char *owner, int lease)
@@ -480,10 +477,9 @@ static int read_parts(struct db_sqlite *d, int64_t id, uint64_t offset, char *bu
 
 /* The message is header || body || parts; a RETR reads it piece by piece
  * from any worker, so nothing is kept between pieces. */
-static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
-			   size_t *got_r)
+static int msg_read_in_transaction(struct db_sqlite *d, int64_t id, uint64_t offset, void *buf,
+				   size_t len, size_t *got_r)
 {
-	struct db_sqlite *d = db_sqlite(db);
 	sqlite3_stmt *s = stmt(d, ST_MSG_LENGTHS);
 	if (s == NULL)
 		return DB_PERMFAIL;
@@ -520,6 +516,24 @@ static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf
 		got += n;
 	}
 	*got_r = got;
+	return status;
+}
+
+static int sqlite_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
+			   size_t *got_r)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	/* one read transaction for the lengths and every column and part
+	 * read: one snapshot, and one set of WAL read locks instead of one
+	 * per statement */
+	int status = exec_stmt(d, stmt(d, ST_BEGIN_READ), "begin transaction");
+	if (status != DB_OK)
+		return status;
+	status = msg_read_in_transaction(d, id, offset, buf, len, got_r);
+	if (status == DB_OK)
+		status = commit(d);
+	if (status != DB_OK)
+		rollback(d);
 	return status;
 }
 

@@ -60,6 +60,35 @@ int maildir_openat(int maildir_fd, const char *path, int flags)
 	return open_beneath(maildir_fd, path, flags, true);
 }
 
+/* As open_beneath, but only from the kernel's lookup caches
+ * (RESOLVE_CACHED, Linux 5.12): -1 with EAGAIN when the lookup would read
+ * a directory from disk, race a rename, or the kernel cannot do it. */
+static int open_beneath_cached(int dirfd, const char *path, int flags, bool beneath,
+			       bool no_symlinks)
+{
+#if defined(SYS_openat2) && defined(RESOLVE_CACHED)
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_CACHED | RESOLVE_NO_MAGICLINKS |
+			   (beneath ? RESOLVE_BENEATH : 0) | (no_symlinks ? RESOLVE_NO_SYMLINKS : 0),
+	};
+	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+	if (fd >= 0)
+		return (int)fd;
+	if (errno == ENOSYS || errno == EINVAL) /* older kernels */
+		errno = EAGAIN;
+	return -1;
+#else
+	errno = EAGAIN;
+	return -1;
+#endif
+}
+
+int maildir_openat_cached(int maildir_fd, const char *path, int flags)
+{
+	return open_beneath_cached(maildir_fd, path, flags, true, true);
+}
+
 static int dir_status(int err)
 {
 	switch (err) {
@@ -167,39 +196,16 @@ static int create_beneath(int root_fd, const char *rel, int *fd_r, char *err, si
 	return DB_OK;
 }
 
-int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd_r, char *err,
-		     size_t errlen)
+/* maildir as a path relative to root (which it may name absolutely),
+ * refusing one that leaves the root lexically or is the root itself.
+ * resolve_root: also try root's real path (realpath reads directories). */
+static int relative_to_root(const char *root, const char *maildir, bool resolve_root,
+			    const char **rel_r, char *err, size_t errlen)
 {
-	if (maildir == NULL || maildir[0] == '\0') {
-		snprintf(err, errlen, "the user has no Maildir (user.maildir is empty)");
-		return DB_PERMFAIL;
-	}
-	if (root == NULL || root[0] == '\0') {
-		if (maildir[0] != '/') {
-			snprintf(err, errlen, "Maildir \"%s\" is relative, but MaildirRoot is not set",
-				 maildir);
-			return DB_PERMFAIL;
-		}
-		int fd = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && create) {
-			int status = make_parents(maildir, err, errlen);
-			if (status != DB_OK)
-				return status;
-			fd = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		}
-		if (fd < 0) {
-			int e = errno;
-			snprintf(err, errlen, "Maildir %s: %s", maildir, dir_reason(e));
-			return dir_status(e);
-		}
-		*fd_r = fd;
-		return DB_OK;
-	}
-
 	const char *rel = maildir;
 	if (maildir[0] == '/') {
 		rel = below(maildir, root);
-		char *real_root = rel == NULL ? realpath(root, NULL) : NULL;
+		char *real_root = rel == NULL && resolve_root ? realpath(root, NULL) : NULL;
 		if (real_root != NULL) {
 			rel = below(maildir, real_root);
 			free(real_root);
@@ -230,6 +236,43 @@ int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd
 	}
 	while (*rel == '/')
 		rel++;
+	*rel_r = rel;
+	return DB_OK;
+}
+
+int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd_r, char *err,
+		     size_t errlen)
+{
+	if (maildir == NULL || maildir[0] == '\0') {
+		snprintf(err, errlen, "the user has no Maildir (user.maildir is empty)");
+		return DB_PERMFAIL;
+	}
+	if (root == NULL || root[0] == '\0') {
+		if (maildir[0] != '/') {
+			snprintf(err, errlen, "Maildir \"%s\" is relative, but MaildirRoot is not set",
+				 maildir);
+			return DB_PERMFAIL;
+		}
+		int fd = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT && create) {
+			int status = make_parents(maildir, err, errlen);
+			if (status != DB_OK)
+				return status;
+			fd = open(maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		}
+		if (fd < 0) {
+			int e = errno;
+			snprintf(err, errlen, "Maildir %s: %s", maildir, dir_reason(e));
+			return dir_status(e);
+		}
+		*fd_r = fd;
+		return DB_OK;
+	}
+
+	const char *rel;
+	int status = relative_to_root(root, maildir, true, &rel, err, errlen);
+	if (status != DB_OK)
+		return status;
 
 	int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0) {
@@ -238,7 +281,6 @@ int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd
 		return dir_status(e);
 	}
 	int fd = open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY, false);
-	int status = DB_OK;
 	if (fd < 0 && errno == ENOENT && create) {
 		status = create_beneath(root_fd, rel, &fd, err, errlen);
 	} else if (fd < 0) {
@@ -251,6 +293,33 @@ int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd
 	if (status == DB_OK)
 		*fd_r = fd;
 	return status;
+}
+
+int maildir_open_dir_cached(const char *root, const char *maildir, int *fd_r)
+{
+	char err[8];
+	if (maildir == NULL || maildir[0] == '\0')
+		return DB_AGAIN;
+	int fd;
+	if (root == NULL || root[0] == '\0') {
+		if (maildir[0] != '/')
+			return DB_AGAIN;
+		fd = open_beneath_cached(AT_FDCWD, maildir, O_RDONLY | O_DIRECTORY, false, false);
+	} else {
+		const char *rel;
+		if (relative_to_root(root, maildir, false, &rel, err, sizeof err) != DB_OK)
+			return DB_AGAIN;
+		int root_fd = open_beneath_cached(AT_FDCWD, root, O_RDONLY | O_DIRECTORY, false,
+						  false);
+		if (root_fd < 0)
+			return DB_AGAIN;
+		fd = open_beneath_cached(root_fd, rel, O_RDONLY | O_DIRECTORY, true, false);
+		close(root_fd);
+	}
+	if (fd < 0)
+		return DB_AGAIN;
+	*fd_r = fd;
+	return DB_OK;
 }
 
 int maildir_open_subdirs(int maildir_fd, bool create, int fds_r[3], char *err, size_t errlen)

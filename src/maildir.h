@@ -36,6 +36,12 @@
 int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd_r, char *err,
 		     size_t errlen);
 
+/* maildir_open_dir without create, for an I/O thread: only from the
+ * kernel's lookup caches, never waiting for the disk. DB_AGAIN when that is
+ * not enough, and on any error: maildir_open_dir on a worker then does it,
+ * or says what is wrong. */
+int maildir_open_dir_cached(const char *root, const char *maildir, int *fd_r);
+
 /* Opens tmp/, new/ and cur/ of an open Maildir (no symlinks), making the
  * missing ones with create. fds_r[0..2] = tmp, new, cur. */
 int maildir_open_subdirs(int maildir_fd, bool create, int fds_r[3], char *err, size_t errlen);
@@ -43,6 +49,9 @@ int maildir_open_subdirs(int maildir_fd, bool create, int fds_r[3], char *err, s
 /* Opens path (such as "new/NAME") relative to an open Maildir, following
  * no symlink and never leaving it; -1 with errno. */
 int maildir_openat(int maildir_fd, const char *path, int flags);
+/* The same from the kernel's lookup caches only: -1 with EAGAIN when the
+ * lookup would wait for the disk (see maildir_open_dir_cached). */
+int maildir_openat_cached(int maildir_fd, const char *path, int flags);
 
 /* Calls each(name, dir_fd, ctx) for every regular file of an open
  * directory (new/ or cur/) whose name does not start with '.'; files are

@@ -1,7 +1,7 @@
 /* A user's maildrop: list, read as a stream, commit deletions, deliver.
  * Implementations: maildrop_sql.c (the `msg` table of the database) and,
- * with `Mailbox: Maildir`, maildrop_maildir.c (a Maildir on disk). Every call may block and runs
- * on a storage worker (or in a tool), with that thread's database. */
+ * with `Mailbox: Maildir`, maildrop_maildir.c (a Maildir on disk). Every call but read_nowait
+ * may block and runs on a storage worker (or in a tool), with that thread's database. */
 #ifndef TPOPS_MAILDROP_H
 #define TPOPS_MAILDROP_H
 #include <stdbool.h>
@@ -33,10 +33,18 @@ struct maildrop_ops {
 	const char *name;
 	int (*open)(struct db *db, const struct config *cfg, const struct user *u,
 		    struct maildrop **md_r, char *err, size_t errlen);
-	/* Reads stored octets of message `index` from offset; *got_r 0 = end.
-	 * DB_NOT_FOUND when the message vanished. */
+	/* Reads len stored octets of message `index` from offset, fewer only
+	 * when the message ends first (so a short read is the last one; *got_r
+	 * 0: offset is at the end). DB_NOT_FOUND when the message vanished. */
 	int (*read)(struct maildrop *md, struct db *db, size_t index, uint64_t offset, void *buf,
 		    size_t len, size_t *got_r, char *err, size_t errlen);
+	/* Optional, the one call that runs on an I/O thread: read as above,
+	 * but only what is already in memory (the page cache), never waiting
+	 * for the disk. DB_AGAIN when it would wait, and for every error (the
+	 * caller then runs read on a worker, which reports it); nothing is
+	 * consumed then. NULL where every read may block (SQL). */
+	int (*read_nowait)(struct maildrop *md, size_t index, uint64_t offset, void *buf,
+			   size_t len, size_t *got_r);
 	/* At QUIT: removes deleted[i] messages (all or nothing for SQL) while
 	 * owner holds the lock; retrieved[i] may mark messages as seen. */
 	int (*commit)(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,

@@ -13,9 +13,11 @@
  * messages are unlinked and retrieved ones get the S (seen) flag in cur/. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -516,8 +518,9 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 	}
 	/* The open file is kept for the next piece: a message deleted by
 	 * another client in the middle of a RETR is still sent whole. */
-	for (;;) {
-		ssize_t n = pread(dm->open_fd, buf, len, (off_t)offset);
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(dm->open_fd, (char *)buf + got, len - got, (off_t)(offset + got));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -526,11 +529,57 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 			close_open_file(dm);
 			return DB_TEMPFAIL;
 		}
-		*got_r = (size_t)n;
 		if (n == 0)
-			close_open_file(dm);
-		return DB_OK;
+			break;
+		got += (size_t)n;
 	}
+	*got_r = got;
+	if (got < len) /* the end: the next RETR opens its own file */
+		close_open_file(dm);
+	return DB_OK;
+}
+
+/* Set once a kernel refuses RWF_NOWAIT reads (EOPNOTSUPP): every read
+ * then goes to a worker. */
+static atomic_bool nowait_unsupported;
+
+static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offset, void *buf,
+			       size_t len, size_t *got_r)
+{
+	struct maildir_drop *dm = (struct maildir_drop *)md;
+	if (atomic_load_explicit(&nowait_unsupported, memory_order_relaxed))
+		return DB_AGAIN;
+	if (dm->open_index != index) {
+		close_open_file(dm);
+		if (dm->dir_fd < 0 && maildir_open_dir_cached(dm->root, dm->path, &dm->dir_fd) != DB_OK)
+			return DB_AGAIN;
+		/* a file moved by another client is looked for on a worker */
+		int fd = maildir_openat_cached(dm->dir_fd, md->msgs[index].name, O_RDONLY);
+		if (fd < 0)
+			return DB_AGAIN;
+		dm->open_fd = fd;
+		dm->open_index = index;
+		drop_dir_close(dm);
+	}
+	size_t got = 0;
+	while (got < len) {
+		struct iovec iov = {(char *)buf + got, len - got};
+		ssize_t n = preadv2(dm->open_fd, &iov, 1, (off_t)(offset + got), RWF_NOWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno == EOPNOTSUPP)
+				atomic_store(&nowait_unsupported, true);
+			return DB_AGAIN; /* not in the page cache, or an error */
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	*got_r = got;
+	if (got < len) /* the end: the next RETR opens its own file */
+		close_open_file(dm);
+	return DB_OK;
 }
 
 /* ---- commit ---- */
@@ -694,6 +743,7 @@ const struct maildrop_ops maildrop_maildir_ops = {
 	.name = "maildir",
 	.open = maildir_open,
 	.read = maildir_read,
+	.read_nowait = maildir_read_nowait,
 	.commit = maildir_commit,
 	.free = maildir_free,
 	.deliver = maildir_deliver_one,

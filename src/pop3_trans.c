@@ -143,19 +143,21 @@ struct chunk_job {
 	char error[256];
 };
 
-static void chunk_work(struct session_job *sj)
+/* Reads and converts the next piece: with db on a worker, or without
+ * (db NULL) on the I/O thread through read_nowait, which may answer
+ * DB_AGAIN and leave everything as it was. */
+static void chunk_fill(struct chunk_job *cj, struct db *db)
 {
-	struct chunk_job *cj = (struct chunk_job *)sj;
-	struct db *db = worker_db(cj->error, sizeof cj->error);
-	if (db == NULL) {
-		cj->status = DB_TEMPFAIL;
-		return;
-	}
+	const struct maildrop_ops *ops = cj->maildrop->ops;
 	/* room for the final ".\r\n" when the raw piece goes out as is */
 	char *raw = xmalloc(RETR_CHUNK_SIZE + POP3_OUT_FINISH_MAX);
 	size_t got = 0;
-	cj->status = cj->maildrop->ops->read(cj->maildrop, db, cj->index, cj->offset, raw,
-					     RETR_CHUNK_SIZE, &got, cj->error, sizeof cj->error);
+	if (db != NULL)
+		cj->status = ops->read(cj->maildrop, db, cj->index, cj->offset, raw, RETR_CHUNK_SIZE,
+				       &got, cj->error, sizeof cj->error);
+	else
+		cj->status = ops->read_nowait(cj->maildrop, cj->index, cj->offset, raw,
+					      RETR_CHUNK_SIZE, &got);
 	if (cj->status == DB_OK) {
 		if (pop3_out_passthrough(cj->filter, raw, got)) {
 			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
@@ -166,14 +168,27 @@ static void chunk_work(struct session_job *sj)
 			cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
 		}
 		cj->consumed = got;
-		if (got == 0 || pop3_out_done(cj->filter)) {
+		/* a short read is the last one (the maildrop_ops contract):
+		 * the message ends in this job, without one more hand-off */
+		if (got < RETR_CHUNK_SIZE || pop3_out_done(cj->filter)) {
 			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);
 			cj->end = true;
 		}
-	} else if (cj->status == DB_TEMPFAIL) {
-		worker_db_discard();
 	}
 	free(raw);
+}
+
+static void chunk_work(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct db *db = worker_db(cj->error, sizeof cj->error);
+	if (db == NULL) {
+		cj->status = DB_TEMPFAIL;
+		return;
+	}
+	chunk_fill(cj, db);
+	if (cj->status == DB_TEMPFAIL)
+		worker_db_discard();
 }
 
 static void free_chunk(const void *data, size_t len, void *arg)
@@ -250,6 +265,21 @@ static void stream_fetch(struct session *s)
 	cj->offset = s->stream.offset;
 	cj->filter = &s->stream.filter;
 	s->stream.fetching = true;
+	/* What the page cache holds is read right here: a worker hand-off
+	 * costs more than reading 256 KiB from memory. */
+	if (s->maildrop->ops->read_nowait != NULL) {
+		chunk_fill(cj, NULL);
+		if (cj->status != DB_AGAIN) {
+			session_finish_here(s, &cj->sj);
+			return;
+		}
+		if (!s->stream.on_worker) { /* once per message */
+			s->stream.on_worker = true;
+			log_debug("user=%s: message %zu from octet %llu is not in memory: read on a "
+				  "storage worker",
+				  s->user.login, cj->index + 1, (unsigned long long)cj->offset);
+		}
+	}
 	session_submit(s, &cj->sj, false);
 }
 
@@ -264,6 +294,7 @@ static void stream_start(struct session *s, uint32_t n, int64_t top_lines)
 	s->stream.index = n - 1;
 	s->stream.offset = 0;
 	s->stream.first = true;
+	s->stream.on_worker = false;
 	s->stream.top = top_lines >= 0;
 	pop3_out_init(&s->stream.filter, true, top_lines);
 	s->wait = WAIT_STREAM;

@@ -86,16 +86,27 @@ static void session_job_done(struct job *job)
 	session_maybe_free(s);
 }
 
-void session_submit(struct session *s, struct session_job *sj, bool blocking)
+static void session_job_init(struct session *s, struct session_job *sj)
 {
 	sj->session = s;
 	sj->job.run = session_job_run;
 	sj->job.done = session_job_done;
 	sj->job.loop = s->loop;
 	s->jobs++;
+}
+
+void session_submit(struct session *s, struct session_job *sj, bool blocking)
+{
+	session_job_init(s, sj);
 	if (blocking)
 		s->wait = WAIT_JOB;
 	worker_submit(&sj->job);
+}
+
+void session_finish_here(struct session *s, struct session_job *sj)
+{
+	session_job_init(s, sj);
+	ioloop_post(s->loop, &sj->job);
 }
 
 void session_resume(struct session *s)

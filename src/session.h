@@ -76,6 +76,7 @@ struct session {
 		struct pop3_out filter;
 		bool first;     /* no octet sent yet: an error can still be -ERR */
 		bool fetching;  /* a chunk job is in flight */
+		bool on_worker; /* a piece was not in memory: read on a worker */
 		bool top;
 	} stream;
 
@@ -116,6 +117,10 @@ struct session_job {
 	void (*finish)(struct session_job *sj);
 };
 void session_submit(struct session *s, struct session_job *sj, bool blocking);
+/* For work that was done on the loop's thread without blocking: finish
+ * runs at the loop's next turn, as after a worker (never from inside the
+ * caller, which may be in the middle of a command). */
+void session_finish_here(struct session *s, struct session_job *sj);
 /* Call at the end of a job's finish: resumes reading commands. */
 void session_resume(struct session *s);
 

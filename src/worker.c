@@ -114,6 +114,7 @@ void worker_submit(struct job *job)
 	else
 		pool.head = job;
 	pool.tail = job;
-	pthread_cond_signal(&pool.ready);
 	pthread_mutex_unlock(&pool.mutex);
+	/* after the unlock: the woken worker's first step is to take it */
+	pthread_cond_signal(&pool.ready);
 }

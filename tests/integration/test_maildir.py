@@ -4,6 +4,8 @@ changes behind tpops's back during a session, what QUIT does to the files,
 refused paths, and delivery with tpops-store (durable, full disk, quota).
 The protocol suite in the other files runs against Maildir as well (the
 "maildir" backend in backends/maildir.py)."""
+import ctypes
+import mmap
 import os
 import re
 import resource
@@ -415,6 +417,68 @@ def test_file_moved_or_flagged_by_another_client(md):
     assert c.cmd("DELE 2").startswith(b"+OK")
     assert c.cmd("QUIT").startswith(b"+OK")
     assert files(md, "cur") == ["1600000001.M0P1Q1.h:2,FS"]
+
+
+def pages_in_memory(path):
+    """How many of the file's pages are in the page cache (mincore(2) of a
+    mapping, which itself reads nothing)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        vec = (ctypes.c_ubyte * pages)()
+        assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        libc.munmap(addr, size)
+        return sum(v & 1 for v in vec)
+    finally:
+        os.close(fd)
+
+
+def evict_from_page_cache(path):
+    """Drops the file's pages from the page cache; False where the
+    filesystem keeps them anyway (tmpfs)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return pages_in_memory(path) == 0
+
+
+def test_retr_from_memory_and_from_disk(md):
+    """Pieces in the page cache are read on the I/O thread; the others on
+    a storage worker. Both give the same bytes, also when a message of
+    several pieces (256 KiB each) is partly in memory."""
+    line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .-\n"
+    body = b"".join(b".%d " % i + line for i in range(12000))   # ~850 KiB, LF
+    msgs = [b"Subject: big\n\n" + body, CRLF_MSG, LF_MSG]
+    paths = [drop(md, "new", f"160000000{i}.M1P1Q1.h", m) for i, m in enumerate(msgs, 1)]
+    md.start()
+    c = login(md)
+    for i, m in enumerate(msgs, 1):   # just written: in memory
+        assert retr(c, i) == wire(m)
+    assert "not in memory" not in md.read_log()
+    if not all(evict_from_page_cache(p) for p in paths):
+        pytest.skip("the filesystem of the test directory keeps files in memory")
+    with open(paths[0], "rb") as f:   # the first piece back, and no more
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        f.read(300 * 1024)
+    for i, m in enumerate(msgs, 1):
+        assert retr(c, i) == wire(m)
+    log = md.read_log()
+    assert "message 1 from octet 262144 is not in memory: read on a storage worker" in log, log
+    assert "message 2 from octet 0 is not in memory" in log, log
+    assert "message 3 from octet 0 is not in memory" in log, log
+    assert c.cmd("QUIT").startswith(b"+OK")
 
 
 def test_new_file_during_session_shows_at_next_login(md):

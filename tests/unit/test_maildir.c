@@ -1,6 +1,8 @@
 /* Unit tests of maildir.c: names, size fields, UIDLs, the size cache, path
  * resolution below a root and delivery, on a scratch directory. */
 #include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -267,6 +269,56 @@ static void test_resolution_below_root(void **state)
 			 DB_PERMFAIL);
 }
 
+/* The I/O threads' variant: the same refusals (as DB_AGAIN, for a worker
+ * to report), and what was just used is in the kernel's caches. */
+static void test_resolution_from_caches_only(void **state)
+{
+	char root[300], path[400], err[256];
+	snprintf(root, sizeof root, "%s/cached", scratch);
+	mkdir(root, 0700);
+	snprintf(path, sizeof path, "%s/outside", scratch);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/link", root);
+	assert_int_equal(symlink("../outside", path), 0);
+	int fd = -1;
+	assert_int_equal(maildir_open_dir(root, "user", true, &fd, err, sizeof err), DB_OK);
+	close(fd);
+	snprintf(path, sizeof path, "%s/user/new", root);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/user/new/1.x", root);
+	write_file(path, "hello\n");
+
+	fd = -1;
+	assert_int_equal(maildir_open_dir_cached(root, "user", &fd), DB_OK);
+	assert_true(fd >= 0);
+	int file = maildir_openat_cached(fd, "new/1.x", O_RDONLY);
+	assert_true(file >= 0);
+	char buf[16];
+	assert_int_equal(read(file, buf, sizeof buf), 6);
+	close(file);
+	errno = 0;
+	assert_int_equal(maildir_openat_cached(fd, "new/missing", O_RDONLY), -1);
+	/* a name never looked up is not in the cache either */
+	assert_true(errno == ENOENT || errno == EAGAIN);
+	assert_int_equal(maildir_openat_cached(fd, "../link", O_RDONLY), -1);
+	close(fd);
+	snprintf(path, sizeof path, "%s/user", root);
+	assert_int_equal(maildir_open_dir_cached(root, path, &fd), DB_OK);
+	close(fd);
+	assert_int_equal(maildir_open_dir_cached(NULL, path, &fd), DB_OK);
+	close(fd);
+
+	const char *refused[] = {"link", "link/x", "../outside", "user/../user", ".", "/etc", "",
+				 "missing"};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		fd = -1;
+		assert_int_equal(maildir_open_dir_cached(root, refused[i], &fd), DB_AGAIN);
+		assert_int_equal(fd, -1);
+	}
+	assert_int_equal(maildir_open_dir_cached(NULL, "relative", &fd), DB_AGAIN);
+	assert_int_equal(maildir_open_dir_cached(root, NULL, &fd), DB_AGAIN);
+}
+
 static void test_deliver_and_usage(void **state)
 {
 	char dir[300], err[256], name[512];
@@ -299,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_size_cache),
 		cmocka_unit_test(test_listing_cache),
 		cmocka_unit_test(test_resolution_below_root),
+		cmocka_unit_test(test_resolution_from_caches_only),
 		cmocka_unit_test(test_deliver_and_usage),
 	};
 	return cmocka_run_group_tests(tests, make_scratch, remove_scratch);
