@@ -1567,17 +1567,20 @@ static int mysql_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, si
 static int mysql_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
 			  size_t *got_r)
 {
+	struct db_mysql *d = db_mysql(db);
 	size_t got = 0;
 	while (got < len) {
-		size_t n = 0;
-		int status = msg_read_once(db, id, offset + got, (char *)buf + got, len - got, &n);
-		if (retry(db_mysql(db), status))
-			status = msg_read_once(db, id, offset + got, (char *)buf + got, len - got, &n);
+		size_t want = len - got, n = 0;
+		int status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
+		if (retry(d, status))
+			status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
 		if (status != DB_OK)
 			return status;
-		if (n == 0)
-			break;
 		got += n;
+		/* less than one statement returns (read_max as it was set by
+		 * the connection that read): the message ended */
+		if (n < (want < d->read_max ? want : d->read_max))
+			break;
 	}
 	*got_r = got;
 	return DB_OK;

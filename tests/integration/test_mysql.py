@@ -389,6 +389,37 @@ def test_quota_holds_under_concurrent_deliveries(make_tpops):
 
 # ---- a large message streams in pieces ----
 
+def test_small_max_allowed_packet_reads_a_piece_in_several_statements(make_tpops):
+    """With max_allowed_packet at 64 KiB one statement returns at most
+    32 KiB: each 256 KiB piece of a RETR takes several, and the message
+    still arrives whole, ending where it ends."""
+    t = make_mysql(make_tpops)
+    t.add_user("alice", "secret")
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz .dot ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    medium = b"Subject: medium\n\n" + line * (600 * 1024 // len(line))
+    exact = b"Subject: exact\n\n" + b"x" * (32 * 1024 - len(b"Subject: exact\n\n") - 1) + b"\n"
+    small = b"Subject: small\n\nhello\n"
+    for m in (medium, exact, small):
+        t.store("alice@example.com", m)
+    srv = mysql.server()
+    with srv.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.max_allowed_packet")
+        packet = cur.fetchone()[0]
+        cur.execute("SET GLOBAL max_allowed_packet = 65536")
+    try:
+        t.start()
+        c = Client(t.port, timeout=60)
+        c.login()
+        for i, m in enumerate((medium, exact, small), 1):
+            status, got = retr_raw(c, f"RETR {i}")
+            assert status == b"+OK %d octets" % len(crlf(m))
+            assert got == crlf(m)
+        assert c.cmd("QUIT").startswith(b"+OK")
+    finally:
+        with srv.connect() as c, c.cursor() as cur:
+            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
+
+
 def test_100mib_message_streams_in_pieces(make_tpops):
     t = make_mysql(make_tpops)
     t.add_user("alice", "secret")
