@@ -568,8 +568,11 @@ static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offse
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			if (errno == EOPNOTSUPP)
-				atomic_store(&nowait_unsupported, true);
+			if (errno == EOPNOTSUPP && !atomic_exchange(&nowait_unsupported, true))
+				log_info("Maildir %s: the filesystem cannot read without waiting "
+					 "(RWF_NOWAIT): from now on every RETR reads on a storage "
+					 "worker",
+					 dm->path);
 			return DB_AGAIN; /* not in the page cache, or an error */
 		}
 		if (n == 0)

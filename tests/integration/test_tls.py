@@ -516,6 +516,34 @@ def test_poplib_over_tls_with_each_scheme(schemes, cert, scheme):
     p.close()
 
 
+# -- Maildir: pieces read on the I/O thread go out through TLS too --
+
+def test_maildir_retr_over_stls_and_pop3s(make_tpops, cert):
+    """Maildir pieces already in memory are read on the I/O thread; over
+    STLS and POP3S they pass the TLS filter like any other output."""
+    t = make_tpops(backend="maildir", **tls_settings(cert))
+    t.add_user("alice", "pw", None, "--plain")
+    body = b"".join(b".line %06d of a message of several pieces\n" % i for i in range(40000))
+    msgs = [b"Subject: big\n\n" + body, b"Subject: small\r\n\r\n.\r\n..\r\nend"]
+    for m in msgs:
+        t.store("alice@example.com", m)
+    t.start()
+    expect = [m.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for m in msgs]
+    expect[1] += b"\r\n"
+    for implicit in (False, True):
+        if implicit:
+            c = Pop3(t.settings["TLS_Port"], tls=client_context(cert))
+        else:
+            c = Pop3(t.port)
+            c.starttls(client_context(cert))
+        assert c.login("alice", "pw").startswith(b"+OK")
+        for i, m in enumerate(expect, 1):
+            assert c.cmd(f"RETR {i}") == b"+OK %d octets" % len(m)
+            assert b"".join(l + b"\r\n" for l in c.multiline()) == m
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.sock.close()
+
+
 # -- flow control through the STLS filter --
 
 def test_retr_over_stls_keeps_memory_bounded(make_tpops, cert):
