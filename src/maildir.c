@@ -297,7 +297,7 @@ int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd
 
 int maildir_open_dir_cached(const char *root, const char *maildir, int *fd_r)
 {
-	char err[8];
+	char err[8]; /* the reason is not kept: the worker's attempt gives it */
 	if (maildir == NULL || maildir[0] == '\0')
 		return DB_AGAIN;
 	int fd;
