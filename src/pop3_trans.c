@@ -1,6 +1,6 @@
 /* TRANSACTION and UPDATE states: STAT LIST RETR TOP DELE RSET UIDL NOOP
- * CAPA QUIT, the streaming of messages, the lease renewal and the commit
- * of deletions at QUIT. */
+ * CAPA QUIT, the lease renewal and the commit of deletions at QUIT. The
+ * messages of RETR and TOP stream out from pop3_stream.c. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -127,180 +127,6 @@ void pop3_release_lock(struct session *s)
 	lease_submit(s, true);
 }
 
-/* ---- RETR and TOP: the message streams out in pieces ---- */
-
-struct chunk_job {
-	struct session_job sj;
-	struct maildrop *maildrop;
-	size_t index;
-	uint64_t offset;
-	struct pop3_out *filter;
-	char *out;
-	size_t out_len;
-	uint64_t consumed;
-	bool end;
-	int status;
-	char error[256];
-};
-
-/* Reads and converts the next piece: with db on a worker, or without
- * (db NULL) on the I/O thread through read_nowait, which may answer
- * DB_AGAIN and leave everything as it was. */
-static void chunk_fill(struct chunk_job *cj, struct db *db)
-{
-	const struct maildrop_ops *ops = cj->maildrop->ops;
-	/* room for the final ".\r\n" when the raw piece goes out as is */
-	char *raw = xmalloc(RETR_CHUNK_SIZE + POP3_OUT_FINISH_MAX);
-	size_t got = 0;
-	if (db != NULL)
-		cj->status = ops->read(cj->maildrop, db, cj->index, cj->offset, raw, RETR_CHUNK_SIZE,
-				       &got, cj->error, sizeof cj->error);
-	else
-		cj->status = ops->read_nowait(cj->maildrop, cj->index, cj->offset, raw,
-					      RETR_CHUNK_SIZE, &got);
-	if (cj->status == DB_OK) {
-		if (pop3_out_passthrough(cj->filter, raw, got)) {
-			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
-			cj->out_len = got;
-			raw = NULL;
-		} else {
-			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
-			cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
-		}
-		cj->consumed = got;
-		/* a short read is the last one (the maildrop_ops contract):
-		 * the message ends in this job, without one more hand-off */
-		if (got < RETR_CHUNK_SIZE || pop3_out_done(cj->filter)) {
-			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);
-			cj->end = true;
-		}
-	}
-	free(raw);
-}
-
-static void chunk_work(struct session_job *sj)
-{
-	struct chunk_job *cj = (struct chunk_job *)sj;
-	struct db *db = worker_db(cj->error, sizeof cj->error);
-	if (db == NULL) {
-		cj->status = DB_TEMPFAIL;
-		return;
-	}
-	chunk_fill(cj, db);
-	if (cj->status == DB_TEMPFAIL)
-		worker_db_discard();
-}
-
-static void free_chunk(const void *data, size_t len, void *arg)
-{
-	free((void *)data);
-}
-
-static void stream_fetch(struct session *s);
-
-static void chunk_finish(struct session_job *sj)
-{
-	struct chunk_job *cj = (struct chunk_job *)sj;
-	struct session *s = sj->session;
-	s->stream.fetching = false;
-	if (s->closing) {
-		free(cj->out);
-		free(cj);
-		return;
-	}
-	struct maildrop_msg *m = &s->maildrop->msgs[cj->index];
-	if (cj->status != DB_OK) {
-		log_error("user=%s: reading message %zu: %s", s->user.login, cj->index + 1,
-			  cj->error);
-		int status = cj->status;
-		free(cj);
-		if (s->stream.first) {
-			if (status == DB_NOT_FOUND)
-				reply_err(s, "Message %zu is gone", s->stream.index + 1);
-			else
-				reply_err(s, "[SYS/TEMP] Cannot read the message, try again later");
-			session_resume(s);
-		} else { /* part of it is sent: the only honest end is to hang up */
-			session_close(s, "read error in the middle of a message");
-		}
-		return;
-	}
-	if (s->stream.first) {
-		s->stream.first = false;
-		if (s->stream.top)
-			reply_ok(s, "Top of message follows");
-		else
-			reply_ok(s, "%llu octets", (unsigned long long)m->size);
-	}
-	s->stream.offset += cj->consumed;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if (cj->out_len > 0)
-		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
-	else
-		free(cj->out);
-	bool end = cj->end;
-	free(cj);
-	if (end) {
-		if (!s->stream.top) {
-			s->retrieved[s->stream.index] = true;
-			s->retr_count++;
-			s->retr_octets += m->size;
-		}
-		session_resume(s);
-		return;
-	}
-	/* Keep one piece ahead of the socket; else the write callback asks
-	 * for the next piece once the output drains to RETR_LOW_WATER. */
-	if (evbuffer_get_length(out) < 2 * RETR_CHUNK_SIZE)
-		stream_fetch(s);
-}
-
-static void stream_fetch(struct session *s)
-{
-	struct chunk_job *cj = xcalloc(1, sizeof *cj);
-	cj->sj.work = chunk_work;
-	cj->sj.finish = chunk_finish;
-	cj->maildrop = s->maildrop;
-	cj->index = s->stream.index;
-	cj->offset = s->stream.offset;
-	cj->filter = &s->stream.filter;
-	s->stream.fetching = true;
-	/* What the page cache holds is read right here: a worker hand-off
-	 * costs more than reading 256 KiB from memory. */
-	if (s->maildrop->ops->read_nowait != NULL) {
-		chunk_fill(cj, NULL);
-		if (cj->status != DB_AGAIN) {
-			session_finish_here(s, &cj->sj);
-			return;
-		}
-		if (!s->stream.on_worker) { /* once per message */
-			s->stream.on_worker = true;
-			log_debug("user=%s: message %zu from octet %llu is not in memory: read on a "
-				  "storage worker",
-				  s->user.login, cj->index + 1, (unsigned long long)cj->offset);
-		}
-	}
-	session_submit(s, &cj->sj, false);
-}
-
-void pop3_stream_resume(struct session *s)
-{
-	if (s->wait == WAIT_STREAM && !s->stream.fetching)
-		stream_fetch(s);
-}
-
-static void stream_start(struct session *s, uint32_t n, int64_t top_lines)
-{
-	s->stream.index = n - 1;
-	s->stream.offset = 0;
-	s->stream.first = true;
-	s->stream.on_worker = false;
-	s->stream.top = top_lines >= 0;
-	pop3_out_init(&s->stream.filter, true, top_lines);
-	s->wait = WAIT_STREAM;
-	stream_fetch(s);
-}
-
 /* ---- commands ---- */
 
 static void cmd_stat(struct session *s, const struct pop3_command *c)
@@ -351,13 +177,13 @@ static void cmd_uidl(struct session *s, const struct pop3_command *c)
 static void cmd_retr(struct session *s, const struct pop3_command *c)
 {
 	if (message(s, c->number[0]) != NULL)
-		stream_start(s, c->number[0], -1);
+		pop3_stream_start(s, c->number[0], -1);
 }
 
 static void cmd_top(struct session *s, const struct pop3_command *c)
 {
 	if (message(s, c->number[0]) != NULL)
-		stream_start(s, c->number[0], c->number[1]);
+		pop3_stream_start(s, c->number[0], c->number[1]);
 }
 
 static void cmd_dele(struct session *s, const struct pop3_command *c)

@@ -360,6 +360,7 @@ static void session_free(struct session *s)
 	bufferevent_free(s->bev);
 	conn_limit_release((struct sockaddr *)&s->peer);
 	config_release(s->cfg);
+	pop3_stream_free(s);
 	if (s->maildrop != NULL)
 		s->maildrop->ops->free(s->maildrop);
 	free(s->deleted);

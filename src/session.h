@@ -18,6 +18,7 @@
 
 struct ioloop;
 struct bufferevent;
+struct chunk_job;
 
 enum session_state {
 	STATE_AUTHORIZATION,
@@ -79,6 +80,15 @@ struct session {
 		bool on_worker; /* a piece was not in memory: read on a worker */
 		bool top;
 	} stream;
+
+	/* SQL stores: the message after the one just retrieved, read while
+	 * the client takes that one in (pop3_stream.c) */
+	struct {
+		struct chunk_job *job; /* read and waiting, or NULL */
+		size_t index;
+		bool in_flight;
+		bool adopted; /* a RETR waits for the one in flight */
+	} ahead;
 
 	struct event *command_timer;
 	struct event *session_timer;
@@ -156,7 +166,9 @@ void pop3_sasl_response(struct session *s, const char *line, size_t len);
 bool pop3_trans_dispatch(struct session *s, const struct pop3_command *c);
 void pop3_capa(struct session *s);
 void pop3_trans_begin(struct session *s);
+void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines);
 void pop3_stream_resume(struct session *s);
+void pop3_stream_free(struct session *s);
 void pop3_release_lock(struct session *s);
 /* Timer callbacks: the end of a failed login's delay; the lease renewal. */
 void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg);

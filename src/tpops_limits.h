@@ -30,6 +30,9 @@
  * and the output buffer level below which the next piece is fetched. */
 #define RETR_CHUNK_SIZE (256 * 1024)
 #define RETR_LOW_WATER (128 * 1024)
+/* RETR read-ahead (SQL stores): at most this many octets held or asked
+ * for by all sessions together. */
+#define READ_AHEAD_TOTAL_MAX (32u * 1024 * 1024)
 
 /* SQL store: a message body over MSG_INLINE_MAX octets is stored in
  * msg_part rows of MSG_PART_SIZE, so that RETR reads any piece of it with

@@ -215,6 +215,64 @@ def test_all_in_one_maildrop(make_tpops, monkeypatch):
     p.quit()
 
 
+def test_read_ahead_in_every_order(make_tpops, backend):
+    """The SQL stores read the message after a retrieved one ahead of its
+    RETR. Whatever the client does next (RETR it, pipelined or not; DELE
+    it; TOP it; skip it; QUIT or hang up while it is being read), it gets
+    what it would get without read-ahead."""
+    t = make_tpops(backend=backend, LogLevel="debug")
+    t.add_user("alice", "secret")
+    big = b"Subject: over one piece\n\n" + b"x" * 99 + b"\n" * 1 + b"".join(
+        b"%07d .line\n" % i for i in range(30000))
+    msgs = [MESSAGES["dots"], MESSAGES["crlf"], big, MESSAGES["8bit"], MESSAGES["lf"],
+            MESSAGES["empty_message"], MESSAGES["bare_cr"]]
+    for m in msgs:
+        t.store("alice@example.com", m)
+    t.start()
+
+    def check_retr(c, n):
+        status, raw = retr(c, f"RETR {n}")
+        assert status == b"+OK %d octets" % len(wire(msgs[n - 1]))
+        assert unstuff(raw) == wire(msgs[n - 1]), n
+
+    c = Client(t.port)
+    c.login("alice", "secret")
+    check_retr(c, 1)
+    check_retr(c, 2)                          # read ahead, most likely ready
+    c.send(b"RETR 4\r\nRETR 5\r\n")          # skips 3; 5 pipelined behind 4
+    for n in (4, 5):
+        status, raw = c.line(), read_multiline(c)
+        assert status == b"+OK %d octets" % len(wire(msgs[n - 1])) and unstuff(raw) == wire(
+            msgs[n - 1])
+    assert c.cmd("DELE 6").startswith(b"+OK")  # read ahead after 5, then deleted
+    assert c.cmd("RETR 6") == b"-ERR No such message"
+    assert c.cmd("RSET").startswith(b"+OK")
+    check_retr(c, 6)
+    status, raw = retr(c, "TOP 7 0")           # read ahead after 6, then a TOP
+    assert unstuff(raw) == top(msgs[6], 0)
+    check_retr(c, 3)                          # more than one piece: never read ahead
+    check_retr(c, 7)
+    check_retr(c, 1)                          # again: 2 was retrieved, no read-ahead
+    assert c.cmd("QUIT").startswith(b"+OK")
+    c.close()
+    for end in ("QUIT", "hang up"):           # with 2 read ahead, or on its way
+        c = Client(t.port)
+        c.login("alice", "secret")
+        check_retr(c, 1)
+        if end == "QUIT":
+            assert c.cmd("QUIT").startswith(b"+OK")
+        c.close()
+    time.sleep(0.3)
+    t.assert_alive()
+    log = t.read_log()
+    if backend == "maildir":                  # read from memory on the I/O thread
+        assert "was read ahead" not in log
+    else:
+        for n in (2, 5, 6):
+            assert f"message {n} was read ahead" in log, log
+        assert "message 3 was read ahead" not in log
+
+
 def chunk_size():
     """The size of the pieces the daemon reads a message in."""
     path = os.path.join(os.path.dirname(__file__), "..", "..", "src", "tpops_limits.h")

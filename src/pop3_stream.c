@@ -1,0 +1,303 @@
+/* RETR and TOP: a message streams out in pieces of RETR_CHUNK_SIZE, each
+ * read and converted to the wire form (CRLF, dot-stuffing, the TOP cut) by
+ * a storage worker, or right on the I/O thread when the store can read it
+ * from memory without waiting (read_nowait). For stores whose every read
+ * blocks (SQL), the message after the one just retrieved is read ahead
+ * while the client takes in this one: clients fetch in order. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session.h"
+#include "tpops_limits.h"
+#include "worker.h"
+#include "xalloc.h"
+
+struct chunk_job {
+	struct session_job sj;
+	struct maildrop *maildrop;
+	size_t index;
+	uint64_t offset;
+	struct pop3_out *filter;
+	struct pop3_out ahead_filter; /* a read-ahead's own, until adopted */
+	size_t reserved;              /* read-ahead octets counted in ahead_total */
+	char *out;
+	size_t out_len;
+	uint64_t consumed;
+	bool end;
+	int status;
+	char error[256];
+};
+
+/* Octets that read-ahead holds or has asked for, over all sessions: past
+ * READ_AHEAD_TOTAL_MAX nothing more is read ahead (idle clients do not
+ * get to pin memory). */
+static atomic_size_t ahead_total;
+
+/* Reads and converts the next piece: with db on a worker, or without
+ * (db NULL) on the I/O thread through read_nowait, which may answer
+ * DB_AGAIN and leave everything as it was. */
+static void chunk_fill(struct chunk_job *cj, struct db *db)
+{
+	const struct maildrop_ops *ops = cj->maildrop->ops;
+	/* room for the final ".\r\n" when the raw piece goes out as is */
+	char *raw = xmalloc(RETR_CHUNK_SIZE + POP3_OUT_FINISH_MAX);
+	size_t got = 0;
+	if (db != NULL)
+		cj->status = ops->read(cj->maildrop, db, cj->index, cj->offset, raw, RETR_CHUNK_SIZE,
+				       &got, cj->error, sizeof cj->error);
+	else
+		cj->status = ops->read_nowait(cj->maildrop, cj->index, cj->offset, raw,
+					      RETR_CHUNK_SIZE, &got);
+	if (cj->status == DB_OK) {
+		if (pop3_out_passthrough(cj->filter, raw, got)) {
+			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
+			cj->out_len = got;
+			raw = NULL;
+		} else {
+			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
+			cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
+		}
+		cj->consumed = got;
+		/* a short read is the last one (the maildrop_ops contract):
+		 * the message ends in this job, without one more hand-off */
+		if (got < RETR_CHUNK_SIZE || pop3_out_done(cj->filter)) {
+			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);
+			cj->end = true;
+		}
+	}
+	free(raw);
+}
+
+static void chunk_work(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct db *db = worker_db(cj->error, sizeof cj->error);
+	if (db == NULL) {
+		cj->status = DB_TEMPFAIL;
+		return;
+	}
+	chunk_fill(cj, db);
+	if (cj->status == DB_TEMPFAIL)
+		worker_db_discard();
+}
+
+static void free_chunk(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
+static void chunk_job_free(struct chunk_job *cj)
+{
+	if (cj->reserved > 0)
+		atomic_fetch_sub(&ahead_total, cj->reserved);
+	free(cj->out);
+	free(cj);
+}
+
+static void stream_fetch(struct session *s);
+static void read_ahead(struct session *s, size_t index);
+
+static void chunk_finish(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct session *s = sj->session;
+	s->stream.fetching = false;
+	if (s->closing) {
+		chunk_job_free(cj);
+		return;
+	}
+	struct maildrop_msg *m = &s->maildrop->msgs[cj->index];
+	if (cj->status != DB_OK) {
+		log_error("user=%s: reading message %zu: %s", s->user.login, cj->index + 1,
+			  cj->error);
+		int status = cj->status;
+		chunk_job_free(cj);
+		if (s->stream.first) {
+			if (status == DB_NOT_FOUND)
+				reply_err(s, "Message %zu is gone", s->stream.index + 1);
+			else
+				reply_err(s, "[SYS/TEMP] Cannot read the message, try again later");
+			session_resume(s);
+		} else { /* part of it is sent: the only honest end is to hang up */
+			session_close(s, "read error in the middle of a message");
+		}
+		return;
+	}
+	if (s->stream.first) {
+		s->stream.first = false;
+		if (s->stream.top)
+			reply_ok(s, "Top of message follows");
+		else
+			reply_ok(s, "%llu octets", (unsigned long long)m->size);
+	}
+	s->stream.offset += cj->consumed;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (cj->out_len > 0) {
+		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
+		cj->out = NULL;
+	}
+	bool end = cj->end;
+	chunk_job_free(cj);
+	if (end) {
+		if (!s->stream.top) {
+			s->retrieved[s->stream.index] = true;
+			s->retr_count++;
+			s->retr_octets += m->size;
+			/* before the next command: it may be the RETR of this one */
+			read_ahead(s, s->stream.index + 1);
+		}
+		session_resume(s);
+		return;
+	}
+	/* Keep one piece ahead of the socket; else the write callback asks
+	 * for the next piece once the output drains to RETR_LOW_WATER. */
+	if (evbuffer_get_length(out) < 2 * RETR_CHUNK_SIZE)
+		stream_fetch(s);
+}
+
+static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t offset)
+{
+	struct chunk_job *cj = xcalloc(1, sizeof *cj);
+	cj->sj.work = chunk_work;
+	cj->sj.finish = chunk_finish;
+	cj->maildrop = s->maildrop;
+	cj->index = index;
+	cj->offset = offset;
+	cj->filter = &s->stream.filter;
+	return cj;
+}
+
+static void stream_fetch(struct session *s)
+{
+	struct chunk_job *cj = chunk_job_new(s, s->stream.index, s->stream.offset);
+	s->stream.fetching = true;
+	/* What the page cache holds is read right here: a worker hand-off
+	 * costs more than reading 256 KiB from memory. */
+	if (s->maildrop->ops->read_nowait != NULL) {
+		chunk_fill(cj, NULL);
+		if (cj->status != DB_AGAIN) {
+			session_finish_here(s, &cj->sj);
+			return;
+		}
+		if (!s->stream.on_worker) { /* once per message */
+			s->stream.on_worker = true;
+			log_debug("user=%s: message %zu from octet %llu is not in memory: read on a "
+				  "storage worker",
+				  s->user.login, cj->index + 1, (unsigned long long)cj->offset);
+		}
+	}
+	session_submit(s, &cj->sj, false);
+}
+
+void pop3_stream_resume(struct session *s)
+{
+	if (s->wait == WAIT_STREAM && !s->stream.fetching)
+		stream_fetch(s);
+}
+
+/* ---- read-ahead ---- */
+
+/* A read-ahead came back: kept for the RETR that will want it, handed to
+ * the RETR that is already waiting for it, or dropped. */
+static void ahead_finish(struct session_job *sj)
+{
+	struct chunk_job *cj = (struct chunk_job *)sj;
+	struct session *s = sj->session;
+	s->ahead.in_flight = false;
+	if (s->ahead.adopted) { /* that RETR has come: go on as its first piece */
+		s->ahead.adopted = false;
+		s->stream.filter = cj->ahead_filter;
+		cj->filter = &s->stream.filter;
+		chunk_finish(sj);
+		return;
+	}
+	/* on an error the RETR reads again itself, and reports what it gets */
+	if (s->closing || cj->status != DB_OK || s->ahead.job != NULL) {
+		chunk_job_free(cj);
+		return;
+	}
+	s->ahead.job = cj;
+}
+
+/* Stores without read_nowait only: every read blocks there, and their
+ * reads leave the maildrop as it is, so that a read-ahead may run beside
+ * a RETR or TOP of another message. Messages of one piece only (larger
+ * ones stream with a piece in hand anyway). */
+static void read_ahead(struct session *s, size_t index)
+{
+	if (s->maildrop->ops->read_nowait != NULL || s->ahead.in_flight || s->ahead.job != NULL ||
+	    index >= s->maildrop->count || s->deleted[index] || s->retrieved[index])
+		return;
+	uint64_t size = s->maildrop->msgs[index].size;
+	if (size >= RETR_CHUNK_SIZE)
+		return;
+	if (atomic_fetch_add(&ahead_total, size) + size > READ_AHEAD_TOTAL_MAX) {
+		atomic_fetch_sub(&ahead_total, size);
+		return;
+	}
+	struct chunk_job *cj = chunk_job_new(s, index, 0);
+	cj->sj.finish = ahead_finish;
+	cj->reserved = size;
+	pop3_out_init(&cj->ahead_filter, true, -1);
+	cj->filter = &cj->ahead_filter;
+	s->ahead.in_flight = true;
+	s->ahead.index = index;
+	session_submit(s, &cj->sj, false);
+}
+
+/* RETR of the message read ahead: sent from what is already there, or as
+ * soon as it comes. False when there is nothing to use. */
+static bool stream_from_ahead(struct session *s)
+{
+	size_t index = s->stream.index;
+	bool ready = s->ahead.job != NULL && s->ahead.index == index;
+	if (ready || (s->ahead.in_flight && s->ahead.index == index))
+		log_debug("user=%s: message %zu was read ahead (%s)", s->user.login, index + 1,
+			  ready ? "ready" : "on its way");
+	if (ready) {
+		struct chunk_job *cj = s->ahead.job;
+		s->ahead.job = NULL;
+		s->stream.filter = cj->ahead_filter;
+		cj->filter = &s->stream.filter;
+		cj->sj.finish = chunk_finish;
+		s->stream.fetching = true;
+		session_finish_here(s, &cj->sj);
+		return true;
+	}
+	if (s->ahead.in_flight && s->ahead.index == index) {
+		s->ahead.adopted = true;
+		s->stream.fetching = true;
+		return true;
+	}
+	return false;
+}
+
+void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines)
+{
+	s->stream.index = n - 1;
+	s->stream.offset = 0;
+	s->stream.first = true;
+	s->stream.on_worker = false;
+	s->stream.top = top_lines >= 0;
+	pop3_out_init(&s->stream.filter, true, top_lines);
+	s->wait = WAIT_STREAM;
+	if (!s->stream.top && stream_from_ahead(s))
+		return;
+	if (s->ahead.job != NULL) { /* read ahead for nothing: let it go */
+		chunk_job_free(s->ahead.job);
+		s->ahead.job = NULL;
+	}
+	stream_fetch(s);
+}
+
+void pop3_stream_free(struct session *s)
+{
+	if (s->ahead.job != NULL)
+		chunk_job_free(s->ahead.job);
+	s->ahead.job = NULL;
+}
