@@ -235,15 +235,23 @@ static void test_listing_cache(void **state)
 	close(fd);
 }
 
-static void test_resolution_below_root(void **state)
+/* A MaildirRoot scratch/NAME with "link", a symlink that leads out of it
+ * (to scratch/outside). */
+static void make_root_with_escape(char *root, size_t size, const char *name)
 {
-	char root[300], path[400], err[256];
-	snprintf(root, sizeof root, "%s/root", scratch);
+	char path[400];
+	snprintf(root, size, "%s/%s", scratch, name);
 	mkdir(root, 0700);
 	snprintf(path, sizeof path, "%s/outside", scratch);
 	mkdir(path, 0700);
 	snprintf(path, sizeof path, "%s/link", root);
 	assert_int_equal(symlink("../outside", path), 0);
+}
+
+static void test_resolution_below_root(void **state)
+{
+	char root[300], path[400], err[256];
+	make_root_with_escape(root, sizeof root, "root");
 	snprintf(path, sizeof path, "%s/inside", root);
 	assert_int_equal(symlink("user", path), 0);
 	int fd = -1;
@@ -274,12 +282,7 @@ static void test_resolution_below_root(void **state)
 static void test_resolution_from_caches_only(void **state)
 {
 	char root[300], path[400], err[256];
-	snprintf(root, sizeof root, "%s/cached", scratch);
-	mkdir(root, 0700);
-	snprintf(path, sizeof path, "%s/outside", scratch);
-	mkdir(path, 0700);
-	snprintf(path, sizeof path, "%s/link", root);
-	assert_int_equal(symlink("../outside", path), 0);
+	make_root_with_escape(root, sizeof root, "cached");
 	int fd = -1;
 	assert_int_equal(maildir_open_dir(root, "user", true, &fd, err, sizeof err), DB_OK);
 	close(fd);
