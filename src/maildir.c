@@ -878,6 +878,21 @@ static uint64_t index_checksum(const char *buf, size_t len)
 	return index_hash(sum, buf + sizeof h, len - sizeof h);
 }
 
+/* What a listing records of a directory: a change by any program moves
+ * its mtime and ctime (nanoseconds kept), a replaced one its inode. */
+static struct maildir_dir_stamp stamp_of(const struct stat *st)
+{
+	return (struct maildir_dir_stamp){
+		.dev = (uint64_t)st->st_dev,
+		.ino = (uint64_t)st->st_ino,
+		.size = (uint64_t)st->st_size,
+		.mtime_sec = (int64_t)st->st_mtim.tv_sec,
+		.mtime_nsec = (int64_t)st->st_mtim.tv_nsec,
+		.ctime_sec = (int64_t)st->st_ctim.tv_sec,
+		.ctime_nsec = (int64_t)st->st_ctim.tv_nsec,
+	};
+}
+
 bool maildir_dir_stamp(int dir_fd, struct maildir_dir_stamp *stamp)
 {
 	struct stat st;
@@ -887,15 +902,7 @@ bool maildir_dir_stamp(int dir_fd, struct maildir_dir_stamp *stamp)
 		errno = ENOTDIR;
 		return false;
 	}
-	*stamp = (struct maildir_dir_stamp){
-		.dev = (uint64_t)st.st_dev,
-		.ino = (uint64_t)st.st_ino,
-		.size = (uint64_t)st.st_size,
-		.mtime_sec = (int64_t)st.st_mtim.tv_sec,
-		.mtime_nsec = (int64_t)st.st_mtim.tv_nsec,
-		.ctime_sec = (int64_t)st.st_ctim.tv_sec,
-		.ctime_nsec = (int64_t)st.st_ctim.tv_nsec,
-	};
+	*stamp = stamp_of(&st);
 	return true;
 }
 
@@ -906,15 +913,7 @@ bool maildir_dir_stamps(int maildir_fd, struct maildir_dir_stamp stamps[2])
 		if (fstatat(maildir_fd, subdir_names[i + 1], &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISDIR(st.st_mode))
 			return false;
-		stamps[i] = (struct maildir_dir_stamp){
-			.dev = (uint64_t)st.st_dev,
-			.ino = (uint64_t)st.st_ino,
-			.size = (uint64_t)st.st_size,
-			.mtime_sec = (int64_t)st.st_mtim.tv_sec,
-			.mtime_nsec = (int64_t)st.st_mtim.tv_nsec,
-			.ctime_sec = (int64_t)st.st_ctim.tv_sec,
-			.ctime_nsec = (int64_t)st.st_ctim.tv_nsec,
-		};
+		stamps[i] = stamp_of(&st);
 	}
 	return true;
 }
