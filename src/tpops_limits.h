@@ -57,6 +57,10 @@
  * to this many seconds. */
 #define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
+/* TLS session tickets: a new key every hour; a ticket opens for one to two
+ * hours, so a client that polls every few minutes resumes, and a key that
+ * leaks reveals at most two hours of sessions. */
+#define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
 
