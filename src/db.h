@@ -1,5 +1,5 @@
 /* The SQL database: users, maildrop lock leases, and the `msg` table.
- * One implementation per engine (db_sqlite.c, later db_mysql.c) behind
+ * One implementation per engine (db_sqlite.c, db_mysql*.c) behind
  * struct db_ops; nothing above this interface knows which engine it has.
  *
  * A struct db is one connection, used by one thread at a time: each storage
