@@ -46,7 +46,11 @@ struct db;
 
 struct db_ops {
 	const char *name;
+	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+	/* Optional: open, making the database where the engine keeps it in a
+	 * file (SQLite). NULL: the server's administrator creates it. */
+	int (*create)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	void (*close)(struct db *db);
 	/* Creates the tables when they are missing, or upgrades an older
 	 * schema in place. */
@@ -98,6 +102,8 @@ struct db {
 /* The engine the configuration names. */
 const struct db_ops *db_engine(const struct config *cfg);
 int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+/* db_open, creating a missing database file: for tpops-dbinit only. */
+int db_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 void db_close(struct db *db);
 const char *db_error(struct db *db);
 
