@@ -243,3 +243,66 @@ def test_dovecot_import_keeps_uidls_sizes_and_bytes(make_tpops, dovecot_users):
     uidls, _, _ = pop3_view(t.port, "alice@example.com", pw)
     assert uidls[:len(alice_uidls)] == alice_uidls
     assert len(set(uidls)) == len(uidls) == len(alice_uidls) + 1
+
+
+def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tmpdir_shared):
+    d, base, users = dovecot_users
+    pw = users["alice@example.com"][0]
+    clients = os.path.join(base, "clients")
+    os.makedirs(clients)
+    assert fetchmail(clients, d.port, "alice@example.com", pw) == len(MESSAGES)
+    assert mpop(clients, d.port, "alice@example.com", pw) == len(MESSAGES)
+
+    # into the SQL store
+    t = make_tpops()
+    # the same login as at the old server: the clients need not change
+    t.add_user("alice@example.com", pw, "alice@example.com")
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", "-", input=pw.encode())
+    assert b"5 messages" in r.stdout, r.stdout
+    t.start()
+    assert_same_view(pop3_view(t.port, "alice@example.com", pw), users["alice@example.com"][1], "alice")
+    # nothing was deleted on the source
+    assert pop3_view(d.port, "alice@example.com", pw)[0] == users["alice@example.com"][1][0]
+    # the clients, now fetching from tpops, fetch nothing again
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 0
+    assert mpop(clients, t.port, "alice@example.com", pw) == 0
+
+    # resumable: a second run imports nothing; after new mail at the old
+    # server, exactly that
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 0 messages" in r.stdout and b"5 already there" in r.stdout, r.stdout
+    new = os.path.join(base, "home", "alice@example.com", "Maildir", "new",
+                       "1764199999.V801I9999M1.mail.example.com")
+    with open(new, "wb") as f:
+        f.write(b"Subject: late\n\narrived at the old server before the switch\n")
+    shutil.chown(new, RUN_USER, RUN_GROUP)
+    late_uidls = pop3_view(d.port, "alice@example.com", pw)[0]
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 1 messages" in r.stdout, r.stdout
+    assert pop3_view(t.port, "alice@example.com", pw)[0] == late_uidls
+    # the clients fetch exactly that one, then exactly what tpops receives
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 1
+    assert mpop(clients, t.port, "alice@example.com", pw) == 1
+    t.store("alice@example.com", b"Subject: after\n\nafter the switch\n")
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 1
+    assert mpop(clients, t.port, "alice@example.com", pw) == 1
+    uidls = pop3_view(t.port, "alice@example.com", pw)[0]
+    assert uidls[:-1] == late_uidls and len(set(uidls)) == len(uidls)
+
+    # into a Maildir: files of tpops's own, the UIDLs in tpops-uidls
+    m = make_tpops("maildir", backend="maildir")
+    m.add_user("bob", "pw-bob", "bob@example.com")
+    m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+           "bob", "pw-bob")
+    m.start()
+    assert_same_view(pop3_view(m.port, "bob", "pw-bob"), users["bob"][1], "bob")
+    r = m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+               "bob", "pw-bob")
+    assert b"3 already there" in r.stdout, r.stdout
+    # a wrong password is reported and imports nothing
+    r = m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+               "bob", "wrong", check=False)
+    assert r.returncode != 0 and b"PASS: the server said -ERR" in r.stderr, r.stderr
