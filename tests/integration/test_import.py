@@ -306,3 +306,69 @@ def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tm
     r = m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
                "bob", "wrong", check=False)
     assert r.returncode != 0 and b"PASS: the server said -ERR" in r.stderr, r.stderr
+
+
+def courier_maildir(root, name, files, sizelist=None, uiddb=None):
+    """A Courier Maildir: files {"cur/NAME:2,S": bytes}; the sizelist and
+    courierimapuiddb as Courier's pop3d and imapd write them."""
+    md = os.path.join(root, name)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for path, data in files.items():
+        with open(os.path.join(md, path), "wb") as f:
+            f.write(data)
+    for fname, text in (("courierpop3dsizelist", sizelist), ("courierimapuiddb", uiddb)):
+        if text is not None:
+            with open(os.path.join(md, fname), "w") as f:
+                f.write(text)
+    return md
+
+
+def test_courier_maildir_keeps_courier_pop3_uidls(make_tpops, tmpdir_shared):
+    """Courier itself is not installed: its files are written here by the
+    rules of its pop3d (pop3dserver.c): courierpop3dsizelist lines are
+    "NAME SIZE UID:UIDVALIDITY:UTF8", shown as UID<uid>-<uidvalidity>,
+    in the order of the names' leading numbers; without the file, the name
+    with ' \" + and octets outside 0x21-0x7E as +XX."""
+    t = make_tpops(backend="maildir")
+    root = os.path.join(t.dir, "maildirs")
+    m = MESSAGES
+    carl = courier_maildir(root, "carl", {
+        "cur/1764158400.M1P10.host,S=%d:2,S" % len(m[0]): m[0],
+        "cur/1764158500.M2P10.host:2,": m[1],
+        "cur/1764158900.M9P10.host:2,S": m[3],   # listed by Courier, UID 4
+        "cur/1764159000.M7P10.host:2,": m[2],    # not in the sizelist yet
+        "new/1764159100.M8P10.host": m[4],       # delivered after the last login
+    }, sizelist=("/3 5 1700000000\n"
+                 "1764158400.M1P10.host,S=%d:2,S 80 1:1700000000:0\n"
+                 "1764158500.M2P10.host:2, 54 2:1700000000:0\n"
+                 "1764158700.M3P10.host:2,S 99 3:1700000000:0\n"   # deleted since
+                 "1764158900.M9P10.host:2,S 20042 4:1700000000:0\n") % len(m[0]),
+        uiddb="1 1234 9\n7 1764158400.M1P10.host,S=80\n8 1764158500.M2P10.host\n")
+    cora = courier_maildir(root, "cora", {
+        "cur/1764158400.M1P2+x.host:2,S": m[0],
+        "cur/1764158300.M1P2.host:2,S": m[1],
+    })
+    chown_tree(root)
+    for login in ("carl", "cora"):
+        t.tool("tpops-useradd", login, "pw-" + login, login + "@example.com", login)
+    r = t.tool("tpops-import", "courier", "--quiet", "carl", carl)
+    assert b"2 messages Courier had not listed yet" in r.stdout, r.stdout
+    t.tool("tpops-import", "courier", "--quiet", "cora", cora)
+    t.start()
+    uidls, sizes, bodies = pop3_view(t.port, "carl", "pw-carl")
+    assert uidls[:3] == [b"UID1-1700000000", b"UID2-1700000000", b"UID4-1700000000"]
+    assert uidls[3:] == [b"1764159000.M7P10.host", b"1764159100.M8P10.host"]
+    assert [b.replace(b"\r\n", b"\n") for b, _ in bodies[:3]] == \
+        [x.replace(b"\r\n", b"\n") for x in (m[0], m[1], m[3] + b"\n")]
+    uidls, _, _ = pop3_view(t.port, "cora", "pw-cora")
+    assert uidls == [b"1764158300.M1P2.host", b"1764158400.M1P2+2Bx.host"]
+
+    # into the SQL store: the same list
+    s = make_tpops("sql")
+    s.tool("tpops-useradd", "carl", "pw-carl", "carl@example.com")
+    s.tool("tpops-import", "courier", "--quiet", "--into-sql", "carl", carl)
+    s.start()
+    got = pop3_view(s.port, "carl", "pw-carl")[0]
+    assert got[:3] == [b"UID1-1700000000", b"UID2-1700000000", b"UID4-1700000000"]
+    assert got[3:] == [b"1764159000.M7P10.host", b"1764159100.M8P10.host"]
