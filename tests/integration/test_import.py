@@ -372,3 +372,39 @@ def test_courier_maildir_keeps_courier_pop3_uidls(make_tpops, tmpdir_shared):
     got = pop3_view(s.port, "carl", "pw-carl")[0]
     assert got[:3] == [b"UID1-1700000000", b"UID2-1700000000", b"UID4-1700000000"]
     assert got[3:] == [b"1764159000.M7P10.host", b"1764159100.M8P10.host"]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+def test_import_into_each_sql_engine_and_dbinit_upgrade(make_tpops, tmpdir_shared, engine):
+    """msg.uidl on both engines: tpops-dbinit adds it to a database made
+    without it; imported messages keep their UIDLs, delivered ones get
+    tpops's own; a delivered message whose own UIDL equals an imported one
+    is given another."""
+    from conftest import BACKENDS
+    if engine not in BACKENDS:
+        pytest.skip(f"{engine} backend not available")
+    t = make_tpops("t-" + engine, backend=engine)
+    t.sql("ALTER TABLE msg DROP COLUMN uidl" if engine == "mysql" else
+          "DROP INDEX IF EXISTS msg_uid_listing")
+    if engine == "sqlite":
+        t.sql("ALTER TABLE msg DROP COLUMN uidl")
+    t.tool("tpops-dbinit")
+    assert t.sql("SELECT COUNT(*) FROM msg WHERE uidl IS NULL") == [(0,)]
+    t.tool("tpops-useradd", "carl", "pw-carl", "carl@example.com")
+    uid = t.sql("SELECT uid FROM \"user\" WHERE login = 'carl'")[0][0]
+    # the message delivered after the import gets id 2, and so its own
+    # UIDL 2.<uid>.<time>: the imported one has that UIDL already
+    root = os.path.join(tmpdir_shared, "courier-" + engine)
+    stamp = "20250101000000"
+    clash = f"2.{uid}.{stamp}"
+    md = courier_maildir(root, "carl", {"cur/1764158400.M1P10.host:2,S": MESSAGES[0]},
+                         sizelist="/3 2 0\n1764158400.M1P10.host:2,S 80 1:0:0\n")
+    chown_tree(root)
+    t.tool("tpops-import", "courier", "--quiet", "--into-sql", "carl", md)
+    t.sql("UPDATE msg SET uidl = ?", (clash,))
+    t.store("carl@example.com", b"Subject: new\n\nnew\n")
+    t.sql("UPDATE msg SET timestamp = ?", ("2025-01-01 00:00:00",))
+    t.start()
+    uidls = pop3_view(t.port, "carl", "pw-carl")[0]
+    assert uidls[0] == clash.encode()
+    assert len(uidls) == 2 and uidls[1] != clash.encode() and uidls[1].startswith(b"Z"), uidls
