@@ -125,6 +125,7 @@ static const struct key keys[] = {
 	STR_KEY("TLS_Cert", KEY_OPTIONAL, tls_cert, "a file name"),
 	STR_KEY("TLS_Key", KEY_OPTIONAL, tls_key, "a file name"),
 	BOOL_KEY("RequireTLS", require_tls),
+	INT_KEY("TLS_TicketKeyLifetime", tls_ticket_key_lifetime, 1, 7 * 86400),
 	STR_KEY("MaildirRoot", KEY_OPTIONAL, maildir_root, "a directory"),
 	STR_KEY("User", KEY_STRING, user, "a user name"),
 	STR_KEY("Group", KEY_STRING, group, "a group name"),
@@ -218,6 +219,7 @@ void config_defaults(struct config *cfg)
 	cfg->listen[1] = xstrdup("::");
 	cfg->tls_port = -1;
 	cfg->require_tls = false;
+	cfg->tls_ticket_key_lifetime = DEFAULT_TLS_TICKET_KEY_LIFETIME;
 	cfg->user = xstrdup(DEFAULT_RUN_USER);
 	cfg->group = xstrdup(DEFAULT_RUN_GROUP);
 	cfg->max_connections = DEFAULT_MAX_CONNECTIONS;

@@ -30,6 +30,7 @@ struct config {
 	int tls_port;  /* -1: not set (995 when a certificate is set) */
 	char *tls_cert, *tls_key;
 	bool require_tls;
+	int tls_ticket_key_lifetime; /* seconds between ticket key rotations */
 	char *maildir_root;
 	char *user, *group;
 	int max_connections, max_connections_per_ip;

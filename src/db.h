@@ -1,5 +1,5 @@
 /* The SQL database: users, maildrop lock leases, and the `msg` table.
- * One implementation per engine (db_sqlite.c, later db_mysql.c) behind
+ * One implementation per engine (db_sqlite.c, db_mysql*.c) behind
  * struct db_ops; nothing above this interface knows which engine it has.
  *
  * A struct db is one connection, used by one thread at a time: each storage
@@ -44,7 +44,11 @@ struct db;
 
 struct db_ops {
 	const char *name;
+	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+	/* Optional: open, making the database where the engine keeps it in a
+	 * file (SQLite). NULL: the server's administrator creates it. */
+	int (*create)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	void (*close)(struct db *db);
 	/* Creates the tables when they are missing, or upgrades an older
 	 * schema in place. */
@@ -91,6 +95,8 @@ struct db {
 /* The engine the configuration names. */
 const struct db_ops *db_engine(const struct config *cfg);
 int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+/* db_open, creating a missing database file: for tpops-dbinit only. */
+int db_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 void db_close(struct db *db);
 const char *db_error(struct db *db);
 

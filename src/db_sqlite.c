@@ -163,16 +163,20 @@ static void bind_text(sqlite3_stmt *s, int i, const char *text)
 	sqlite3_bind_text(s, i, text ? text : "", -1, SQLITE_STATIC);
 }
 
-static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+/* create: make the file when it is missing (tpops-dbinit only). Everyone
+ * else opens what exists: a path on a volume not mounted yet must fail,
+ * not gain an empty database (and -wal, -shm) that hides the real one. */
+static int sqlite_open_file(const struct config *cfg, bool create, struct db **db_r, char *err,
+			    size_t errlen)
 {
 	struct db_sqlite *d = xcalloc(1, sizeof *d);
 	d->db.ops = &db_sqlite_ops;
-	int rc = sqlite3_open_v2(cfg->sqlite_path, &d->handle,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(cfg->sqlite_path, &d->handle, flags, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "sqlite: cannot open %s: %s", cfg->sqlite_path,
-			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc));
+		snprintf(err, errlen, "sqlite: cannot open %s: %s%s", cfg->sqlite_path,
+			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc),
+			 create ? "" : " (a missing database is created by tpops-dbinit)");
 		sqlite3_close(d->handle);
 		free(d);
 		return DB_TEMPFAIL;
@@ -201,6 +205,16 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 	}
 	*db_r = &d->db;
 	return DB_OK;
+}
+
+static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	return sqlite_open_file(cfg, false, db_r, err, errlen);
+}
+
+static int sqlite_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	return sqlite_open_file(cfg, true, db_r, err, errlen);
 }
 
 static void sqlite_close(struct db *db)
@@ -669,6 +683,7 @@ static const char *sqlite_error(struct db *db)
 const struct db_ops db_sqlite_ops = {
 	.name = "sqlite",
 	.open = sqlite_open,
+	.create = sqlite_create,
 	.close = sqlite_close,
 	.schema_install = sqlite_schema_install,
 	.user_by_login = sqlite_user_by_login,

@@ -50,9 +50,12 @@ struct maildrop_ops {
 	int (*commit)(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,
 		      const bool *retrieved, char *err, size_t errlen);
 	void (*free)(struct maildrop *md);
-	/* tpops-store: stores one whole message durably, or nothing. */
+	/* Delivery (deliver.c): stores one whole message durably, or nothing. */
 	int (*deliver)(struct db *db, const struct config *cfg, const struct user *u,
 		       const char *msg, size_t len, char *err, size_t errlen);
+	/* Delivery: the octets stored for u now, as its quota counts them. */
+	int (*usage)(struct db *db, const struct config *cfg, const struct user *u,
+		     uint64_t *bytes_r, char *err, size_t errlen);
 };
 
 const struct maildrop_ops *maildrop_backend(const struct config *cfg);

@@ -82,6 +82,15 @@ static int sql_deliver(struct db *db, const struct config *cfg, const struct use
 	return status;
 }
 
+static int sql_usage(struct db *db, const struct config *cfg, const struct user *u,
+		     uint64_t *bytes_r, char *err, size_t errlen)
+{
+	int status = db->ops->msg_usage(db, u->uid, bytes_r);
+	if (status != DB_OK)
+		snprintf(err, errlen, "%s", db_error(db));
+	return status;
+}
+
 const struct maildrop_ops maildrop_sql_ops = {
 	.name = "sql",
 	.open = sql_open,
@@ -89,4 +98,5 @@ const struct maildrop_ops maildrop_sql_ops = {
 	.commit = sql_commit,
 	.free = sql_free,
 	.deliver = sql_deliver,
+	.usage = sql_usage,
 };
