@@ -62,6 +62,7 @@ static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, siz
 		size_t n = is_null[2] ? 0 : stamp_len < sizeof m->timestamp ? stamp_len : sizeof m->timestamp - 1;
 		memcpy(m->timestamp, stamp, n);
 		m->timestamp[n] = '\0';
+		m->uidl[0] = '\0';
 	}
 	dbm_done(s);
 	if (status != DB_NOT_FOUND) {
