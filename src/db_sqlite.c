@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 #include "schema_sqlite.h"
 #include "xalloc.h"
@@ -114,6 +115,8 @@ static int status_of(int rc)
 static int fail(struct db_sqlite *d, int rc, const char *what)
 {
 	snprintf(d->error, sizeof d->error, "sqlite: %s: %s", what, sqlite3_errmsg(d->handle));
+	if (status_of(rc) < 0)
+		metrics_db_error("sqlite");
 	return status_of(rc);
 }
 
@@ -175,6 +178,7 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc));
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return DB_TEMPFAIL;
 	}
 	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
@@ -197,8 +201,10 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 		sqlite3_free(msg);
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return status_of(rc);
 	}
+	metrics_db_connect("sqlite", true);
 	*db_r = &d->db;
 	return DB_OK;
 }

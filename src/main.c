@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "buf.h"
 #include "config.h"
 #include "conn_limit.h"
 #include "db.h"
@@ -116,8 +118,9 @@ static bool lists_differ(char *const *a, char *const *b)
 	return *a != NULL || *b != NULL;
 }
 
-/* SIGHUP: a new configuration for new sessions; a bad one changes nothing. */
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+/* SIGHUP (or tpops-admin reload): a new configuration for new sessions;
+ * a bad one changes nothing. report gets what happened, line by line. */
+static bool reload(void *arg, struct buf *report)
 {
 	struct daemon_state *d = arg;
 	char err[1024];
@@ -126,36 +129,60 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	if (next == NULL || check_config(next, err, sizeof err) != 0 ||
 	    tls_load(next, err, sizeof err) != 0) {
 		log_error("reload refused, the running configuration stays in force: %s", err);
+		buf_printf(report, "%s\n", err);
 		config_release(next);
 		sdnotify_ready(NULL);
-		return;
+		return false;
 	}
 	const struct config *old = d->cfg;
+	const char *note;
 	if (next->port != old->port || next->tls_port != old->tls_port ||
 	    lists_differ(next->listen, old->listen) || strcmp(next->user, old->user) != 0 ||
 	    strcmp(next->group, old->group) != 0 || next->io_threads != old->io_threads ||
 	    next->workers != old->workers || next->log != old->log ||
-	    next->syslog_facility != old->syslog_facility)
-		log_warn("reload: Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log "
-			 "and SyslogFacility changes take effect at the next restart");
+	    next->syslog_facility != old->syslog_facility ||
+	    strs_differ(next->control_socket, old->control_socket) ||
+	    strs_differ(next->metrics_listen, old->metrics_listen) ||
+	    next->metrics_port != old->metrics_port) {
+		note = "Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log, "
+		       "SyslogFacility, ControlSocket and MetricsListen changes take effect at the "
+		       "next restart";
+		log_warn("reload: %s", note);
+		buf_printf(report, "%s\n", note);
+	}
 	/* the storage workers keep their open database connections */
 	if (next->database != old->database || strs_differ(next->sqlite_path, old->sqlite_path) ||
 	    strs_differ(next->mysql_server, old->mysql_server) ||
 	    strs_differ(next->mysql_user, old->mysql_user) ||
 	    strs_differ(next->mysql_pass, old->mysql_pass) ||
 	    strs_differ(next->mysql_db, old->mysql_db) || next->mysql_port != old->mysql_port ||
-	    strs_differ(next->mysql_socket, old->mysql_socket))
-		log_warn("reload: database connection changes (Database, SQLite_Path, MySQL_*) "
-			 "take effect at the next restart");
-	if (old->tls_cert != NULL && next->tls_cert == NULL)
-		log_warn("reload: TLS stays on with the old certificate until a restart");
+	    strs_differ(next->mysql_socket, old->mysql_socket)) {
+		note = "database connection changes (Database, SQLite_Path, MySQL_*) take effect "
+		       "at the next restart";
+		log_warn("reload: %s", note);
+		buf_printf(report, "%s\n", note);
+	}
+	if (old->tls_cert != NULL && next->tls_cert == NULL) {
+		note = "TLS stays on with the old certificate until a restart";
+		log_warn("reload: %s", note);
+		buf_printf(report, "%s\n", note);
+	}
 	log_set_level(d->verbose ? LOGLEVEL_DEBUG : next->log_level);
 	server_set_config(d->srv, next);
 	worker_set_config(next);
 	d->cfg = next;
 	config_release(old);
 	log_info("configuration reloaded from %s", next->path);
+	buf_printf(report, "configuration reloaded from %s\n", next->path);
 	sdnotify_ready(NULL);
+	return true;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct buf report = BUF_INIT;
+	reload(arg, &report);
+	buf_free(&report);
 }
 
 static void check_stopped(evutil_socket_t fd, short what, void *arg)
@@ -314,6 +341,9 @@ int main(int argc, char **argv)
 	d.srv = server_bind(cfg, err, sizeof err);
 	if (d.srv == NULL)
 		log_fatal("%s", err);
+	struct admin *admin = admin_bind(cfg, err, sizeof err);
+	if (admin == NULL)
+		log_fatal("%s", err);
 	if (privsep_drop(cfg->user, cfg->group, err, sizeof err) != 0)
 		log_fatal("%s", err);
 	if (check_database(cfg, false) != 0)
@@ -339,12 +369,14 @@ int main(int argc, char **argv)
 	int workers = cfg->workers > 0 ? cfg->workers : 2 * cpu_count();
 	worker_pool_start(cfg, workers);
 	server_start(d.srv, io_threads);
+	admin_start(admin, d.srv, d.base, reload, &d);
 	log_info("tpops %s serving POP3 on port %d%s (%s database, %d I/O threads, %d workers)",
 		 TPOPS_VERSION, cfg->port, tls_available() ? " and POP3S" : "",
 		 db_engine(cfg)->name, io_threads, workers);
 	sdnotify_ready("serving POP3");
 	event_base_dispatch(d.base);
 
+	admin_free(admin); /* before the loops it asks go */
 	server_stop(d.srv);
 	/* jobs still queued (a QUIT commit) finish; a hung database does not
 	 * hold the exit: its transaction rolls back when the process ends */

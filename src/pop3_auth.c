@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "ioloop.h"
 #include "log.h"
+#include "metrics.h"
 #include "password.h"
 #include "sasl.h"
 #include "session.h"
@@ -24,6 +25,8 @@
 #include "xalloc.h"
 
 enum login_result { LOGIN_OK, LOGIN_BAD, LOGIN_IN_USE, LOGIN_TEMP, LOGIN_PERM };
+_Static_assert(LOGIN_BAD == (int)LOGIN_RESULT_FAILED && LOGIN_PERM == (int)LOGIN_RESULT_PERMANENT,
+	       "a login result is counted as the metric of the same value");
 
 struct login_job {
 	struct session_job sj;
@@ -105,7 +108,9 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	}
 	const struct maildrop_ops *md = maildrop_backend(lj->cfg);
 	char err[256] = "no maildrop backend for this Mailbox setting";
+	double listing_start = metrics_now();
 	status = md ? md->open(db, lj->cfg, &lj->user, &lj->maildrop, err, sizeof err) : DB_PERMFAIL;
+	metrics_job_observe(JOB_LISTING, metrics_now() - listing_start);
 	if (status != DB_OK) {
 		db->ops->lock_release(db, lj->user.uid, lj->owner);
 		snprintf(lj->error, sizeof lj->error, "opening the maildrop: %s", err);
@@ -144,6 +149,9 @@ static void login_failed(struct session *s, const char *login, const char *metho
 		 s->peer_text, method, reason);
 	int delay = auth_penalty_failure(s->peer_text, login, s->cfg->auth_failure_delay,
 					 s->cfg->auth_failure_delay_max);
+	metrics_login(method, LOGIN_RESULT_FAILED);
+	if (delay > held)
+		metrics_login_hold(HOLD_AFTER_FAILURE);
 	s->wait = WAIT_AUTH_DELAY;
 	struct timeval tv = {delay > held ? delay - held : 0, 0};
 	evtimer_add(s->delay_timer, &tv);
@@ -168,6 +176,8 @@ static void login_finish(struct session_job *sj)
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}
 	bool resume = true;
+	if (lj->result != LOGIN_BAD) /* counted by login_failed */
+		metrics_login(lj->mechanism, (enum metric_login_result)lj->result);
 	switch (lj->result) {
 	case LOGIN_OK:
 		auth_penalty_success(s->peer_text, s->user.login);
@@ -245,6 +255,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	struct login_job *lj = xcalloc(1, sizeof *lj);
 	lj->sj.work = login_work;
 	lj->sj.finish = login_finish;
+	lj->sj.job.kind = JOB_LOGIN;
 	lj->cfg = s->cfg;
 	lj->method = method;
 	lj->mechanism = mechanism;
@@ -262,6 +273,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	lj->held = auth_penalty_pending(s->peer_text, s->cfg->auth_failure_delay,
 					s->cfg->auth_failure_delay_max);
 	if (lj->held > 0) {
+		metrics_login_hold(HOLD_BEFORE_CHECK);
 		lj->sj.session = s;
 		lj->hold = evtimer_new(s->loop->base, login_hold_step, lj);
 		/* counted as a job: the session waits and is not freed under
@@ -300,6 +312,7 @@ static bool refuse_plaintext(struct session *s)
 {
 	if (pop3_auth_allowed(s))
 		return false;
+	metrics_connection_refused(REFUSED_TLS_REQUIRED);
 	reply_err(s, "[AUTH] Plaintext authentication disallowed, TLS required (use STLS)");
 	return true;
 }

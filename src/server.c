@@ -19,6 +19,7 @@
 #include "ioloop.h"
 #include "proxy_proto.h"
 #include "log.h"
+#include "metrics.h"
 #include "sd_listen.h"
 #include "session.h"
 #include "tls.h"
@@ -184,6 +185,8 @@ static void admit(struct acceptor *a, const struct config *cfg, int fd, const st
 		log_warn("connection refused: limit reached (MaxConnections %d, "
 			 "MaxConnectionsPerIP %d)",
 			 cfg->max_connections, cfg->max_connections_per_ip);
+		metrics_connection_refused(conn_limit_total() >= (unsigned)cfg->max_connections
+						   ? REFUSED_TOTAL_LIMIT : REFUSED_PER_IP_LIMIT);
 		if (a->tls) /* the client expects TLS: plain text would be noise */
 			close(fd);
 		else
@@ -191,6 +194,7 @@ static void admit(struct acceptor *a, const struct config *cfg, int fd, const st
 		config_release(cfg);
 		return;
 	}
+	metrics_connection_accepted();
 	session_start(a->loop, cfg, fd, addr, addrlen, a->tls);
 }
 
@@ -212,6 +216,7 @@ static void proxy_wait_end(struct proxy_wait *pw, bool close_fd)
 {
 	event_free(pw->ev);
 	if (close_fd) {
+		metrics_connection_refused(REFUSED_PROXY_HEADER);
 		close(pw->fd);
 		config_release(pw->cfg);
 	}
@@ -280,6 +285,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	struct acceptor *a = arg;
 	if (__atomic_load_n(&a->srv->stopping, __ATOMIC_RELAXED)) {
 		/* accepted between SIGTERM and this loop's listener stopping */
+		metrics_connection_refused(REFUSED_SHUTTING_DOWN);
 		refuse(fd, "Server shutting down");
 		return;
 	}
@@ -381,4 +387,20 @@ void server_free(struct server *srv)
 	pthread_mutex_destroy(&srv->cfg_mutex);
 	free(srv->loops);
 	free(srv);
+}
+
+struct ioloop *const *server_loops(const struct server *srv, size_t *n_r)
+{
+	*n_r = srv->nloops;
+	return srv->loops;
+}
+
+bool server_accepting(struct server *srv)
+{
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_RELAXED))
+		return false;
+	const struct config *cfg = current_config(srv);
+	bool room = conn_limit_total() < (unsigned)cfg->max_connections;
+	config_release(cfg);
+	return room;
 }
