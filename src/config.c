@@ -127,6 +127,7 @@ static const struct key keys[] = {
 	STR_KEY("TLS_Cert", KEY_OPTIONAL, tls_cert, "a file name"),
 	STR_KEY("TLS_Key", KEY_OPTIONAL, tls_key, "a file name"),
 	BOOL_KEY("RequireTLS", require_tls),
+	INT_KEY("TLS_TicketKeyLifetime", tls_ticket_key_lifetime, 1, 7 * 86400),
 	STR_KEY("MaildirRoot", KEY_OPTIONAL, maildir_root, "a directory"),
 	STR_KEY("User", KEY_STRING, user, "a user name"),
 	STR_KEY("Group", KEY_STRING, group, "a group name"),
@@ -145,6 +146,7 @@ static const struct key keys[] = {
 	BOOL_KEY("AllowPlaintextFromLoopback", plaintext_loopback),
 	INT_KEY("AuthFailureDelayMax", auth_failure_delay_max, 0, 3600),
 	BOOL_KEY("ProxyProtocol", proxy_protocol),
+	BOOL_KEY("APOP", apop),
 	INT_KEY("IOThreads", io_threads, 0, 64),
 	INT_KEY("Workers", workers, 0, 256),
 	STR_KEY("ControlSocket", KEY_SOCKET, control_socket,
@@ -226,6 +228,7 @@ void config_defaults(struct config *cfg)
 	cfg->listen[1] = xstrdup("::");
 	cfg->tls_port = -1;
 	cfg->require_tls = false;
+	cfg->tls_ticket_key_lifetime = DEFAULT_TLS_TICKET_KEY_LIFETIME;
 	cfg->user = xstrdup(DEFAULT_RUN_USER);
 	cfg->group = xstrdup(DEFAULT_RUN_GROUP);
 	cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
@@ -249,6 +252,10 @@ void config_defaults(struct config *cfg)
 	cfg->proxy_protocol = false;
 	cfg->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
 	cfg->metrics_listen = NULL;
+	/* APOP needs plaintext-stored passwords, which new installations do
+	 * not have: clients that see the greeting's timestamp try APOP first
+	 * and fail (or stop) against hashed passwords. */
+	cfg->apop = false;
 }
 
 void config_free(struct config *cfg)

@@ -1,5 +1,6 @@
-/* Maildir on disk: finding a user's Maildir safely, unique names, delivery
- * (tmp/ -> fsync -> new/), the size fields of names and the size cache.
+/* Maildir on disk: finding a user's Maildir safely (maildir_path.c), unique
+ * names and delivery (tmp/ -> fsync -> new/, maildir_deliver.c), the size
+ * fields of names, and the size and listing caches (maildir_cache.c).
  * Shared by the Maildir maildrop (maildrop_maildir.c, in the daemon) and
  * tpops-store (through maildrop_maildir_ops.deliver). Every call may block.
  *
@@ -19,6 +20,12 @@
 #include <time.h>
 
 #include "tpops_limits.h"
+
+/* tmp, new and cur, in the order of maildir_open_subdirs. */
+extern const char *const maildir_subdir_names[3];
+
+/* write() until all of data is written; -1 with errno. */
+int maildir_write_all(int fd, const char *data, size_t len);
 
 /* The per-maildrop size cache, in the Maildir's top directory. */
 #define MAILDIR_SIZE_CACHE "tpops-sizes"

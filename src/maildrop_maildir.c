@@ -277,6 +277,154 @@ static struct maildir_drop *open_from_index(const struct config *cfg, const stru
 	return dm;
 }
 
+/* How the sizes of a listing were found (for the log, and whether the
+ * caches may be written). */
+struct sizing {
+	bool *cached; /* per served message: its size belongs in the size cache */
+	struct maildir_size_cache cache;
+	bool cache_loaded;
+	size_t from_name, from_cache, measured, dropped, unreadable;
+};
+
+/* One listed file's sizes: from W=, else the size cache, else measured.
+ * False when the file is not served (gone, or unreadable: logged). */
+static bool size_one(int dir_fd, const char *path, struct item *it,
+		     struct maildrop_msg *m, struct sizing *sz, char **chunk)
+{
+	const char *base = it->name + SUBDIR_LEN;
+	uint64_t wire, raw;
+	if (maildir_size_field(base, it->base_len, 'W', &wire)) {
+		m->size = wire;
+		m->raw_size = maildir_size_field(base, it->base_len, 'S', &raw) ? raw : wire;
+		sz->from_name++;
+		return true;
+	}
+	if (!sz->cache_loaded) {
+		maildir_size_cache_load(dir_fd, &sz->cache);
+		sz->cache_loaded = true;
+	}
+	struct maildir_size_entry *e = maildir_size_cache_find(&sz->cache, base, it->base_len);
+	if (e != NULL) {
+		m->size = e->wire_size;
+		m->raw_size = e->raw_size;
+		e->used = true;
+		sz->from_cache++;
+		return true;
+	}
+	if (*chunk == NULL)
+		*chunk = xmalloc(MEASURE_CHUNK);
+	if (measure(dir_fd, it->name, *chunk, &m->size, &m->raw_size) != 0) {
+		/* gone or renamed since the listing (it shows at the next
+		 * login), or unreadable */
+		if (errno != ENOENT) {
+			sz->unreadable++;
+			log_warn("Maildir %s: not serving %s: %s", path, it->name, strerror(errno));
+		}
+		return false;
+	}
+	sz->measured++;
+	return true;
+}
+
+/* Fills dm's messages from the sorted listing, taking over its names;
+ * of two files with one unique name only the first is served. */
+static void size_listing(struct maildir_drop *dm, int dir_fd, const char *path,
+			 struct listing *l, struct sizing *sz)
+{
+	sz->cached = xcalloc(l->count ? l->count : 1, sizeof *sz->cached);
+	char *chunk = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < l->count; i++) {
+		struct item *it = &l->items[i];
+		const char *base = it->name + SUBDIR_LEN;
+		if (n > 0) {
+			const char *prev = dm->md.msgs[n - 1].name + SUBDIR_LEN;
+			if (maildir_base_length(prev) == it->base_len &&
+			    memcmp(prev, base, it->base_len) == 0) {
+				log_warn("Maildir %s: %s and %s have the same unique name; serving "
+					 "only the first",
+					 path, dm->md.msgs[n - 1].name, it->name);
+				free(it->name);
+				sz->dropped++;
+				continue;
+			}
+		}
+		struct maildrop_msg *m = &dm->md.msgs[n];
+		size_t before = sz->from_name;
+		if (!size_one(dir_fd, path, it, m, sz, &chunk)) {
+			free(it->name);
+			sz->dropped++;
+			continue;
+		}
+		sz->cached[n] = sz->from_name == before;
+		m->name = it->name;
+		maildir_uidl(base, it->base_len, m->uidl);
+		n++;
+	}
+	free(chunk);
+	free(l->items);
+	l->items = NULL;
+	dm->md.count = n;
+}
+
+/* Rewrites the size cache when a size was measured or an entry's file is
+ * gone. */
+static void save_size_cache(struct maildir_drop *dm, int dir_fd, const char *path,
+			    const struct sizing *sz)
+{
+	size_t cached_count = sz->from_cache + sz->measured;
+	if (sz->measured == 0 && (!sz->cache_loaded || sz->from_cache == sz->cache.count))
+		return;
+	struct maildir_size_entry *entries = xcalloc(cached_count ? cached_count : 1, sizeof *entries);
+	size_t k = 0;
+	for (size_t i = 0; i < dm->md.count; i++) {
+		if (!sz->cached[i])
+			continue;
+		const char *base = dm->md.msgs[i].name + SUBDIR_LEN;
+		entries[k++] = (struct maildir_size_entry){
+			.base = base,
+			.base_len = maildir_base_length(base),
+			.wire_size = dm->md.msgs[i].size,
+			.raw_size = dm->md.msgs[i].raw_size,
+		};
+	}
+	char cerr[512];
+	if (maildir_size_cache_save(dir_fd, entries, k, cerr, sizeof cerr) != DB_OK)
+		log_warn("Maildir %s: size cache not saved (sizes are measured again at the next "
+			 "login): %s",
+			 path, cerr);
+	free(entries);
+}
+
+/* The listing cache, when the directories were stat'ed before they were
+ * read and had not changed for a while then (see maildir.h), and every
+ * file was served (one that could not be read is tried again at the next
+ * login). Else the next login lists them again. */
+static void save_listing_cache(struct maildir_drop *dm, int dir_fd, const char *path,
+			       const struct maildir_dir_stamp stamps[2],
+			       const struct timespec *listed, bool trusted, size_t from_name)
+{
+	if (!trusted || !maildir_index_trustworthy(stamps, listed)) {
+		maildir_index_remove(dir_fd);
+		return;
+	}
+	size_t n = dm->md.count;
+	struct maildir_index_item *items = xcalloc(n ? n : 1, sizeof *items);
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct maildir_index_item){
+			.name = dm->md.msgs[i].name,
+			.size = dm->md.msgs[i].size,
+			.raw_size = dm->md.msgs[i].raw_size,
+		};
+	char ierr[512];
+	if (maildir_index_save(dir_fd, stamps, listed, items, n, from_name, ierr, sizeof ierr) !=
+	    DB_OK) {
+		log_warn("Maildir %s: listing cache not saved: %s", path, ierr);
+		maildir_index_remove(dir_fd);
+	}
+	free(items);
+}
+
 static int maildir_open(struct db *db, const struct config *cfg, const struct user *u,
 			struct maildrop **md_r, char *err, size_t errlen)
 {
@@ -287,6 +435,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
 	metrics_listing_cache(cached_dm != NULL);
 	if (cached_dm != NULL) {
+		maildrop_maildir_imported(&cached_dm->md, dir_fd, u->maildir);
 		drop_dir_close(cached_dm);
 		*md_r = &cached_dm->md;
 		return DB_OK;
@@ -307,127 +456,18 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 		qsort(l.items, l.count, sizeof *l.items, compare_items);
 
 	struct maildir_drop *dm = new_drop(cfg, u, dir_fd, l.count);
-
-	/* sizes: from W=, else the cache, else measured (and cached) */
-	bool *cached = xcalloc(l.count ? l.count : 1, sizeof *cached);
-	struct maildir_size_cache cache = {0};
-	bool cache_loaded = false;
-	size_t from_name = 0, from_cache = 0, measured = 0, dropped = 0, unreadable = 0;
-	char *chunk = NULL;
-	size_t n = 0;
-	for (size_t i = 0; i < l.count; i++) {
-		struct item *it = &l.items[i];
-		const char *base = it->name + SUBDIR_LEN;
-		if (n > 0) {
-			const char *prev = dm->md.msgs[n - 1].name + SUBDIR_LEN;
-			if (maildir_base_length(prev) == it->base_len &&
-			    memcmp(prev, base, it->base_len) == 0) {
-				log_warn("Maildir %s: %s and %s have the same unique name; serving "
-					 "only the first",
-					 u->maildir, dm->md.msgs[n - 1].name, it->name);
-				free(it->name);
-				dropped++;
-				continue;
-			}
-		}
-		struct maildrop_msg *m = &dm->md.msgs[n];
-		uint64_t wire, raw;
-		if (maildir_size_field(base, it->base_len, 'W', &wire)) {
-			m->size = wire;
-			m->raw_size = maildir_size_field(base, it->base_len, 'S', &raw) ? raw : wire;
-			from_name++;
-		} else {
-			if (!cache_loaded) {
-				maildir_size_cache_load(dir_fd, &cache);
-				cache_loaded = true;
-			}
-			struct maildir_size_entry *e =
-				maildir_size_cache_find(&cache, base, it->base_len);
-			if (e != NULL) {
-				m->size = e->wire_size;
-				m->raw_size = e->raw_size;
-				e->used = true;
-				from_cache++;
-			} else {
-				if (chunk == NULL)
-					chunk = xmalloc(MEASURE_CHUNK);
-				if (measure(dir_fd, it->name, chunk, &m->size, &m->raw_size) != 0) {
-					/* gone or renamed since the listing (it shows at
-					 * the next login), or unreadable */
-					if (errno != ENOENT)
-						unreadable++;
-					if (errno != ENOENT)
-						log_warn("Maildir %s: not serving %s: %s", u->maildir,
-							 it->name, strerror(errno));
-					free(it->name);
-					dropped++;
-					continue;
-				}
-				measured++;
-			}
-			cached[n] = true;
-		}
-		m->name = it->name;
-		maildir_uidl(base, it->base_len, m->uidl);
-		n++;
-	}
-	free(chunk);
-	free(l.items);
-	dm->md.count = n;
-
-	/* Rewritten when a size was measured or an entry's file is gone. */
-	size_t cached_count = from_cache + measured;
-	if (measured > 0 || (cache_loaded && from_cache != cache.count)) {
-		struct maildir_size_entry *entries =
-			xcalloc(cached_count ? cached_count : 1, sizeof *entries);
-		size_t k = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (!cached[i])
-				continue;
-			const char *base = dm->md.msgs[i].name + SUBDIR_LEN;
-			entries[k++] = (struct maildir_size_entry){
-				.base = base,
-				.base_len = maildir_base_length(base),
-				.wire_size = dm->md.msgs[i].size,
-				.raw_size = dm->md.msgs[i].raw_size,
-			};
-		}
-		char cerr[512];
-		if (maildir_size_cache_save(dir_fd, entries, k, cerr, sizeof cerr) != DB_OK)
-			log_warn("Maildir %s: size cache not saved (sizes are measured again at "
-				 "the next login): %s",
-				 u->maildir, cerr);
-		free(entries);
-	}
-	if (cache_loaded)
-		maildir_size_cache_free(&cache);
-	free(cached);
-
-	/* The listing cache, when the directories were stat'ed before they
-	 * were read and had not changed for a while then (see maildir.h), and
-	 * every file was served (one that could not be read is tried again at
-	 * the next login). Else the next login lists them again. */
-	if (stamped && unreadable == 0 && maildir_index_trustworthy(stamps, &listed)) {
-		struct maildir_index_item *items = xcalloc(n ? n : 1, sizeof *items);
-		for (size_t i = 0; i < n; i++)
-			items[i] = (struct maildir_index_item){
-				.name = dm->md.msgs[i].name,
-				.size = dm->md.msgs[i].size,
-				.raw_size = dm->md.msgs[i].raw_size,
-			};
-		char ierr[512];
-		if (maildir_index_save(dir_fd, stamps, &listed, items, n, from_name, ierr,
-				       sizeof ierr) != DB_OK) {
-			log_warn("Maildir %s: listing cache not saved: %s", u->maildir, ierr);
-			maildir_index_remove(dir_fd);
-		}
-		free(items);
-	} else {
-		maildir_index_remove(dir_fd);
-	}
+	struct sizing sz = {0};
+	size_listing(dm, dir_fd, u->maildir, &l, &sz);
+	save_size_cache(dm, dir_fd, u->maildir, &sz);
+	save_listing_cache(dm, dir_fd, u->maildir, stamps, &listed,
+			   stamped && sz.unreadable == 0, sz.from_name);
 	log_debug("Maildir %s: %zu messages; sizes from names %zu, from the cache %zu, "
 		  "measured %zu; %zu skipped",
-		  u->maildir, n, from_name, from_cache, measured, dropped);
+		  u->maildir, dm->md.count, sz.from_name, sz.from_cache, sz.measured, sz.dropped);
+	if (sz.cache_loaded)
+		maildir_size_cache_free(&sz.cache);
+	free(sz.cached);
+	maildrop_maildir_imported(&dm->md, dir_fd, u->maildir);
 	drop_dir_close(dm);
 	*md_r = &dm->md;
 	return DB_OK;
@@ -729,7 +769,7 @@ static void maildir_free(struct maildrop *md)
 	free(dm);
 }
 
-/* ---- delivery (tpops-store) ---- */
+/* ---- delivery (deliver.c) ---- */
 
 static int maildir_deliver_one(struct db *db, const struct config *cfg, const struct user *u,
 			       const char *msg, size_t len, char *err, size_t errlen)
@@ -744,6 +784,18 @@ static int maildir_deliver_one(struct db *db, const struct config *cfg, const st
 	return status;
 }
 
+static int maildir_usage_of(struct db *db, const struct config *cfg, const struct user *u,
+			    uint64_t *bytes_r, char *err, size_t errlen)
+{
+	int dir_fd;
+	/* made as the delivery that follows would make it */
+	if (maildir_open_dir(cfg->maildir_root, u->maildir, true, &dir_fd, err, errlen) != DB_OK)
+		return DB_TEMPFAIL;
+	int status = maildir_usage(dir_fd, bytes_r, err, errlen);
+	close(dir_fd);
+	return status;
+}
+
 const struct maildrop_ops maildrop_maildir_ops = {
 	.name = "maildir",
 	.open = maildir_open,
@@ -752,4 +804,5 @@ const struct maildrop_ops maildrop_maildir_ops = {
 	.commit = maildir_commit,
 	.free = maildir_free,
 	.deliver = maildir_deliver_one,
+	.usage = maildir_usage_of,
 };

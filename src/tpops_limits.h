@@ -57,6 +57,10 @@
  * to this many seconds. */
 #define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
+/* TLS session tickets: a new key every hour; a ticket opens for one to two
+ * hours, so a client that polls every few minutes resumes, and a key that
+ * leaks reveals at most two hours of sessions. */
+#define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
 /* tpops-admin's Unix socket; /run/tpops is made at start-up when missing
@@ -67,7 +71,7 @@
  * operation fails with a temporary error. */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 
-/* MySQL/MariaDB (db_mysql.c). A server that does not answer a connection
+/* MySQL/MariaDB (db_mysql*.c). A server that does not answer a connection
  * attempt within MYSQL_CONNECT_TIMEOUT seconds counts as down, so that a
  * login gets -ERR [SYS/TEMP] and tpops-store exits 75 quickly; a query
  * that gets no reply for MYSQL_IO_TIMEOUT seconds is a lost connection. */
