@@ -22,6 +22,7 @@
 #include "sd_listen.h"
 #include "session.h"
 #include "tls.h"
+#include "handoff.h"
 #include "xalloc.h"
 
 struct acceptor {
@@ -191,7 +192,7 @@ static void admit(struct acceptor *a, const struct config *cfg, int fd, const st
 		config_release(cfg);
 		return;
 	}
-	session_start(a->loop, cfg, fd, addr, addrlen, a->tls);
+	handoff_connection(a->loop, cfg, fd, addr, addrlen, a->tls);
 }
 
 /* ---- HAProxy PROXY protocol: the real client address comes first ---- */
@@ -338,6 +339,7 @@ void server_start(struct server *srv, int io_threads)
 		}
 		ioloop_start_thread(loop);
 	}
+	handoff_start(srv->loops, srv->nloops);
 }
 
 /* On each loop's own thread: stop accepting, end the idle sessions. */
@@ -354,6 +356,7 @@ void server_shutdown(struct server *srv)
 {
 	static const struct timeval now = {0, 0};
 	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELAXED);
+	handoff_shutdown();
 	for (size_t l = 0; l < srv->nloops; l++)
 		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
 				&srv->acceptors[l * srv->nfds], &now);
@@ -365,6 +368,8 @@ void server_stop(struct server *srv)
 		ioloop_stop(srv->loops[l]);
 	for (size_t l = 0; l < srv->nloops; l++)
 		ioloop_join(srv->loops[l]);
+	/* after the I/O loops: nothing hands a connection over any more */
+	handoff_stop();
 }
 
 void server_free(struct server *srv)
