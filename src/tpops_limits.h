@@ -76,7 +76,7 @@
  * operation fails with a temporary error. */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 
-/* MySQL/MariaDB (db_mysql.c). A server that does not answer a connection
+/* MySQL/MariaDB (db_mysql*.c). A server that does not answer a connection
  * attempt within MYSQL_CONNECT_TIMEOUT seconds counts as down, so that a
  * login gets -ERR [SYS/TEMP] and tpops-store exits 75 quickly; a query
  * that gets no reply for MYSQL_IO_TIMEOUT seconds is a lost connection. */
