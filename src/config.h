@@ -48,6 +48,9 @@ struct config {
 	bool proxy_protocol;    /* ProxyProtocol: connections start with a PROXY header */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
+	char *lmtp_listen;         /* LMTP_Listen: Unix socket path or inet:HOST:PORT; NULL = off */
+	int lmtp_max_message_size; /* LMTP_MaxMessageSize: octets */
+	int lmtp_timeout;          /* LMTP_Timeout: seconds of silence */
 };
 
 /* Fills cfg with every default. */

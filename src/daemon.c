@@ -16,6 +16,7 @@
 
 #include "conn_limit.h"
 #include "db.h"
+#include "lmtp_server.h"
 #include "log.h"
 #include "privsep.h"
 #include "reload.h"
@@ -33,6 +34,7 @@ struct daemon_state {
 	bool verbose;
 	const struct config *cfg; /* the one in force */
 	struct server *srv;
+	struct lmtp_server *lmtp; /* NULL unless LMTP_Listen is set */
 	struct event_base *base;
 	struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
 	struct event *grace_timer;
@@ -79,6 +81,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: shutting down", (int)sig);
 	sdnotify_stopping();
 	server_shutdown(d->srv);
+	lmtp_server_shutdown(d->lmtp);
 	d->stop_deadline = time(NULL) + SHUTDOWN_GRACE_SECONDS;
 	d->grace_timer = event_new(d->base, -1, EV_PERSIST, check_stopped, d);
 	struct timeval tick = {0, 50 * 1000};
@@ -104,6 +107,8 @@ static void open_listeners(struct daemon_state *d)
 	d->srv = server_bind(d->cfg, err, sizeof err);
 	if (d->srv == NULL)
 		log_fatal("%s", err);
+	if (lmtp_server_bind(d->cfg, &d->lmtp, err, sizeof err) != 0)
+		log_fatal("%s", err);
 }
 
 /* The signal events exist before the first connection is served and
@@ -128,6 +133,7 @@ static void start_threads(struct daemon_state *d)
 	d->workers = d->cfg->workers > 0 ? d->cfg->workers : 2 * cpu_count();
 	worker_pool_start(d->cfg, d->workers);
 	server_start(d->srv, d->io_threads);
+	lmtp_server_start(d->lmtp);
 }
 
 /* Everything before serving; -1 when the database check refuses to go on. */
@@ -159,9 +165,10 @@ static void daemon_serve(struct daemon_state *d)
 static void daemon_teardown(struct daemon_state *d)
 {
 	server_stop(d->srv);
+	bool lmtp_done = lmtp_server_stop(d->lmtp, SHUTDOWN_GRACE_SECONDS);
 	/* jobs still queued (a QUIT commit) finish; a hung database does not
 	 * hold the exit: its transaction rolls back when the process ends */
-	if (conn_limit_total() == 0)
+	if (conn_limit_total() == 0 && lmtp_done)
 		worker_pool_stop();
 	for (size_t i = 0; i < sizeof d->signals / sizeof d->signals[0]; i++)
 		event_free(d->signals[i]);
