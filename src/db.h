@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "tpops_limits.h"
 
 enum db_status {
 	DB_OK = 0,
@@ -38,6 +39,7 @@ struct db_msg {
 	uint64_t size;     /* octets as POP3 sends them (CRLF), the `size` column */
 	uint64_t raw_size; /* octets of header + body as stored */
 	char timestamp[15]; /* YYYYMMDDhhmmss: MySQL's `timestamp + 0` of a DATETIME */
+	char uidl[POP3_MAX_UIDL + 1]; /* the imported UIDL (msg.uidl), or "" */
 };
 
 struct db;
@@ -82,6 +84,11 @@ struct db_ops {
 	 * quota > 0 and the stored sizes plus this one exceed it. */
 	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
 			 size_t header_len, const char *body, size_t body_len, uint64_t size);
+	/* tpops-import: stores one message with the UIDL it had on another
+	 * server (msg.uidl), in one transaction, without a quota check (the
+	 * mail was the user's before the move). */
+	int (*msg_import)(struct db *db, int64_t uid, const char *header, size_t header_len,
+			  const char *body, size_t body_len, uint64_t size, const char *uidl);
 	/* Total `size` of a user's messages (quota accounting). */
 	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
 

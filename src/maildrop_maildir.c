@@ -433,6 +433,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 		return status;
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
 	if (cached_dm != NULL) {
+		maildrop_maildir_imported(&cached_dm->md, dir_fd, u->maildir);
 		drop_dir_close(cached_dm);
 		*md_r = &cached_dm->md;
 		return DB_OK;
@@ -464,6 +465,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (sz.cache_loaded)
 		maildir_size_cache_free(&sz.cache);
 	free(sz.cached);
+	maildrop_maildir_imported(&dm->md, dir_fd, u->maildir);
 	drop_dir_close(dm);
 	*md_r = &dm->md;
 	return DB_OK;

@@ -27,11 +27,18 @@ static int sql_open(struct db *db, const struct config *cfg, const struct user *
 		m->id = rows[i].id;
 		m->size = rows[i].size;
 		m->raw_size = rows[i].raw_size;
-		/* id.uid.timestamp, as the original TPOPS built it */
-		snprintf(m->uidl, sizeof m->uidl, "%lld.%lld.%s", (long long)rows[i].id,
-			 (long long)u->uid, rows[i].timestamp);
+		if (rows[i].uidl[0] != '\0') {
+			/* the UIDL it had on the server it came from */
+			memcpy(m->uidl, rows[i].uidl, sizeof m->uidl);
+			m->imported_uidl = true;
+		} else {
+			/* id.uid.timestamp, as the original TPOPS built it */
+			snprintf(m->uidl, sizeof m->uidl, "%lld.%lld.%s", (long long)rows[i].id,
+				 (long long)u->uid, rows[i].timestamp);
+		}
 	}
 	free(rows);
+	maildrop_keep_uidls_apart(md);
 	*md_r = md;
 	return DB_OK;
 }
