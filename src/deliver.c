@@ -43,16 +43,15 @@ static enum deliver_result result_of(int status)
 	}
 }
 
-enum deliver_result deliver_resolve(struct db *db, const char *address, struct user *u,
-				    char *err, size_t errlen)
+enum deliver_result deliver_resolve(struct db *db, const char *address, bool fold_case,
+				    struct user *u, char *err, size_t errlen)
 {
 	struct user found = {0};
 	int status = db->ops->user_by_mail(db, address, &found);
-	if (status == DB_NOT_FOUND) {
+	if (status == DB_NOT_FOUND && fold_case) {
 		/* Addresses are stored as tpops-useradd was given them, mostly
 		 * in lower case, while an MTA passes them on as the sender
-		 * wrote them ("Alice@Example.COM"): the folded form is tried
-		 * next, as Postfix's pipe does with its h and u flags. */
+		 * wrote them ("Alice@Example.COM"). */
 		char folded[512];
 		size_t n = strlen(address);
 		bool differs = false;

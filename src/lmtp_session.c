@@ -30,7 +30,7 @@
  * written anew for each recipient (two paths of at most LMTP_MAX_PATH). */
 #define HEADER_ROOM 1024
 /* Replies waiting to be sent beyond which no more commands are read. */
-#define OUTPUT_HIGH_WATER (64 * 1024)
+#define LMTP_OUTPUT_HIGH_WATER (64 * 1024)
 
 enum phase {
 	PHASE_COMMAND, /* reading command lines */
@@ -198,7 +198,7 @@ static void resolve_run(struct job *base)
 		job->result = DELIVER_TEMPORARY;
 		return;
 	}
-	job->result = deliver_resolve(db, job->rcpt.path, &job->rcpt.user, job->err,
+	job->result = deliver_resolve(db, job->rcpt.path, true, &job->rcpt.user, job->err,
 				      sizeof job->err);
 	if (job->result == DELIVER_STORED) {
 		job->result = deliver_check_room(db, job->cfg, &job->rcpt.user, job->size,
@@ -518,7 +518,7 @@ static void process_input(struct lmtp_session *s)
 				return;
 			continue;
 		}
-		if (evbuffer_get_length(out) > OUTPUT_HIGH_WATER)
+		if (evbuffer_get_length(out) > LMTP_OUTPUT_HIGH_WATER)
 			return; /* on_write resumes */
 		size_t eol_len = 0;
 		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
