@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conn_limit.h"
 #include "db.h"
 #include "lmtp_server.h"
@@ -35,6 +36,7 @@ struct daemon_state {
 	const struct config *cfg; /* the one in force */
 	struct server *srv;
 	struct lmtp_server *lmtp; /* NULL unless LMTP_Listen is set */
+	struct admin *admin; /* control socket and metrics listener */
 	struct event_base *base;
 	struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
 	struct event *grace_timer;
@@ -48,16 +50,24 @@ static int cpu_count(void)
 	return n > 0 ? (int)n : 1;
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+/* SIGHUP, or tpops-admin reload (which gets the report); true when the
+ * new configuration is in force. On the main thread. */
+static bool reload_now(void *arg, struct buf *report)
 {
 	struct daemon_state *d = arg;
 	sdnotify_reloading();
-	struct config *next = reload_config(d->config_path, d->cfg, d->srv, d->verbose);
+	struct config *next = reload_config(d->config_path, d->cfg, d->srv, d->verbose, report);
 	if (next != NULL) {
 		config_release(d->cfg);
 		d->cfg = next;
 	}
 	sdnotify_ready(NULL);
+	return next != NULL;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	reload_now(arg, NULL);
 }
 
 static void check_stopped(evutil_socket_t fd, short what, void *arg)
@@ -109,6 +119,9 @@ static void open_listeners(struct daemon_state *d)
 		log_fatal("%s", err);
 	if (lmtp_server_bind(d->cfg, &d->lmtp, err, sizeof err) != 0)
 		log_fatal("%s", err);
+	d->admin = admin_bind(d->cfg, err, sizeof err);
+	if (d->admin == NULL)
+		log_fatal("%s", err);
 }
 
 /* The signal events exist before the first connection is served and
@@ -134,6 +147,7 @@ static void start_threads(struct daemon_state *d)
 	worker_pool_start(d->cfg, d->workers);
 	server_start(d->srv, d->io_threads);
 	lmtp_server_start(d->lmtp);
+	admin_start(d->admin, d->srv, d->base, reload_now, d);
 }
 
 /* Everything before serving; -1 when the database check refuses to go on. */
@@ -164,6 +178,7 @@ static void daemon_serve(struct daemon_state *d)
 
 static void daemon_teardown(struct daemon_state *d)
 {
+	admin_free(d->admin); /* before the I/O threads it asks go */
 	server_stop(d->srv);
 	bool lmtp_done = lmtp_server_stop(d->lmtp, SHUTDOWN_GRACE_SECONDS);
 	/* jobs still queued (a QUIT commit) finish; a hung database does not

@@ -64,19 +64,16 @@ struct lmtp_session {
 	struct lmtp_job *job; /* in flight, or NULL */
 };
 
-enum job_kind { JOB_RESOLVE, JOB_STORE };
-
 /* What a job owns while it runs; the session touches none of it then. */
 struct lmtp_job {
 	struct job base; /* first: the worker hands back &base */
 	struct lmtp_session *s;
 	const struct config *cfg;
-	enum job_kind kind;
-	/* JOB_RESOLVE: in path, size; out user, result */
+	/* a RCPT (resolve_run): in path, size; out user, result */
 	struct rcpt rcpt;
 	uint64_t size;
 	enum deliver_result result;
-	/* JOB_STORE: the transaction, handed over whole */
+	/* the DATA (store_run): the transaction, handed over whole */
 	char sender[LMTP_MAX_PATH + 1];
 	struct rcpt *rcpts;
 	size_t nrcpt;
@@ -376,7 +373,6 @@ static void cmd_rcpt(struct lmtp_session *s, const struct lmtp_command *c)
 		return;
 	}
 	struct lmtp_job *job = xcalloc(1, sizeof *job);
-	job->kind = JOB_RESOLVE;
 	job->base.run = resolve_run;
 	memcpy(job->rcpt.path, c->path, sizeof job->rcpt.path);
 	job->size = s->declared_size;
@@ -418,7 +414,6 @@ static void end_of_data(struct lmtp_session *s)
 		return;
 	}
 	struct lmtp_job *job = xcalloc(1, sizeof *job);
-	job->kind = JOB_STORE;
 	job->base.run = store_run;
 	memcpy(job->sender, s->sender, sizeof job->sender);
 	job->rcpts = s->rcpts;
