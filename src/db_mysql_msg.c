@@ -30,8 +30,10 @@ static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, siz
 	int64_t id = 0, size = 0;
 	char stamp[32];
 	unsigned long stamp_len = 0;
-	my_bool is_null[3] = {0};
-	MYSQL_BIND out[3];
+	char uidl[POP3_MAX_UIDL + 1];
+	unsigned long uidl_len = 0;
+	my_bool is_null[4] = {0};
+	MYSQL_BIND out[4];
 	dbm_bind_out_i64(&out[0], &id, &is_null[0]);
 	dbm_bind_out_i64(&out[1], &size, &is_null[1]);
 	memset(&out[2], 0, sizeof out[2]);
@@ -40,6 +42,12 @@ static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, siz
 	out[2].buffer_length = sizeof stamp;
 	out[2].length = &stamp_len;
 	out[2].is_null = &is_null[2];
+	memset(&out[3], 0, sizeof out[3]);
+	out[3].buffer_type = MYSQL_TYPE_STRING;
+	out[3].buffer = uidl;
+	out[3].buffer_length = sizeof uidl;
+	out[3].length = &uidl_len;
+	out[3].is_null = &is_null[3];
 	if (mysql_stmt_bind_result(s, out) != 0) {
 		status = dbm_fail_stmt(d, s, "listing messages");
 		dbm_done(s);
@@ -62,7 +70,10 @@ static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, siz
 		size_t n = is_null[2] ? 0 : stamp_len < sizeof m->timestamp ? stamp_len : sizeof m->timestamp - 1;
 		memcpy(m->timestamp, stamp, n);
 		m->timestamp[n] = '\0';
-		m->uidl[0] = '\0';
+		/* VARCHAR(70): a longer value cannot be there */
+		size_t un = is_null[3] || uidl_len > POP3_MAX_UIDL ? 0 : uidl_len;
+		memcpy(m->uidl, uidl, un);
+		m->uidl[un] = '\0';
 	}
 	dbm_done(s);
 	if (status != DB_NOT_FOUND) {
@@ -345,8 +356,10 @@ static int store_parts(struct db_mysql *d, int64_t id, const struct spill *sp)
 	return status;
 }
 
+/* uidl: NULL for mail delivered here, else the imported UIDL. */
 static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char *header,
-			  size_t header_len, const char *body, size_t body_len, uint64_t size)
+			  size_t header_len, const char *body, size_t body_len, uint64_t size,
+			  const char *uidl)
 {
 	struct db_mysql *d = db_mysql(db);
 	MYSQL_STMT *s = NULL;
@@ -394,11 +407,15 @@ static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char 
 	}
 	int64_t uid64 = uid, size64 = (int64_t)size;
 	unsigned long lens[2];
-	MYSQL_BIND params[4];
+	unsigned long uidl_len = 0;
+	my_bool uidl_null = uidl == NULL;
+	MYSQL_BIND params[5];
 	dbm_bind_i64(&params[0], &uid64);
 	bind_value(&params[1], h, hl, &lens[0]);
 	bind_value(&params[2], b, bl, &lens[1]);
 	dbm_bind_i64(&params[3], &size64);
+	dbm_bind_text(&params[4], uidl, &uidl_len);
+	params[4].is_null = &uidl_null;
 	s = dbm_stmt(d, ST_MSG_INSERT);
 	if (s == NULL) {
 		status = d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
@@ -479,9 +496,19 @@ int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_
 int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
 			   size_t header_len, const char *body, size_t body_len, uint64_t size)
 {
-	int status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size);
+	int status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size, NULL);
 	if (dbm_retry(db_mysql(db), status))
-		status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size);
+		status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size,
+					NULL);
+	return status;
+}
+
+int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
+		     const char *body, size_t body_len, uint64_t size, const char *uidl)
+{
+	int status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
 	return status;
 }
 
