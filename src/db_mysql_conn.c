@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "db_mysql.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 #include "xalloc.h"
 
@@ -61,8 +62,20 @@ static bool connection_lost(unsigned int err)
 	       err == CR_COMMANDS_OUT_OF_SYNC;
 }
 
+/* The server as the metrics name it: host:port, or the socket. */
+static const char *server_label(const struct db_mysql *d, char *buf, size_t len)
+{
+	if (d->socket != NULL)
+		return d->socket;
+	snprintf(buf, len, "%s:%u", d->host ? d->host : "localhost", d->port);
+	return buf;
+}
+
 static int fail_code(struct db_mysql *d, unsigned int err, const char *msg, const char *what)
 {
+	char label[160];
+	if (status_of(err) < 0)
+		metrics_db_error(server_label(d, label, sizeof label));
 	if (err == ER_NET_PACKET_TOO_LARGE)
 		snprintf(d->error, sizeof d->error,
 			 "mysql: %s: %s (raise the server's max_allowed_packet)", what, msg);
@@ -137,6 +150,8 @@ static int connect_server(struct db_mysql *d)
 	if (mysql_real_connect(m, d->host, d->user, d->pass, d->dbname, d->port, d->socket,
 			       CLIENT_FOUND_ROWS) == NULL) {
 		unsigned int err = mysql_errno(m);
+		char label[160];
+		metrics_db_connect(server_label(d, label, sizeof label), false);
 		snprintf(d->error, sizeof d->error, "mysql: cannot connect to %s%s%s: %s",
 			 d->socket ? d->socket : d->host ? d->host : "localhost",
 			 d->dbname ? " database " : "", d->dbname ? d->dbname : "", mysql_error(m));
@@ -148,6 +163,8 @@ static int connect_server(struct db_mysql *d)
 			       : DB_TEMPFAIL;
 	}
 	d->conn = m;
+	char label[160];
+	metrics_db_connect(server_label(d, label, sizeof label), true);
 	/* Values read or written in one piece must fit in a packet. */
 	uint64_t packet = 16 * 1024 * 1024;
 	if (mysql_real_query(m, "SELECT @@max_allowed_packet", 27) != 0)

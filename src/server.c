@@ -18,6 +18,7 @@
 #include "ioloop.h"
 #include "proxy_wait.h"
 #include "log.h"
+#include "metrics.h"
 #include "sd_listen.h"
 #include "session.h"
 #include "tls.h"
@@ -200,6 +201,8 @@ static bool count_connection(struct acceptor *a, const struct config *cfg, int f
 	log_warn("connection refused: limit reached (MaxConnections %d, "
 		 "MaxConnectionsPerIP %d)",
 		 cfg->max_connections, cfg->max_connections_per_ip);
+	metrics_connection_refused(conn_limit_total() >= (unsigned)cfg->max_connections
+					   ? REFUSED_TOTAL_LIMIT : REFUSED_PER_IP_LIMIT);
 	refuse_over_limit(a, fd);
 	config_release(cfg);
 	return false;
@@ -216,10 +219,12 @@ static void admit_proxied(void *arg, const struct config *cfg, int fd,
 		conn_limit_release(counted);
 		log_warn("connection refused: limit reached (MaxConnectionsPerIP %d)",
 			 cfg->max_connections_per_ip);
+		metrics_connection_refused(REFUSED_PER_IP_LIMIT);
 		refuse_over_limit(a, fd);
 		config_release(cfg);
 		return;
 	}
+	metrics_connection_accepted();
 	session_start(a->loop, cfg, fd, named, named_len, a->tls);
 }
 
@@ -231,6 +236,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	struct acceptor *a = arg;
 	if (__atomic_load_n(&a->srv->stopping, __ATOMIC_RELAXED)) {
 		/* accepted between SIGTERM and this loop's listener stopping */
+		metrics_connection_refused(REFUSED_SHUTTING_DOWN);
 		refuse(fd, "Server shutting down");
 		return;
 	}
@@ -240,11 +246,13 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	/* replies are small and answer requests: do not let Nagle hold them */
 	int on = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-	if (cfg->proxy_protocol)
+	if (cfg->proxy_protocol) {
 		proxy_wait_start(&a->proxy_waits, a->loop->base, cfg, fd, addr,
 				 (socklen_t)addrlen, admit_proxied, a);
-	else
+	} else {
+		metrics_connection_accepted();
 		session_start(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
+	}
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -326,4 +334,20 @@ void server_free(struct server *srv)
 	pthread_mutex_destroy(&srv->cfg_mutex);
 	free(srv->loops);
 	free(srv);
+}
+
+struct ioloop *const *server_loops(const struct server *srv, size_t *n_r)
+{
+	*n_r = srv->nloops;
+	return srv->loops;
+}
+
+bool server_accepting(struct server *srv)
+{
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_RELAXED))
+		return false;
+	const struct config *cfg = current_config(srv);
+	bool room = conn_limit_total() < (unsigned)cfg->max_connections;
+	config_release(cfg);
+	return room;
 }

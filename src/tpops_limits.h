@@ -63,6 +63,9 @@
 #define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
+/* tpops-admin's Unix socket; /run/tpops is made at start-up when missing
+ * (systemd's RuntimeDirectory=tpops makes it too). */
+#define DEFAULT_CONTROL_SOCKET "/run/tpops/control"
 
 /* SQLite waits this long for a lock held by another process before the
  * operation fails with a temporary error. */
