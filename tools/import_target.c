@@ -179,12 +179,18 @@ int import_list_maildir(int fd, void (*each)(const char *subdir, const char *nam
 int import_read_file(struct import_reader *r, const struct import_msg *m, char **data_r,
 		     size_t *len_r, char *err, size_t errlen)
 {
-	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", m->file, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", m->file);
+		close(fd);
+		errno = EINVAL;
 		return -1;
 	}
 	struct buf b = BUF_INIT;
