@@ -88,7 +88,11 @@ def test_pop3s_resumes(srv, cert, version):
     full_session(first)
     again = pop3s(srv, ctx, session=s)
     assert again.sock.session_reused, "the ticket was not accepted"
+    s2 = ticket(again)  # a resumed session gets a new ticket too
     full_session(again)
+    third = pop3s(srv, ctx, session=s2)
+    assert third.sock.session_reused, "the ticket of a resumed session was not accepted"
+    full_session(third)
 
 
 def test_stls_resumes(srv, cert):
