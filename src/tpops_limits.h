@@ -57,10 +57,23 @@
  * to this many seconds. */
 #define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
+/* LMTP: larger than Postfix's default message_size_limit (10240000), so
+ * that Postfix refuses a too large message before it is queued. */
+#define DEFAULT_LMTP_MAX_MESSAGE_SIZE (64 * 1024 * 1024)
+/* RFC 5321 4.5.3.2: 5 minutes for a command, 3 for each data block. */
+#define DEFAULT_LMTP_TIMEOUT 300
 /* TLS session tickets: a new key every hour; a ticket opens for one to two
  * hours, so a client that polls every few minutes resumes, and a key that
  * leaks reveals at most two hours of sessions. */
 #define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
+
+/* A POP3S connection has this long, from accept, to finish its TLS
+ * handshake (a peer that sends nothing holds a slot no longer). */
+#define TLS_HANDSHAKE_TIMEOUT 30
+/* The nice value of the threads that run POP3S handshakes: under load the
+ * I/O threads that serve logged-in sessions get the CPU first (CFS weight
+ * 1024 against 335 at +5), idle CPU still goes to handshakes. */
+#define TLS_HANDSHAKE_NICE 5
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
 /* tpops-admin's Unix socket; /run/tpops is made at start-up when missing
