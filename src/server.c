@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conn_limit.h"
+#include "handoff.h"
 #include "ioloop.h"
 #include "proxy_wait.h"
 #include "log.h"
@@ -225,7 +226,7 @@ static void admit_proxied(void *arg, const struct config *cfg, int fd,
 		return;
 	}
 	metrics_connection_accepted();
-	session_start(a->loop, cfg, fd, named, named_len, a->tls);
+	handoff_connection(a->loop, cfg, fd, named, named_len, a->tls);
 }
 
 /* Every accepted connection counts against the limits from here on, also
@@ -251,7 +252,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 				 (socklen_t)addrlen, admit_proxied, a);
 	} else {
 		metrics_connection_accepted();
-		session_start(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
+		handoff_connection(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
 	}
 }
 
@@ -289,6 +290,7 @@ void server_start(struct server *srv, int io_threads)
 		}
 		ioloop_start_thread(loop);
 	}
+	handoff_start(srv->loops, srv->nloops);
 }
 
 /* On each loop's own thread: stop accepting, end the idle sessions. */
@@ -307,6 +309,7 @@ void server_shutdown(struct server *srv)
 {
 	static const struct timeval now = {0, 0};
 	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELAXED);
+	handoff_shutdown();
 	for (size_t l = 0; l < srv->nloops; l++)
 		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
 				&srv->acceptors[l * srv->nfds], &now);
@@ -318,6 +321,8 @@ void server_stop(struct server *srv)
 		ioloop_stop(srv->loops[l]);
 	for (size_t l = 0; l < srv->nloops; l++)
 		ioloop_join(srv->loops[l]);
+	/* after the I/O loops: nothing hands a connection over any more */
+	handoff_stop();
 }
 
 void server_free(struct server *srv)
