@@ -144,6 +144,7 @@ static const struct key keys[] = {
 	BOOL_KEY("AllowPlaintextFromLoopback", plaintext_loopback),
 	INT_KEY("AuthFailureDelayMax", auth_failure_delay_max, 0, 3600),
 	BOOL_KEY("ProxyProtocol", proxy_protocol),
+	BOOL_KEY("APOP", apop),
 	INT_KEY("IOThreads", io_threads, 0, 64),
 	INT_KEY("Workers", workers, 0, 256),
 };
@@ -241,6 +242,10 @@ void config_defaults(struct config *cfg)
 	cfg->plaintext_loopback = false;
 	cfg->auth_failure_delay_max = DEFAULT_AUTH_FAILURE_DELAY_MAX;
 	cfg->proxy_protocol = false;
+	/* APOP needs plaintext-stored passwords, which new installations do
+	 * not have: clients that see the greeting's timestamp try APOP first
+	 * and fail (or stop) against hashed passwords. */
+	cfg->apop = false;
 }
 
 void config_free(struct config *cfg)

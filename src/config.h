@@ -46,6 +46,7 @@ struct config {
 	bool plaintext_loopback; /* RequireTLS exempts clients on loopback */
 	int auth_failure_delay_max; /* AuthFailureDelayMax: cap of the growing delay */
 	bool proxy_protocol;    /* ProxyProtocol: connections start with a PROXY header */
+	bool apop;              /* APOP: the greeting offers APOP (a timestamp) */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
 };

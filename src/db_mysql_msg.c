@@ -69,6 +69,7 @@ static int msg_list_once(struct db_mysql *d, void *arg)
 		size_t n = is_null[2] ? 0 : stamp_len < sizeof m->timestamp ? stamp_len : sizeof m->timestamp - 1;
 		memcpy(m->timestamp, stamp, n);
 		m->timestamp[n] = '\0';
+		m->uidl[0] = '\0';
 	}
 	dbm_done(s);
 	if (status != DB_NOT_FOUND) {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth_login.h"
 #include "auth_penalty.h"
 #include "buf.h"
 #include "ioloop.h"
@@ -35,12 +36,9 @@ struct login_job {
 	size_t secret_len;
 	char apop_timestamp[128];
 	char owner[128];
-	/* the brute-force delay before the check (auth_penalty_pending) */
-	struct event *hold;
-	int held;                 /* seconds */
-	struct timespec hold_end; /* CLOCK_MONOTONIC */
 	/* results */
 	enum login_result result;
+	bool verified; /* the credentials were right (whatever came after) */
 	struct user user;
 	struct maildrop *maildrop;
 	char error[512];
@@ -94,6 +92,7 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	}
 	if (!credentials_ok(lj))
 		return LOGIN_BAD;
+	lj->verified = true;
 	status = db->ops->lock_acquire(db, lj->user.uid, lj->owner, lj->cfg->lock_lease);
 	if (status == DB_CONFLICT) {
 		snprintf(lj->error, sizeof lj->error, "maildrop is locked by another session");
@@ -134,25 +133,94 @@ void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg)
 	session_resume(s);
 }
 
-/* A failed login whose answer has already been held back for `held`
- * seconds before the check: the rest of the delay the failure earns. */
-static void login_failed(struct session *s, const char *login, const char *method,
-			 const char *reason, int held)
+/* ---- the attempt: its place in the brute-force records ---- */
+
+struct pop3_attempt {
+	struct auth_attempt rec;
+	struct timespec asked;   /* when the client asked (CLOCK_MONOTONIC) */
+	struct timespec checked; /* when the check could start */
+	struct event *hold;      /* the wait for the slot, or NULL */
+	void (*go)(struct session *s, void *arg);
+	void (*cancel)(void *arg);
+	void *arg;
+};
+
+static double seconds_since(const struct timespec *t)
 {
-	/* the log line fail2ban-style tools match (docs/SECURITY.md) */
-	log_info("auth failed: user=%s from=%s method=%s reason=%s", login ? login : "",
-		 s->peer_text, method, reason);
-	int delay = auth_penalty_failure(s->peer_text, login, s->cfg->auth_failure_delay,
-					 s->cfg->auth_failure_delay_max);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static struct pop3_attempt *attempt_new(struct session *s, const char *login, size_t len)
+{
+	struct pop3_attempt *a = xcalloc(1, sizeof *a);
+	char network[AUTH_NETWORK_SIZE];
+	auth_penalty_network((const struct sockaddr *)&s->peer, network, sizeof network);
+	char *canonical = auth_login_canonical(login, len);
+	auth_attempt_init(&a->rec, network, canonical);
+	free(canonical);
+	clock_gettime(CLOCK_MONOTONIC, &a->asked);
+	a->checked = a->asked;
+	return a;
+}
+
+/* Ends the session's attempt; for a failure, the seconds its answer is
+ * still to be held back. */
+static double attempt_end(struct session *s, enum auth_outcome outcome)
+{
+	struct pop3_attempt *a = s->attempt;
+	if (a == NULL)
+		return 0;
+	s->attempt = NULL;
+	int delay = auth_attempt_end(&a->rec, outcome, s->cfg->auth_failure_delay,
+				     s->cfg->auth_failure_delay_max);
+	/* A failure is answered `delay` after the client asked (a hold
+	 * already spent counts), and never sooner than AuthFailureDelay
+	 * after the check could start: so the answer does not tell how long
+	 * the check took, which depends on the stored scheme and on whether
+	 * the user exists. */
+	double due = delay - seconds_since(&a->asked);
+	double floor = s->cfg->auth_failure_delay - seconds_since(&a->checked);
+	free(a);
+	if (outcome != AUTH_OUTCOME_FAILURE)
+		return 0;
+	return due > floor ? due : floor;
+}
+
+void pop3_attempt_abandon(struct session *s)
+{
+	attempt_end(s, AUTH_OUTCOME_NONE);
+}
+
+/* The rest of a failed login: logged, answered after the delay. */
+static void answer_failure(struct session *s, const char *login, const char *method,
+			   const char *reason)
+{
+	/* the log line fail2ban-style tools match (docs/SECURITY.md): the
+	 * login is the client's text, escaped so that it cannot forge the
+	 * from= field after it */
+	char user[LOG_FIELD_SIZE];
+	log_info("auth failed: user=%s from=%s method=%s reason=%s",
+		 log_field_str(user, sizeof user, login), s->peer_text, method, reason);
+	if (s->attempt == NULL) {
+		/* failed before any check (a malformed SASL identity): it
+		 * still counts */
+		s->attempt = attempt_new(s, login ? login : "", login ? strlen(login) : 0);
+		auth_attempt_take(&s->attempt->rec, s->cfg->auth_failure_delay,
+				  s->cfg->auth_failure_delay_max);
+	}
+	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
 	s->wait = WAIT_AUTH_DELAY;
-	struct timeval tv = {delay > held ? delay - held : 0, 0};
+	long ms = delay > 0 ? (long)(delay * 1000) : 0;
+	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(s->delay_timer, &tv);
 }
 
 void pop3_login_failed(struct session *s, const char *login, const char *method,
 		       const char *reason)
 {
-	login_failed(s, login, method, reason, 0);
+	answer_failure(s, login, method, reason);
 }
 
 static void login_finish(struct session_job *sj)
@@ -167,29 +235,32 @@ static void login_finish(struct session_job *sj)
 		s->locked = true;
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}
+	if (lj->result != LOGIN_BAD)
+		attempt_end(s, lj->verified ? AUTH_OUTCOME_SUCCESS : AUTH_OUTCOME_NONE);
 	bool resume = true;
+	char user[LOG_FIELD_SIZE];
+	log_field_str(user, sizeof user, lj->result == LOGIN_OK ? s->user.login : lj->login);
 	switch (lj->result) {
 	case LOGIN_OK:
-		auth_penalty_success(s->peer_text, s->user.login);
-		log_info("login: user=%s from=%s method=%s tls=%s messages=%zu", s->user.login,
+		log_info("login: user=%s from=%s method=%s tls=%s messages=%zu", user,
 			 s->peer_text, lj->mechanism, s->tls ? "yes" : "no", s->maildrop->count);
 		pop3_trans_begin(s);
 		break;
 	case LOGIN_BAD:
-		login_failed(s, lj->login, lj->mechanism, lj->error, lj->held);
+		answer_failure(s, lj->login, lj->mechanism, lj->error);
 		resume = false;
 		break;
 	case LOGIN_IN_USE:
-		log_info("login refused: user=%s from=%s reason=%s", lj->login, s->peer_text,
+		log_info("login refused: user=%s from=%s reason=%s", user, s->peer_text,
 			 lj->error);
 		reply_err(s, "[IN-USE] Maildrop is locked by another session");
 		break;
 	case LOGIN_TEMP:
-		log_error("login failed: user=%s from=%s: %s", lj->login, s->peer_text, lj->error);
+		log_error("login failed: user=%s from=%s: %s", user, s->peer_text, lj->error);
 		reply_err(s, "[SYS/TEMP] Temporary failure, try again later");
 		break;
 	case LOGIN_PERM:
-		log_error("login failed: user=%s from=%s: %s", lj->login, s->peer_text, lj->error);
+		log_error("login failed: user=%s from=%s: %s", user, s->peer_text, lj->error);
 		reply_err(s, "[SYS/PERM] Maildrop not available, contact the administrator");
 		break;
 	}
@@ -203,40 +274,97 @@ static void login_finish(struct session_job *sj)
 }
 
 /* The hold is waited out in short steps, so that a session closed in
- * the meantime (SIGTERM, a timeout) does not linger: then the check runs
- * at once, its answer going nowhere. */
+ * the meantime (SIGTERM, a timeout) does not linger. */
 #define HOLD_STEP_MS 250
 
-static void hold_next_step(struct login_job *lj)
+struct release_job {
+	struct session_job sj;
+};
+
+static void release_finish(struct session_job *sj)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long left_ms = (lj->hold_end.tv_sec - now.tv_sec) * 1000LL +
-			    (lj->hold_end.tv_nsec - now.tv_nsec) / 1000000;
-	if (left_ms > HOLD_STEP_MS)
-		left_ms = HOLD_STEP_MS;
-	if (left_ms < 0)
-		left_ms = 0;
-	struct timeval tv = {0, (suseconds_t)(left_ms * 1000)};
-	evtimer_add(lj->hold, &tv);
+	free(sj);
 }
 
-static void login_hold_step(evutil_socket_t fd, short what, void *arg)
+static void hold_step(evutil_socket_t fd, short what, void *arg)
 {
-	struct login_job *lj = arg;
-	struct session *s = lj->sj.session;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	bool over = now.tv_sec > lj->hold_end.tv_sec ||
-		    (now.tv_sec == lj->hold_end.tv_sec && now.tv_nsec >= lj->hold_end.tv_nsec);
-	if (!over && !s->closing) {
-		hold_next_step(lj);
+	struct session *s = arg;
+	struct pop3_attempt *a = s->attempt;
+	if (s->closing) {
+		/* nobody to answer: the check does not run at all (running it
+		 * would let a client skip the hold by hanging up) */
+		event_free(a->hold);
+		a->hold = NULL;
+		a->cancel(a->arg);
+		attempt_end(s, AUTH_OUTCOME_NONE);
+		/* the session may be freed now, at the loop's next turn */
+		struct release_job *rj = xcalloc(1, sizeof *rj);
+		rj->sj.finish = release_finish;
+		s->jobs--;
+		session_finish_here(s, &rj->sj);
 		return;
 	}
-	event_free(lj->hold);
-	lj->hold = NULL;
+	long wait = auth_attempt_start(&a->rec, s->cfg->auth_failure_delay,
+				       s->cfg->auth_failure_delay_max);
+	if (wait > 0) {
+		if (wait > HOLD_STEP_MS)
+			wait = HOLD_STEP_MS;
+		struct timeval tv = {0, (suseconds_t)wait * 1000};
+		evtimer_add(a->hold, &tv);
+		return;
+	}
+	event_free(a->hold);
+	a->hold = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &a->checked);
 	s->jobs--;
+	a->go(s, a->arg);
+}
+
+void pop3_attempt_gate(struct session *s, const char *login, size_t login_len,
+		       void (*go)(struct session *s, void *arg), void (*cancel)(void *arg),
+		       void *arg)
+{
+	if (s->attempt != NULL && s->attempt->rec.started) {
+		/* the check began earlier in this SASL exchange */
+		go(s, arg);
+		return;
+	}
+	if (s->attempt == NULL)
+		s->attempt = attempt_new(s, login, login_len);
+	struct pop3_attempt *a = s->attempt;
+	a->go = go;
+	a->cancel = cancel;
+	a->arg = arg;
+	long wait = auth_attempt_start(&a->rec, s->cfg->auth_failure_delay,
+				       s->cfg->auth_failure_delay_max);
+	if (wait == 0) {
+		go(s, arg);
+		return;
+	}
+	/* Held before the check, right or wrong: a guesser who hangs up when
+	 * no quick +OK comes learns nothing from the silence. Counted as a
+	 * job: the session reads no command and is not freed under the
+	 * timer. */
+	a->hold = evtimer_new(s->loop->base, hold_step, s);
+	s->jobs++;
+	s->wait = WAIT_JOB;
+	struct timeval tv = {0, (suseconds_t)(wait > HOLD_STEP_MS ? HOLD_STEP_MS : wait) * 1000};
+	evtimer_add(a->hold, &tv);
+}
+
+static void login_go(struct session *s, void *arg)
+{
+	struct login_job *lj = arg;
 	session_submit(s, &lj->sj, true);
+}
+
+static void login_cancel(void *arg)
+{
+	struct login_job *lj = arg;
+	if (lj->secret != NULL)
+		free_secret(lj->secret, lj->secret_len);
+	free(lj->login);
+	free(lj);
 }
 
 void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
@@ -256,24 +384,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	snprintf(lj->apop_timestamp, sizeof lj->apop_timestamp, "%s", s->apop_timestamp);
 	snprintf(lj->owner, sizeof lj->owner, "%s:%d:%llu:%08x", s->cfg->hostname, (int)getpid(),
 		 (unsigned long long)s->id, arc4random());
-	/* Once this address has several recent failures, every attempt from
-	 * it waits what a failure would, before the check: a guesser who hangs
-	 * up when no quick +OK comes learns nothing from the silence. */
-	lj->held = auth_penalty_pending(s->peer_text, s->cfg->auth_failure_delay,
-					s->cfg->auth_failure_delay_max);
-	if (lj->held > 0) {
-		lj->sj.session = s;
-		lj->hold = evtimer_new(s->loop->base, login_hold_step, lj);
-		/* counted as a job: the session waits and is not freed under
-		 * the timer */
-		s->jobs++;
-		s->wait = WAIT_JOB;
-		clock_gettime(CLOCK_MONOTONIC, &lj->hold_end);
-		lj->hold_end.tv_sec += lj->held;
-		hold_next_step(lj);
-		return;
-	}
-	session_submit(s, &lj->sj, true);
+	pop3_attempt_gate(s, login, login_len, login_go, login_cancel, lj);
 }
 
 static bool peer_is_loopback(const struct session *s)
@@ -330,6 +441,10 @@ static void cmd_pass(struct session *s, const struct pop3_command *c)
 
 static void cmd_apop(struct session *s, const struct pop3_command *c)
 {
+	if (!s->cfg->apop) {
+		reply_err(s, "APOP is not offered (no timestamp in the greeting)");
+		return;
+	}
 	if (refuse_plaintext(s))
 		return;
 	free(s->user_arg);

@@ -75,6 +75,7 @@ static void credentials_finish(struct session_job *sj)
 	if (cj->status != DB_OK) {
 		log_error("AUTH from=%s: looking up the user: %s", s->peer_text, cj->error);
 		reply_err(s, "[SYS/TEMP] Temporary failure, try again later");
+		pop3_attempt_abandon(s);
 		sasl_done(s);
 	} else {
 		struct buf out = BUF_INIT;
@@ -84,6 +85,12 @@ static void credentials_finish(struct session_job *sj)
 	free(cj);
 	if (s->wait == WAIT_NONE)
 		session_resume(s);
+}
+
+static void credentials_go(struct session *s, void *arg)
+{
+	struct credentials_job *cj = arg;
+	session_submit(s, &cj->sj, true);
 }
 
 static void sasl_continue(struct session *s, enum sasl_status status, struct buf *out)
@@ -97,11 +104,15 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		s->sasl_waiting = true;
 		return;
 	case SASL_NEED_USER: {
+		/* CRAM-MD5 and SCRAM check the proof right after this lookup:
+		 * the brute-force gate comes before it, and the login at the
+		 * end of the exchange goes through without a second wait */
 		struct credentials_job *cj = xcalloc(1, sizeof *cj);
 		cj->sj.work = credentials_work;
 		cj->sj.finish = credentials_finish;
 		cj->sasl = s->sasl;
-		session_submit(s, &cj->sj, true);
+		const char *login = sasl_authcid(s->sasl);
+		pop3_attempt_gate(s, login, strlen(login), credentials_go, free, cj);
 		return;
 	}
 	case SASL_VERIFY_PASSWORD: {
@@ -120,11 +131,13 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		pop3_login_failed(s, sasl_authcid(s->sasl), mech, sasl_reason(s->sasl));
 		break;
 	case SASL_MALFORMED:
+		pop3_attempt_abandon(s);
 		log_info("AUTH %s from=%s: malformed exchange: %s", mech, s->peer_text,
 			 sasl_reason(s->sasl));
 		reply_err(s, "Malformed SASL exchange");
 		break;
 	case SASL_CANCELLED:
+		pop3_attempt_abandon(s);
 		reply_err(s, "AUTH cancelled");
 		break;
 	}
