@@ -10,7 +10,8 @@
  *   node failures: the connection lost (2006, 2013...), the server shutting
  *   down, or 1047 (a Galera node that is not in the primary component).
  *   The connection is dropped and the operation runs again on the next
- *   host that answers and is ready (db_mysql_conn.c) -- when running it
+ *   host that answers and is ready (db_mysql_conn.c); when none does, the
+ *   failure is reported at once. It runs again only when running it
  *   again is safe: always for an operation that is safe to repeat (reads,
  *   lease statements, QUIT's deletes), and for any other only when the
  *   server cannot have committed it (the connection was lost before
@@ -190,8 +191,12 @@ int dbm_run(struct db_mysql *d, enum dbm_repeat repeat, int (*attempt_once)(stru
 		d->outcome_unknown = false;
 		d->in_txn = d->committing = false;
 		int status = dbm_ready(d);
-		if (status == DB_OK)
-			status = attempt_once(d, arg);
+		/* No host answered and was ready: waiting for one would only
+		 * keep the client waiting (a login is answered [SYS/TEMP] at
+		 * once, as with one server down). */
+		if (status != DB_OK)
+			return status;
+		status = attempt_once(d, arg);
 		if (status >= DB_OK)
 			return status; /* done, or an answer: not found, conflict, quota */
 		enum failure f = failure_of(d->last_err);
