@@ -26,6 +26,7 @@ const struct db_ops db_mysql_ops = {
 	.msg_read = mysql_msg_read,
 	.msg_delete = mysql_msg_delete,
 	.msg_store = mysql_msg_store,
+	.msg_import = mysql_msg_import,
 	.msg_usage = mysql_msg_usage,
 	.error = mysql_error_text,
 };

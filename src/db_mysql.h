@@ -154,6 +154,8 @@ int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_
 		     size_t count);
 int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
 		    size_t header_len, const char *body, size_t body_len, uint64_t size);
+int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
+		     const char *body, size_t body_len, uint64_t size, const char *uidl);
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r);
 
 #endif

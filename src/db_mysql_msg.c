@@ -37,8 +37,10 @@ static int msg_list_once(struct db_mysql *d, void *arg)
 	int64_t id = 0, size = 0;
 	char stamp[32];
 	unsigned long stamp_len = 0;
-	my_bool is_null[3] = {0};
-	MYSQL_BIND out[3];
+	char uidl[POP3_MAX_UIDL + 1];
+	unsigned long uidl_len = 0;
+	my_bool is_null[4] = {0};
+	MYSQL_BIND out[4];
 	dbm_bind_out_i64(&out[0], &id, &is_null[0]);
 	dbm_bind_out_i64(&out[1], &size, &is_null[1]);
 	memset(&out[2], 0, sizeof out[2]);
@@ -47,6 +49,12 @@ static int msg_list_once(struct db_mysql *d, void *arg)
 	out[2].buffer_length = sizeof stamp;
 	out[2].length = &stamp_len;
 	out[2].is_null = &is_null[2];
+	memset(&out[3], 0, sizeof out[3]);
+	out[3].buffer_type = MYSQL_TYPE_STRING;
+	out[3].buffer = uidl;
+	out[3].buffer_length = sizeof uidl;
+	out[3].length = &uidl_len;
+	out[3].is_null = &is_null[3];
 	if (mysql_stmt_bind_result(s, out) != 0) {
 		status = dbm_fail_stmt(d, s, "listing messages");
 		dbm_done(s);
@@ -69,7 +77,10 @@ static int msg_list_once(struct db_mysql *d, void *arg)
 		size_t n = is_null[2] ? 0 : stamp_len < sizeof m->timestamp ? stamp_len : sizeof m->timestamp - 1;
 		memcpy(m->timestamp, stamp, n);
 		m->timestamp[n] = '\0';
-		m->uidl[0] = '\0';
+		/* VARCHAR(70): a longer value cannot be there */
+		size_t un = is_null[3] || uidl_len > POP3_MAX_UIDL ? 0 : uidl_len;
+		memcpy(m->uidl, uidl, un);
+		m->uidl[un] = '\0';
 	}
 	dbm_done(s);
 	if (status != DB_NOT_FOUND) {
@@ -386,11 +397,13 @@ static int store_parts(struct db_mysql *d, int64_t id, const struct spill *sp)
 	return status;
 }
 
+/* uidl: NULL for mail delivered here, else the imported UIDL. */
 struct delivery {
 	int64_t uid, quota;
 	const char *header, *body;
 	size_t header_len, body_len;
 	uint64_t size;
+	const char *uidl;
 };
 
 /* A delivery runs again after a conflict, or after a connection lost
@@ -403,6 +416,7 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	const char *header = dl->header, *body = dl->body;
 	size_t header_len = dl->header_len, body_len = dl->body_len;
 	uint64_t size = dl->size;
+	const char *uidl = dl->uidl;
 	MYSQL_STMT *s = NULL;
 	int status = dbm_begin(d);
 	if (status != DB_OK)
@@ -453,11 +467,15 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	}
 	int64_t uid64 = uid, size64 = (int64_t)size;
 	unsigned long lens[2];
-	MYSQL_BIND params[4];
+	unsigned long uidl_len = 0;
+	my_bool uidl_null = uidl == NULL;
+	MYSQL_BIND params[5];
 	dbm_bind_i64(&params[0], &uid64);
 	bind_value(&params[1], h, hl, &lens[0]);
 	bind_value(&params[2], b, bl, &lens[1]);
 	dbm_bind_i64(&params[3], &size64);
+	dbm_bind_text(&params[4], uidl, &uidl_len);
+	params[4].is_null = &uidl_null;
 	s = dbm_stmt(d, ST_MSG_INSERT);
 	if (s == NULL) {
 		status = d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
@@ -533,7 +551,14 @@ int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_
 int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
 		    size_t header_len, const char *body, size_t body_len, uint64_t size)
 {
-	struct delivery dl = {uid, quota, header, body, header_len, body_len, size};
+	struct delivery dl = {uid, quota, header, body, header_len, body_len, size, NULL};
+	return dbm_run(db_mysql(db), DBM_ONCE, msg_store_once, &dl);
+}
+
+int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
+		     const char *body, size_t body_len, uint64_t size, const char *uidl)
+{
+	struct delivery dl = {uid, 0, header, body, header_len, body_len, size, uidl};
 	return dbm_run(db_mysql(db), DBM_ONCE, msg_store_once, &dl);
 }
 

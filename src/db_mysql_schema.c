@@ -208,7 +208,7 @@ static int convert_seed_rows(struct db_mysql *d)
 
 static int upgrade_msg(struct db_mysql *d)
 {
-	struct column id, msgno, header, body, size, marker;
+	struct column id, msgno, header, body, size, marker, uidl;
 	char engine[64], arrival[128], seed_index[128];
 	int status;
 	if ((status = text_query(d, ST_TABLE_ENGINE, "msg", NULL, engine, sizeof engine)) != DB_OK ||
@@ -221,7 +221,8 @@ static int upgrade_msg(struct db_mysql *d)
 	    (status = column_info(d, "msg", "header", &header)) != DB_OK ||
 	    (status = column_info(d, "msg", "body", &body)) != DB_OK ||
 	    (status = column_info(d, "msg", "size", &size)) != DB_OK ||
-	    (status = column_info(d, "msg", "tpops_seed_format", &marker)) != DB_OK)
+	    (status = column_info(d, "msg", "tpops_seed_format", &marker)) != DB_OK ||
+	    (status = column_info(d, "msg", "uidl", &uidl)) != DB_OK)
 		return status;
 	/* Seed-era rows are in text columns. TEXT -> BLOB keeps the octets
 	 * as they are (no character set conversion), whatever they hold. The
@@ -249,6 +250,8 @@ static int upgrade_msg(struct db_mysql *d)
 			alter_add(&a, "DROP INDEX msg_arrival");
 		alter_add(&a, "ADD INDEX msg_arrival (uid, timestamp, id)");
 	}
+	if (!uidl.exists) /* imported UIDLs (tpops-import) */
+		alter_add(&a, "ADD COLUMN uidl VARCHAR(70) CHARACTER SET ascii COLLATE ascii_bin NULL");
 	if (strcmp(seed_index, "uid") == 0) /* the seed's index (uid): covered now */
 		alter_add(&a, "DROP INDEX `uid`");
 	if (seed && !marker.exists)

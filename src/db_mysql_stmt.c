@@ -53,7 +53,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ? AND owner = ?",
 	/* LENGTH() of a blob would read every message whole: list only what
 	 * the index and the row hold. timestamp + 0 is the seed's UIDL part. */
-	[ST_MSG_LIST] = "SELECT id, size, CAST(timestamp + 0 AS CHAR) FROM msg "
+	[ST_MSG_LIST] = "SELECT id, size, CAST(timestamp + 0 AS CHAR), uidl FROM msg "
 			"WHERE uid = ? ORDER BY timestamp, id",
 	[ST_MSG_LENGTHS] = "SELECT LENGTH(header), LENGTH(body) FROM msg WHERE id = ?",
 	[ST_MSG_HEADER_PIECE] = "SELECT SUBSTRING(header, ?, ?) FROM msg WHERE id = ?",
@@ -62,8 +62,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			 "WHERE id = ? AND pos > ? AND pos < ? ORDER BY pos",
 	[ST_MSG_DELETE] = "DELETE FROM msg WHERE id = ? AND uid = ?",
 	[ST_MSG_PART_DELETE] = "DELETE FROM msg_part WHERE id = ?",
-	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size) "
-			  "VALUES (?, 0, NOW(), ?, ?, ?)",
+	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size, uidl) "
+			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
 	[ST_COLUMN_INFO] = "SELECT DATA_TYPE, CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED), "

@@ -502,24 +502,23 @@ void pop3_capa(struct session *s)
 				 "RESP-CODES\r\n"
 				 "AUTH-RESP-CODE\r\n"
 				 "EXPIRE NEVER\r\n");
-	if (s->state != STATE_AUTHORIZATION) {
-		/* RFC 2449 lists USER as a capability of the server; clients
-		 * that ask again after login expect to see it */
+	/* The same list in every state: RFC 2449 section 5 wants what
+	 * AUTHORIZATION offers announced in TRANSACTION too, and none of
+	 * these differs between the states (IANA's registry: USER, SASL and
+	 * STLS are listed in both, without differences). What would only
+	 * earn "TLS required" is not offered; after a login it was not
+	 * either, as the session could log in. */
+	if (pop3_auth_allowed(s)) {
 		evbuffer_add_printf(out, "USER\r\n");
-	} else {
-		/* what would only earn "TLS required" is not offered */
-		if (pop3_auth_allowed(s)) {
-			evbuffer_add_printf(out, "USER\r\n");
-			if (s->cfg->auth_mechanisms[0] != NULL) {
-				evbuffer_add_printf(out, "SASL");
-				for (char **m = s->cfg->auth_mechanisms; *m != NULL; m++)
-					evbuffer_add_printf(out, " %s", *m);
-				evbuffer_add_printf(out, "\r\n");
-			}
+		if (s->cfg->auth_mechanisms[0] != NULL) {
+			evbuffer_add_printf(out, "SASL");
+			for (char **m = s->cfg->auth_mechanisms; *m != NULL; m++)
+				evbuffer_add_printf(out, " %s", *m);
+			evbuffer_add_printf(out, "\r\n");
 		}
-		if (!s->tls && tls_available())
-			evbuffer_add_printf(out, "STLS\r\n");
 	}
+	if (!s->tls && tls_available())
+		evbuffer_add_printf(out, "STLS\r\n");
 	evbuffer_add_printf(out, "IMPLEMENTATION tpops-" TPOPS_VERSION "\r\n.\r\n");
 	s->bad_commands = 0;
 }

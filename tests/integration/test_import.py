@@ -243,3 +243,168 @@ def test_dovecot_import_keeps_uidls_sizes_and_bytes(make_tpops, dovecot_users):
     uidls, _, _ = pop3_view(t.port, "alice@example.com", pw)
     assert uidls[:len(alice_uidls)] == alice_uidls
     assert len(set(uidls)) == len(uidls) == len(alice_uidls) + 1
+
+
+def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tmpdir_shared):
+    d, base, users = dovecot_users
+    pw = users["alice@example.com"][0]
+    clients = os.path.join(base, "clients")
+    os.makedirs(clients)
+    assert fetchmail(clients, d.port, "alice@example.com", pw) == len(MESSAGES)
+    assert mpop(clients, d.port, "alice@example.com", pw) == len(MESSAGES)
+
+    # into the SQL store
+    t = make_tpops()
+    # the same login as at the old server: the clients need not change
+    t.add_user("alice@example.com", pw, "alice@example.com")
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", "-", input=pw.encode())
+    assert b"5 messages" in r.stdout, r.stdout
+    t.start()
+    assert_same_view(pop3_view(t.port, "alice@example.com", pw), users["alice@example.com"][1], "alice")
+    # nothing was deleted on the source
+    assert pop3_view(d.port, "alice@example.com", pw)[0] == users["alice@example.com"][1][0]
+    # the clients, now fetching from tpops, fetch nothing again
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 0
+    assert mpop(clients, t.port, "alice@example.com", pw) == 0
+
+    # resumable: a second run imports nothing; after new mail at the old
+    # server, exactly that
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 0 messages" in r.stdout and b"5 already there" in r.stdout, r.stdout
+    new = os.path.join(base, "home", "alice@example.com", "Maildir", "new",
+                       "1764199999.V801I9999M1.mail.example.com")
+    with open(new, "wb") as f:
+        f.write(b"Subject: late\n\narrived at the old server before the switch\n")
+    shutil.chown(new, RUN_USER, RUN_GROUP)
+    late_uidls = pop3_view(d.port, "alice@example.com", pw)[0]
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 1 messages" in r.stdout, r.stdout
+    assert pop3_view(t.port, "alice@example.com", pw)[0] == late_uidls
+    # the clients fetch exactly that one, then exactly what tpops receives
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 1
+    assert mpop(clients, t.port, "alice@example.com", pw) == 1
+    t.store("alice@example.com", b"Subject: after\n\nafter the switch\n")
+    assert fetchmail(clients, t.port, "alice@example.com", pw) == 1
+    assert mpop(clients, t.port, "alice@example.com", pw) == 1
+    uidls = pop3_view(t.port, "alice@example.com", pw)[0]
+    assert uidls[:-1] == late_uidls and len(set(uidls)) == len(uidls)
+
+    # into a Maildir: files of tpops's own, the UIDLs in tpops-uidls
+    m = make_tpops("maildir", backend="maildir")
+    m.add_user("bob", "pw-bob", "bob@example.com")
+    m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+           "bob", "pw-bob")
+    m.start()
+    assert_same_view(pop3_view(m.port, "bob", "pw-bob"), users["bob"][1], "bob")
+    r = m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+               "bob", "pw-bob")
+    assert b"3 already there" in r.stdout, r.stdout
+    # a wrong password is reported and imports nothing
+    r = m.tool("tpops-import", "pop3", "--quiet", "--host", "127.0.0.1", "--port", d.port,
+               "bob", "wrong", check=False)
+    assert r.returncode != 0 and b"PASS: the server said -ERR" in r.stderr, r.stderr
+
+
+def courier_maildir(root, name, files, sizelist=None, uiddb=None):
+    """A Courier Maildir: files {"cur/NAME:2,S": bytes}; the sizelist and
+    courierimapuiddb as Courier's pop3d and imapd write them."""
+    md = os.path.join(root, name)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for path, data in files.items():
+        with open(os.path.join(md, path), "wb") as f:
+            f.write(data)
+    for fname, text in (("courierpop3dsizelist", sizelist), ("courierimapuiddb", uiddb)):
+        if text is not None:
+            with open(os.path.join(md, fname), "w") as f:
+                f.write(text)
+    return md
+
+
+def test_courier_maildir_keeps_courier_pop3_uidls(make_tpops, tmpdir_shared):
+    """Courier itself is not installed: its files are written here by the
+    rules of its pop3d (pop3dserver.c): courierpop3dsizelist lines are
+    "NAME SIZE UID:UIDVALIDITY:UTF8", shown as UID<uid>-<uidvalidity>,
+    in the order of the names' leading numbers; without the file, the name
+    with ' \" + and octets outside 0x21-0x7E as +XX."""
+    t = make_tpops(backend="maildir")
+    root = os.path.join(t.dir, "maildirs")
+    m = MESSAGES
+    carl = courier_maildir(root, "carl", {
+        "cur/1764158400.M1P10.host,S=%d:2,S" % len(m[0]): m[0],
+        "cur/1764158500.M2P10.host:2,": m[1],
+        "cur/1764158900.M9P10.host:2,S": m[3],   # listed by Courier, UID 4
+        "cur/1764159000.M7P10.host:2,": m[2],    # not in the sizelist yet
+        "new/1764159100.M8P10.host": m[4],       # delivered after the last login
+    }, sizelist=("/3 5 1700000000\n"
+                 "1764158400.M1P10.host,S=%d:2,S 80 1:1700000000:0\n"
+                 "1764158500.M2P10.host:2, 54 2:1700000000:0\n"
+                 "1764158700.M3P10.host:2,S 99 3:1700000000:0\n"   # deleted since
+                 "1764158900.M9P10.host:2,S 20042 4:1700000000:0\n") % len(m[0]),
+        uiddb="1 1234 9\n7 1764158400.M1P10.host,S=80\n8 1764158500.M2P10.host\n")
+    cora = courier_maildir(root, "cora", {
+        "cur/1764158400.M1P2+x.host:2,S": m[0],
+        "cur/1764158300.M1P2.host:2,S": m[1],
+    })
+    chown_tree(root)
+    for login in ("carl", "cora"):
+        t.tool("tpops-useradd", login, "pw-" + login, login + "@example.com", login)
+    r = t.tool("tpops-import", "courier", "--quiet", "carl", carl)
+    assert b"2 messages Courier had not listed yet" in r.stdout, r.stdout
+    t.tool("tpops-import", "courier", "--quiet", "cora", cora)
+    t.start()
+    uidls, sizes, bodies = pop3_view(t.port, "carl", "pw-carl")
+    assert uidls[:3] == [b"UID1-1700000000", b"UID2-1700000000", b"UID4-1700000000"]
+    assert uidls[3:] == [b"1764159000.M7P10.host", b"1764159100.M8P10.host"]
+    assert [b.replace(b"\r\n", b"\n") for b, _ in bodies[:3]] == \
+        [x.replace(b"\r\n", b"\n") for x in (m[0], m[1], m[3] + b"\n")]
+    uidls, _, _ = pop3_view(t.port, "cora", "pw-cora")
+    assert uidls == [b"1764158300.M1P2.host", b"1764158400.M1P2+2Bx.host"]
+
+    # into the SQL store: the same list
+    s = make_tpops("sql")
+    s.tool("tpops-useradd", "carl", "pw-carl", "carl@example.com")
+    s.tool("tpops-import", "courier", "--quiet", "--into-sql", "carl", carl)
+    s.start()
+    got = pop3_view(s.port, "carl", "pw-carl")[0]
+    assert got[:3] == [b"UID1-1700000000", b"UID2-1700000000", b"UID4-1700000000"]
+    assert got[3:] == [b"1764159000.M7P10.host", b"1764159100.M8P10.host"]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+def test_import_into_each_sql_engine_and_dbinit_upgrade(make_tpops, tmpdir_shared, engine):
+    """msg.uidl on both engines: tpops-dbinit adds it to a database made
+    without it; imported messages keep their UIDLs, delivered ones get
+    tpops's own; a delivered message whose own UIDL equals an imported one
+    is given another."""
+    from conftest import BACKENDS
+    if engine not in BACKENDS:
+        pytest.skip(f"{engine} backend not available")
+    t = make_tpops("t-" + engine, backend=engine)
+    t.sql("ALTER TABLE msg DROP COLUMN uidl" if engine == "mysql" else
+          "DROP INDEX IF EXISTS msg_uid_listing")
+    if engine == "sqlite":
+        t.sql("ALTER TABLE msg DROP COLUMN uidl")
+    t.tool("tpops-dbinit")
+    assert t.sql("SELECT COUNT(*) FROM msg WHERE uidl IS NULL") == [(0,)]
+    t.tool("tpops-useradd", "carl", "pw-carl", "carl@example.com")
+    uid = t.sql("SELECT uid FROM \"user\" WHERE login = 'carl'")[0][0]
+    # the message delivered after the import gets id 2, and so its own
+    # UIDL 2.<uid>.<time>: the imported one has that UIDL already
+    root = os.path.join(tmpdir_shared, "courier-" + engine)
+    stamp = "20250101000000"
+    clash = f"2.{uid}.{stamp}"
+    md = courier_maildir(root, "carl", {"cur/1764158400.M1P10.host:2,S": MESSAGES[0]},
+                         sizelist="/3 2 0\n1764158400.M1P10.host:2,S 80 1:0:0\n")
+    chown_tree(root)
+    t.tool("tpops-import", "courier", "--quiet", "--into-sql", "carl", md)
+    t.sql("UPDATE msg SET uidl = ?", (clash,))
+    t.store("carl@example.com", b"Subject: new\n\nnew\n")
+    t.sql("UPDATE msg SET timestamp = ?", ("2025-01-01 00:00:00",))
+    t.start()
+    uidls = pop3_view(t.port, "carl", "pw-carl")[0]
+    assert uidls[0] == clash.encode()
+    assert len(uidls) == 2 and uidls[1] != clash.encode() and uidls[1].startswith(b"Z"), uidls
