@@ -772,9 +772,11 @@ static void session_start_next(struct conn *c)
  * number per event so that connections take turns. */
 static void tls_input(struct conn *c)
 {
-	int fd = c->fd;
-	for (int i = 0; (i < 64 || (c->ssl != NULL && SSL_pending(c->ssl) > 0)) && i < 100000 &&
-			c->state != C_FREE && c->fd == fd;
+	/* the same SSL: a connection that ends here may open the next one
+	 * on the same descriptor number */
+	SSL *ssl = c->ssl;
+	for (int i = 0; c->ssl == ssl && (i < 64 || SSL_pending(ssl) > 0) && i < 100000 &&
+			c->state != C_FREE;
 	     i++) {
 		int r = tls_result(c, SSL_read(c->ssl, readbuf, READ_BUF));
 		if (r > 0) {

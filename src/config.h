@@ -49,6 +49,12 @@ struct config {
 	bool apop;              /* APOP: the greeting offers APOP (a timestamp) */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
+	char *control_socket; /* ControlSocket: tpops-admin's Unix socket; NULL = none */
+	/* MetricsListen: an IP address (with metrics_port) or the absolute
+	 * path of a Unix socket; NULL = no metrics listener */
+	char *metrics_listen;
+	int metrics_port;
+	bool metrics_public; /* "public": an address that is not loopback */
 };
 
 /* Fills cfg with every default. */

@@ -88,6 +88,8 @@ int dbm_ready(struct db_mysql *d);
 /* Drops the connection after a node failure: the next one starts looking
  * at the host after this one. */
 void dbm_drop_host(struct db_mysql *d);
+/* Host i as the metrics name it (host:port, or the socket). */
+const char *dbm_server_label(const struct db_mysql *d, size_t i, char *buf, size_t len);
 
 /* retry policy (db_mysql_retry.c) */
 enum dbm_repeat {

@@ -18,6 +18,7 @@
 
 #include "db_mysql.h"
 #include "log.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 #include "xalloc.h"
 
@@ -68,6 +69,16 @@ static const char *host_name(const struct db_mysql *d, size_t i)
 		       ? d->socket
 	       : d->hosts.host[i].name ? d->hosts.host[i].name
 					: "localhost";
+}
+
+/* The server as the metrics name it: host:port, or the socket. */
+const char *dbm_server_label(const struct db_mysql *d, size_t i, char *buf, size_t len)
+{
+	const struct mysql_host *h = &d->hosts.host[i < d->hosts.count ? i : 0];
+	if (d->socket != NULL && (h->name == NULL || strcmp(h->name, "localhost") == 0))
+		return d->socket;
+	snprintf(buf, len, "%s:%u", h->name ? h->name : "localhost", h->port);
+	return buf;
 }
 
 /* A one-row, one-column answer of a constant query; "" when it has none. */
@@ -147,6 +158,8 @@ static int connect_host(struct db_mysql *d, size_t i)
 	if (mysql_real_connect(m, h->name, d->user, d->pass, d->dbname, h->port, d->socket,
 			       CLIENT_FOUND_ROWS) == NULL) {
 		unsigned int err = mysql_errno(m);
+		char label[160];
+		metrics_db_connect(dbm_server_label(d, i, label, sizeof label), false);
 		snprintf(d->error, sizeof d->error, "mysql: cannot connect to %s:%u%s%s: %s",
 			 host_name(d, i), h->port, d->dbname ? " database " : "",
 			 d->dbname ? d->dbname : "", mysql_error(m));
@@ -159,6 +172,8 @@ static int connect_host(struct db_mysql *d, size_t i)
 			       : DB_TEMPFAIL;
 	}
 	d->conn = m;
+	char label[160];
+	metrics_db_connect(dbm_server_label(d, i, label, sizeof label), true);
 	int status = setup_session(d, i);
 	if (status != DB_OK)
 		disconnect(d);

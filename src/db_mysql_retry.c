@@ -33,6 +33,7 @@
 
 #include "db_mysql.h"
 #include "log.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 
 /* Lost connections, timeouts, lock waits, deadlocks, a full disk or a
@@ -117,6 +118,9 @@ static bool connection_lost(unsigned int err)
 
 int dbm_fail_code(struct db_mysql *d, unsigned int err, const char *msg, const char *what)
 {
+	char label[160];
+	if (status_of(err) < 0)
+		metrics_db_error(dbm_server_label(d, d->host_at, label, sizeof label));
 	if (err == ER_NET_PACKET_TOO_LARGE)
 		snprintf(d->error, sizeof d->error,
 			 "mysql: %s: %s (raise the server's max_allowed_packet)", what, msg);

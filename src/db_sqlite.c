@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 #include "schema_sqlite.h"
 #include "xalloc.h"
@@ -114,6 +115,8 @@ static int status_of(int rc)
 static int fail(struct db_sqlite *d, int rc, const char *what)
 {
 	snprintf(d->error, sizeof d->error, "sqlite: %s: %s", what, sqlite3_errmsg(d->handle));
+	if (status_of(rc) < 0)
+		metrics_db_error("sqlite");
 	return status_of(rc);
 }
 
@@ -179,6 +182,7 @@ static int sqlite_open_file(const struct config *cfg, bool create, struct db **d
 			 create ? "" : " (a missing database is created by tpops-dbinit)");
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return DB_TEMPFAIL;
 	}
 	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
@@ -201,8 +205,10 @@ static int sqlite_open_file(const struct config *cfg, bool create, struct db **d
 		sqlite3_free(msg);
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return status_of(rc);
 	}
+	metrics_db_connect("sqlite", true);
 	*db_r = &d->db;
 	return DB_OK;
 }

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "maildrop.h"
+#include "metrics.h"
 #include "pop3_out.h"
 #include "xalloc.h"
 
@@ -432,6 +433,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (status != DB_OK)
 		return status;
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
+	metrics_listing_cache(cached_dm != NULL);
 	if (cached_dm != NULL) {
 		maildrop_maildir_imported(&cached_dm->md, dir_fd, u->maildir);
 		drop_dir_close(cached_dm);

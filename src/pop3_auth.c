@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "ioloop.h"
 #include "log.h"
+#include "metrics.h"
 #include "password.h"
 #include "sasl.h"
 #include "session.h"
@@ -25,6 +26,8 @@
 #include "xalloc.h"
 
 enum login_result { LOGIN_OK, LOGIN_BAD, LOGIN_IN_USE, LOGIN_TEMP, LOGIN_PERM };
+_Static_assert(LOGIN_BAD == (int)LOGIN_RESULT_FAILED && LOGIN_PERM == (int)LOGIN_RESULT_PERMANENT,
+	       "a login result is counted as the metric of the same value");
 
 struct login_job {
 	struct session_job sj;
@@ -104,7 +107,9 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	}
 	const struct maildrop_ops *md = maildrop_backend(lj->cfg);
 	char err[256] = "no maildrop backend for this Mailbox setting";
+	double listing_start = metrics_now();
 	status = md ? md->open(db, lj->cfg, &lj->user, &lj->maildrop, err, sizeof err) : DB_PERMFAIL;
+	metrics_job_observe(JOB_LISTING, metrics_now() - listing_start);
 	if (status != DB_OK) {
 		db->ops->lock_release(db, lj->user.uid, lj->owner);
 		snprintf(lj->error, sizeof lj->error, "opening the maildrop: %s", err);
@@ -211,6 +216,9 @@ static void answer_failure(struct session *s, const char *login, const char *met
 				  s->cfg->auth_failure_delay_max);
 	}
 	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
+	metrics_login(method, LOGIN_RESULT_FAILED);
+	if (delay > 0)
+		metrics_login_hold(HOLD_AFTER_FAILURE);
 	s->wait = WAIT_AUTH_DELAY;
 	long ms = delay > 0 ? (long)(delay * 1000) : 0;
 	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
@@ -235,8 +243,11 @@ static void login_finish(struct session_job *sj)
 		s->locked = true;
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}
-	if (lj->result != LOGIN_BAD)
+	if (lj->result != LOGIN_BAD) {
 		attempt_end(s, lj->verified ? AUTH_OUTCOME_SUCCESS : AUTH_OUTCOME_NONE);
+		/* failures are counted by answer_failure */
+		metrics_login(lj->mechanism, (enum metric_login_result)lj->result);
+	}
 	bool resume = true;
 	char user[LOG_FIELD_SIZE];
 	log_field_str(user, sizeof user, lj->result == LOGIN_OK ? s->user.login : lj->login);
@@ -345,6 +356,7 @@ void pop3_attempt_gate(struct session *s, const char *login, size_t login_len,
 	 * no quick +OK comes learns nothing from the silence. Counted as a
 	 * job: the session reads no command and is not freed under the
 	 * timer. */
+	metrics_login_hold(HOLD_BEFORE_CHECK);
 	a->hold = evtimer_new(s->loop->base, hold_step, s);
 	s->jobs++;
 	s->wait = WAIT_JOB;
@@ -373,6 +385,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	struct login_job *lj = xcalloc(1, sizeof *lj);
 	lj->sj.work = login_work;
 	lj->sj.finish = login_finish;
+	lj->sj.job.kind = JOB_LOGIN;
 	lj->cfg = s->cfg;
 	lj->method = method;
 	lj->mechanism = mechanism;
@@ -411,6 +424,7 @@ static bool refuse_plaintext(struct session *s)
 {
 	if (pop3_auth_allowed(s))
 		return false;
+	metrics_connection_refused(REFUSED_TLS_REQUIRED);
 	reply_err(s, "[AUTH] Plaintext authentication disallowed, TLS required (use STLS)");
 	return true;
 }

@@ -10,6 +10,7 @@
 
 #include "conn_limit.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy_proto.h"
 #include "xalloc.h"
 
@@ -41,6 +42,7 @@ static void unlink_wait(struct proxy_wait *pw)
 static void proxy_wait_fail(struct proxy_wait *pw)
 {
 	unlink_wait(pw);
+	metrics_connection_refused(REFUSED_PROXY_HEADER);
 	close(pw->fd);
 	conn_limit_release((struct sockaddr *)&pw->peer);
 	config_release(pw->cfg);

@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "conn_limit.h"
+#include "handoff.h"
 #include "ioloop.h"
 #include "proxy_wait.h"
 #include "log.h"
+#include "metrics.h"
 #include "sd_listen.h"
 #include "session.h"
 #include "tls.h"
@@ -200,6 +202,8 @@ static bool count_connection(struct acceptor *a, const struct config *cfg, int f
 	log_warn("connection refused: limit reached (MaxConnections %d, "
 		 "MaxConnectionsPerIP %d)",
 		 cfg->max_connections, cfg->max_connections_per_ip);
+	metrics_connection_refused(conn_limit_total() >= (unsigned)cfg->max_connections
+					   ? REFUSED_TOTAL_LIMIT : REFUSED_PER_IP_LIMIT);
 	refuse_over_limit(a, fd);
 	config_release(cfg);
 	return false;
@@ -216,11 +220,13 @@ static void admit_proxied(void *arg, const struct config *cfg, int fd,
 		conn_limit_release(counted);
 		log_warn("connection refused: limit reached (MaxConnectionsPerIP %d)",
 			 cfg->max_connections_per_ip);
+		metrics_connection_refused(REFUSED_PER_IP_LIMIT);
 		refuse_over_limit(a, fd);
 		config_release(cfg);
 		return;
 	}
-	session_start(a->loop, cfg, fd, named, named_len, a->tls);
+	metrics_connection_accepted();
+	handoff_connection(a->loop, cfg, fd, named, named_len, a->tls);
 }
 
 /* Every accepted connection counts against the limits from here on, also
@@ -231,6 +237,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	struct acceptor *a = arg;
 	if (__atomic_load_n(&a->srv->stopping, __ATOMIC_RELAXED)) {
 		/* accepted between SIGTERM and this loop's listener stopping */
+		metrics_connection_refused(REFUSED_SHUTTING_DOWN);
 		refuse(fd, "Server shutting down");
 		return;
 	}
@@ -240,11 +247,13 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	/* replies are small and answer requests: do not let Nagle hold them */
 	int on = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-	if (cfg->proxy_protocol)
+	if (cfg->proxy_protocol) {
 		proxy_wait_start(&a->proxy_waits, a->loop->base, cfg, fd, addr,
 				 (socklen_t)addrlen, admit_proxied, a);
-	else
-		session_start(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
+	} else {
+		metrics_connection_accepted();
+		handoff_connection(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
+	}
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -281,6 +290,7 @@ void server_start(struct server *srv, int io_threads)
 		}
 		ioloop_start_thread(loop);
 	}
+	handoff_start(srv->loops, srv->nloops);
 }
 
 /* On each loop's own thread: stop accepting, end the idle sessions. */
@@ -299,6 +309,7 @@ void server_shutdown(struct server *srv)
 {
 	static const struct timeval now = {0, 0};
 	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELAXED);
+	handoff_shutdown();
 	for (size_t l = 0; l < srv->nloops; l++)
 		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
 				&srv->acceptors[l * srv->nfds], &now);
@@ -310,6 +321,8 @@ void server_stop(struct server *srv)
 		ioloop_stop(srv->loops[l]);
 	for (size_t l = 0; l < srv->nloops; l++)
 		ioloop_join(srv->loops[l]);
+	/* after the I/O loops: nothing hands a connection over any more */
+	handoff_stop();
 }
 
 void server_free(struct server *srv)
@@ -326,4 +339,20 @@ void server_free(struct server *srv)
 	pthread_mutex_destroy(&srv->cfg_mutex);
 	free(srv->loops);
 	free(srv);
+}
+
+struct ioloop *const *server_loops(const struct server *srv, size_t *n_r)
+{
+	*n_r = srv->nloops;
+	return srv->loops;
+}
+
+bool server_accepting(struct server *srv)
+{
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_RELAXED))
+		return false;
+	const struct config *cfg = current_config(srv);
+	bool room = conn_limit_total() < (unsigned)cfg->max_connections;
+	config_release(cfg);
+	return room;
 }

@@ -481,8 +481,25 @@ int session_start_tls(struct session *s)
 	return 0;
 }
 
+static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
+			  const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls,
+			  SSL *established);
+
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls)
+{
+	session_begin(loop, cfg, fd, addr, addrlen, implicit_tls, NULL);
+}
+
+void session_start_established(struct ioloop *loop, const struct config *cfg, int fd,
+			       const struct sockaddr *addr, socklen_t addrlen, SSL *ssl)
+{
+	session_begin(loop, cfg, fd, addr, addrlen, true, ssl);
+}
+
+static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
+			  const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls,
+			  SSL *established)
 {
 	struct session *s = xcalloc(1, sizeof *s);
 	s->loop = loop;
@@ -493,9 +510,11 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 	format_peer(addr, s->peer_text, sizeof s->peer_text);
 
 	if (implicit_tls) {
-		SSL *ssl = tls_session_new();
+		SSL *ssl = established != NULL ? established : tls_session_new();
 		s->bev = ssl ? bufferevent_openssl_socket_new(loop->base, fd, ssl,
-							      BUFFEREVENT_SSL_ACCEPTING,
+							      established != NULL
+								      ? BUFFEREVENT_SSL_OPEN
+								      : BUFFEREVENT_SSL_ACCEPTING,
 							      BEV_OPT_CLOSE_ON_FREE)
 			     : NULL;
 		if (s->bev == NULL && ssl != NULL)

@@ -4,6 +4,7 @@
 #ifndef TPOPS_SESSION_H
 #define TPOPS_SESSION_H
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -110,6 +111,11 @@ struct session {
  * takes over a reference to cfg (config_hold). */
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls);
+
+/* The same for a POP3S connection whose TLS handshake is done (handoff.c);
+ * the session takes over ssl. */
+void session_start_established(struct ioloop *loop, const struct config *cfg, int fd,
+			       const struct sockaddr *addr, socklen_t addrlen, SSL *ssl);
 
 /* STLS: everything the client sent after the command is discarded (it was
  * sent in the clear), and the connection continues inside TLS. */

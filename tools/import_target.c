@@ -303,7 +303,7 @@ static int import_sql(struct db *db, const struct import_options *opt, const str
 		if (opt->dry_run) {
 			st->msgs_done++;
 			st->bytes_done += m->size;
-			import_progress_step(st, 0);
+			import_progress_step(st, m->size);
 			continue;
 		}
 		char *data = NULL;
@@ -507,7 +507,7 @@ static int copy_into(int fd, const struct import_options *opt, const struct user
 		if (opt->dry_run) {
 			st->msgs_done++;
 			st->bytes_done += m->size;
-			import_progress_step(st, 0);
+			import_progress_step(st, m->size);
 			continue;
 		}
 		char *data = NULL;
@@ -583,12 +583,28 @@ int import_messages(struct db *db, const struct config *cfg, const struct import
 	int status = maildir_open_dir(cfg->maildir_root, u->maildir, !opt->dry_run, &fd, err,
 				      sizeof err);
 	if (status != DB_OK) {
-		if (opt->dry_run && src_fd >= 0) {
-			st->msgs_done += l->count;
+		if (opt->dry_run && src_fd >= 0) { /* it would be made */
+			for (size_t i = 0; i < l->count; i++) {
+				st->msgs_done++;
+				st->bytes_done += l->msgs[i].size;
+				import_progress_step(st, l->msgs[i].size);
+			}
 			return 0;
 		}
 		fprintf(stderr, "tpops-import: %s: %s\n", u->login, err);
 		return -1;
+	}
+	int subdirs[3];
+	if (!opt->dry_run) {
+		/* a Maildir made just now has no tmp/ new/ cur/ yet */
+		if (maildir_open_subdirs(fd, true, subdirs, err, sizeof err) != DB_OK) {
+			fprintf(stderr, "tpops-import: %s: Maildir %s: %s\n", u->login, u->maildir,
+				err);
+			close(fd);
+			return -1;
+		}
+		for (int i = 0; i < 3; i++)
+			close(subdirs[i]);
 	}
 	struct imported_uidls have;
 	if (imported_uidls_load(fd, &have, err, sizeof err) != DB_OK) {

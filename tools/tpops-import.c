@@ -43,6 +43,7 @@ static struct {
 	uint64_t user_bytes, user_bytes_done;
 	bool line_shown;
 	time_t last;
+	uint64_t processed; /* bytes of every message dealt with, imported or not */
 } progress;
 
 static double since_start(void)
@@ -85,6 +86,7 @@ void import_progress_step(struct import_stats *st, uint64_t bytes)
 {
 	progress.user_done++;
 	progress.user_bytes_done += bytes;
+	progress.processed += bytes;
 	if (!progress.on)
 		return;
 	time_t now = time(NULL);
@@ -94,8 +96,9 @@ void import_progress_step(struct import_stats *st, uint64_t bytes)
 	char done[32], total[32], eta[32] = "";
 	human(done, sizeof done, progress.user_bytes_done);
 	human(total, sizeof total, progress.user_bytes);
-	/* the ETA of the whole run, from the bytes moved so far */
-	uint64_t all_done = st->bytes_done;
+	/* the ETA of the whole run, from the bytes dealt with so far (what
+	 * is there already goes fast, but counts) */
+	uint64_t all_done = progress.processed;
 	double t = since_start();
 	if (all_done > 0 && st->bytes_total > all_done && t > 1) {
 		double left = t * (double)(st->bytes_total - all_done) / (double)all_done;

@@ -84,6 +84,8 @@ class Tpops:
             "APOP": "yes",
             "LockLease": 10,
             "CommandTimeout": 60,
+            # each daemon its own (the default /run/tpops/control is one per machine)
+            "ControlSocket": os.path.join(self.dir, "control"),
         }
         if IS_ROOT:
             self.settings.update(User=RUN_USER, Group=RUN_GROUP)

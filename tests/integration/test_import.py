@@ -244,6 +244,17 @@ def test_dovecot_import_keeps_uidls_sizes_and_bytes(make_tpops, dovecot_users):
     assert uidls[:len(alice_uidls)] == alice_uidls
     assert len(set(uidls)) == len(uidls) == len(alice_uidls) + 1
 
+    # --copy: the same, from copies below another MaildirRoot
+    c = make_tpops("copy", backend="maildir")
+    c.tool("tpops-import", "dovecot", "--quiet", "--copy", passwd, check=False)
+    c.tool("tpops-import", "dovecot", "--quiet", "--copy", "--uidl-format", "%Lg.%u",
+           passwd_erin)
+    assert os.path.isdir(os.path.join(c.dir, "maildirs", "bob", "cur"))
+    c.start()
+    for login, (password, view) in users.items():
+        if login != "alice@example.com":  # she has a sixth message now
+            assert_same_view(pop3_view(c.port, login, password), view, login)
+
 
 def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tmpdir_shared):
     d, base, users = dovecot_users
@@ -408,3 +419,50 @@ def test_import_into_each_sql_engine_and_dbinit_upgrade(make_tpops, tmpdir_share
     uidls = pop3_view(t.port, "carl", "pw-carl")[0]
     assert uidls[0] == clash.encode()
     assert len(uidls) == 2 and uidls[1] != clash.encode() and uidls[1].startswith(b"Z"), uidls
+
+
+def test_interrupted_import_is_finished_by_the_next_run(make_tpops, tmpdir_shared):
+    """SIGKILL in the middle of copying a Maildir: what is there is whole,
+    and the next run imports the rest, nothing twice."""
+    import signal
+    import time
+    from conftest import TOOL_ASAN, program
+    t = make_tpops(backend="maildir")
+    n = 300
+    files = {f"cur/{1764158400 + i}.M{i}P1.host:2,S": b"Subject: %d\n\nbody\n" % i
+             for i in range(n)}
+    sizelist = "/3 %d 1700000000\n" % (n + 1) + "".join(
+        f"{1764158400 + i}.M{i}P1.host:2,S 20 {i + 1}:1700000000:0\n" for i in range(n))
+    src = courier_maildir(os.path.join(tmpdir_shared, "src"), "carl", files, sizelist)
+    chown_tree(os.path.join(tmpdir_shared, "src"))
+    t.add_user("carl", "pw-carl", "carl@example.com")
+    dest = os.path.join(t.dir, "maildirs", "carl")
+    interrupted = False
+    for delay in (0.3, 0.6, 1.2, 2.4):
+        p = subprocess.Popen([program("tpops-import"), "-c", t.conf, "courier", "--quiet",
+                              "--copy", "carl", src],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, ASAN_OPTIONS=TOOL_ASAN))
+        time.sleep(delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            copied = len(os.listdir(os.path.join(dest, "cur")))
+            if 0 < copied < n:
+                interrupted = True
+                break
+        p.wait()
+        if len(os.listdir(os.path.join(dest, "cur"))) == n:
+            break
+    # no message is visible half-written
+    for name in os.listdir(os.path.join(dest, "cur")):
+        with open(os.path.join(dest, "cur", name), "rb") as f:
+            assert f.read().endswith(b"body\n"), name
+    r = t.tool("tpops-import", "courier", "--quiet", "--copy", "carl", src)
+    assert b"0 failed" in r.stdout, r.stdout
+    assert len(os.listdir(os.path.join(dest, "cur"))) == n
+    t.start()
+    uidls = pop3_view(t.port, "carl", "pw-carl")[0]
+    assert uidls == [b"UID%d-1700000000" % (i + 1) for i in range(n)]
+    if not interrupted:
+        pytest.skip("the import finished before it could be interrupted")
