@@ -1,8 +1,10 @@
 /* The MySQL engine's users: look-ups by login and address, adding,
  * deleting, changing a password, listing. */
 #include <mysql.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "auth_login.h"
 #include "db_mysql.h"
 
 static int user_from_row(struct db_mysql *d, MYSQL_STMT *s, struct user *u)
@@ -45,6 +47,14 @@ static int user_lookup_once(struct db_mysql *d, void *arg)
 		return status;
 	status = user_from_row(d, s, l->u);
 	dbm_done(s);
+	/* The column's collation also folds accents and ignores trailing
+	 * spaces ("ÄLICE", "alice   " find alice): the row it finds counts
+	 * only under tpops' one rule (auth_login.h), as in SQLite. */
+	const char *found = l->id == ST_USER_BY_MAIL ? l->u->mail : l->u->login;
+	if (status == DB_OK && !auth_login_same(found, l->key)) {
+		user_clear(l->u);
+		status = DB_NOT_FOUND;
+	}
 	return status;
 }
 
@@ -82,6 +92,21 @@ int mysql_user_add(struct db *db, const struct user *u)
 	return dbm_run(db_mysql(db), DBM_ONCE, user_add_once, (void *)u);
 }
 
+/* The login as stored, when login names a user by tpops' rule: deleting
+ * or changing by it then touches that row only (the unique key's
+ * collation makes it match that row alone). */
+static int stored_login(struct db *db, const char *login, char **stored_r)
+{
+	struct user u = {0};
+	int status = mysql_user_by_login(db, login, &u);
+	if (status == DB_OK) {
+		*stored_r = u.login;
+		u.login = NULL;
+	}
+	user_clear(&u);
+	return status;
+}
+
 static int user_delete_once(struct db_mysql *d, void *arg)
 {
 	const char *login = arg;
@@ -93,9 +118,15 @@ static int user_delete_once(struct db_mysql *d, void *arg)
 	return dbm_changed_one(status, affected);
 }
 
-int mysql_user_delete(struct db *db, const char *login)
+int mysql_user_delete(struct db *db, const char *given)
 {
-	return dbm_run(db_mysql(db), DBM_ONCE, user_delete_once, (void *)login);
+	char *login = NULL;
+	int status = stored_login(db, given, &login);
+	if (status != DB_OK)
+		return status;
+	status = dbm_run(db_mysql(db), DBM_ONCE, user_delete_once, login);
+	free(login);
+	return status;
 }
 
 struct password_change {
@@ -116,10 +147,16 @@ static int user_set_password_once(struct db_mysql *d, void *arg)
 	return dbm_changed_one(status, affected);
 }
 
-int mysql_user_set_password(struct db *db, const char *login, const char *passwd)
+int mysql_user_set_password(struct db *db, const char *given, const char *passwd)
 {
+	char *login = NULL;
+	int status = stored_login(db, given, &login);
+	if (status != DB_OK)
+		return status;
 	struct password_change c = {login, passwd};
-	return dbm_run(db_mysql(db), DBM_ONCE, user_set_password_once, &c);
+	status = dbm_run(db_mysql(db), DBM_ONCE, user_set_password_once, &c);
+	free(login);
+	return status;
 }
 
 struct listing {

@@ -301,9 +301,12 @@ static void hold_step(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct pop3_attempt *a = s->attempt;
+	if (s->input_eof && !s->closing)
+		session_close(s, "client closed the connection while held");
 	if (s->closing) {
-		/* nobody to answer: the check does not run at all (running it
-		 * would let a client skip the hold by hanging up) */
+		/* nobody to answer: the check does not run at all, and takes
+		 * no slot (a guesser who hangs up does not fill the queue for
+		 * the checks of others) */
 		event_free(a->hold);
 		a->hold = NULL;
 		a->cancel(a->arg);
