@@ -218,6 +218,7 @@ void admin_free(struct admin *a)
 	if (a == NULL)
 		return;
 	if (a->started) {
+		__atomic_store_n(&a->stopping, true, __ATOMIC_RELAXED);
 		event_base_loopexit(a->base, NULL);
 		pthread_join(a->thread, NULL);
 	}
