@@ -85,10 +85,14 @@ struct db_ops {
 	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
 			 size_t header_len, const char *body, size_t body_len, uint64_t size);
 	/* tpops-import: stores one message with the UIDL it had on another
-	 * server (msg.uidl), in one transaction, without a quota check (the
-	 * mail was the user's before the move). */
+	 * server (msg.uidl, and a msg_imported row), in one transaction,
+	 * without a quota check (the mail was the user's before the move). */
 	int (*msg_import)(struct db *db, int64_t uid, const char *header, size_t header_len,
 			  const char *body, size_t body_len, uint64_t size, const char *uidl);
+	/* tpops-import: every UIDL msg_import has stored for uid, whether or
+	 * not that message is still there (the msg_imported table). */
+	int (*msg_imported)(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+			    void *ctx);
 	/* Total `size` of a user's messages (quota accounting). */
 	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
 
@@ -111,5 +115,9 @@ void user_clear(struct user *u);
 
 extern const struct db_ops db_sqlite_ops;
 extern const struct db_ops db_mysql_ops;
+
+/* SIGHUP: every MySQL connection that failed over to another MySQL_Server
+ * host moves back to the first at its next operation. Thread-safe. */
+void db_mysql_failback(void);
 
 #endif
