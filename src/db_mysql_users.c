@@ -130,13 +130,14 @@ int mysql_user_set_password(struct db *db, const char *given, const char *passwd
 	return dbm_changed_one(status, affected);
 }
 
-static int user_list_once(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+static int users_once(struct db *db, enum stmt_id id,
+		      void (*each)(const struct user *u, void *ctx), void *ctx)
 {
 	struct db_mysql *d = db_mysql(db);
 	int status = dbm_ready(d);
 	if (status != DB_OK)
 		return status;
-	MYSQL_STMT *s = dbm_stmt(d, ST_USER_LIST);
+	MYSQL_STMT *s = dbm_stmt(d, id);
 	if ((status = dbm_execute(d, s, NULL, "listing users")) != DB_OK)
 		return status;
 	if (mysql_stmt_store_result(s) != 0)
@@ -173,8 +174,16 @@ int mysql_user_by_mail(struct db *db, const char *mail, struct user *u)
 
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
 {
-	int status = user_list_once(db, each, ctx);
+	int status = users_once(db, ST_USER_LIST, each, ctx);
 	if (dbm_retry(db_mysql(db), status))
-		status = user_list_once(db, each, ctx);
+		status = users_once(db, ST_USER_LIST, each, ctx);
+	return status;
+}
+
+int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	int status = users_once(db, ST_USER_SAMPLES, each, ctx);
+	if (dbm_retry(db_mysql(db), status))
+		status = users_once(db, ST_USER_SAMPLES, each, ctx);
 	return status;
 }
