@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "log.h"
 #include "password.h"
 #include "xalloc.h"
 
@@ -110,8 +111,12 @@ void auth_standin_calibrate(struct db *db)
 	pthread_mutex_unlock(&mutex);
 	if (done)
 		return;
-	if (db->ops->user_samples(db, consider_user, NULL) != DB_OK)
-		return; /* again at the next login */
+	if (db->ops->user_samples(db, consider_user, NULL) != DB_OK) {
+		/* unknown users cost the built-in stand-in until it works */
+		log_warn("measuring the stored password schemes: %s (again at the next login)",
+			 db_error(db));
+		return;
+	}
 	pthread_mutex_lock(&mutex);
 	calibrated = true;
 	pthread_mutex_unlock(&mutex);
