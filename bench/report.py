@@ -10,7 +10,7 @@ from collections import defaultdict
 
 SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr"]
 TPOPS = ["tpops", "tpops-maildir"]
-ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss"]
+ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "lmtp"]
 TITLES = {
     "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
     "retr": "(2) RETR throughput, MB/s (10^6 octets/s); loopback: a plain TCP sender "
@@ -19,6 +19,8 @@ TITLES = {
     "maildir": "(4) 100,000-message Maildir: ms from connect to the end of STAT / UIDL",
     "deliver": "(5) deliveries per second (tpops-store vs dovecot-lda), one process per message",
     "rss": "(6) RETR of a 100 MiB message: RSS growth of the server (MiB), MB/s",
+    "lmtp": "(7) deliveries per second: the pipe (a tpops-store / dovecot-lda process per "
+            "message) and LMTP (connections kept open, pipelined transactions)",
 }
 
 

@@ -3,7 +3,7 @@
 #
 #   bench/run.sh                 every scenario (what `make bench` runs)
 #   bench/run.sh sessions retr   some of them: sessions retr idle maildir
-#                                deliver rss
+#                                deliver rss lmtp
 #
 # Environment:
 #   BENCH_REPEAT=3        repetitions of each scenario (servers alternate)
@@ -19,6 +19,7 @@
 #   BENCH_QUIET_WAIT=3    before each server's turn, wait up to this many
 #                         seconds for the machine's other load to drop
 #   BENCH_MAILDIR_COUNT=100000    BENCH_DELIVER=300
+#   BENCH_LMTP_CONNECTIONS="1 4"  LMTP connections kept open (lmtp scenario)
 #   BENCH_DIR=DIR         work directory (default: a new one under /tmp,
 #                         removed at the end); fixtures already in DIR are
 #                         reused
@@ -49,6 +50,10 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-3}
 MAILDIR_COUNT=${BENCH_MAILDIR_COUNT:-100000}
 DELIVER_COUNT=${BENCH_DELIVER:-300}
 POP3_CLIENT_LIMIT=${DOVECOT_POP3_CLIENT_LIMIT:-1}
+LMTP_CONNECTIONS=${BENCH_LMTP_CONNECTIONS:-"1 4"}
+# Dovecot's LMTP server (Debian dovecot-lmtpd), for the lmtp scenario
+DOVECOT_LMTP=no
+[ -x /usr/lib/dovecot/lmtp ] && DOVECOT_LMTP=yes
 NPROC=$(nproc)
 PY=/usr/bin/python3
 RUN_USER=nobody
@@ -56,7 +61,7 @@ RUN_GROUP=nogroup
 RUN_UID=$(id -u $RUN_USER)
 RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
 
-ALL_SCENARIOS="sessions retr idle maildir deliver rss"
+ALL_SCENARIOS="sessions retr idle maildir deliver rss lmtp"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -233,7 +238,7 @@ dovecot_conf() { # MODE
 base_dir = $d/run
 state_dir = $d/state
 instance_name = tpops-bench-$mode
-protocols = pop3
+protocols = pop3$([ $DOVECOT_LMTP = yes ] && echo " lmtp")
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -251,6 +256,11 @@ default_vsz_limit = 1G
 passdb {
   driver = passwd-file
   args = $PASSWD
+}
+# LMTP (the lmtp scenario): RCPT TO:<d0@bench.test> is the user d0; the
+# socket is base_dir/lmtp
+protocol lmtp {
+  auth_username_format = %Ln
 }
 userdb {
   driver = passwd-file
@@ -309,11 +319,22 @@ start_dovecot() { # MODE
 	return 0
 }
 
+# lmtp_conf CONF: CONF itself, or in the lmtp scenario a copy that also
+# listens for LMTP on $T/lmtp
+lmtp_conf() {
+	if [ "${SCENARIO:-}" = lmtp ]; then
+		{ grep -v '^LMTP_Listen:' "$1"; echo "LMTP_Listen: $T/lmtp"; } > "$1.lmtp"
+		echo "$1.lmtp"
+	else
+		echo "$1"
+	fi
+}
+
 start_server() { # NAME
 	quiet_gate "$1"
 	case $1 in
-	tpops) start_tpops ;;
-	tpops-maildir) start_tpops "$T/tpops-maildir.conf" ;;
+	tpops) start_tpops "$(lmtp_conf "$TCONF")" ;;
+	tpops-maildir) start_tpops "$(lmtp_conf "$T/tpops-maildir.conf")" ;;
 	dovecot-*) start_dovecot "$1" ;;
 	esac
 }
@@ -455,6 +476,10 @@ fixtures_deliver() {
 	fixture_done deliver
 }
 
+fixtures_lmtp() {
+	fixtures_deliver
+}
+
 fixtures_rss() {
 	fixture rss || return 0
 	mkdir -p "$MSGS"
@@ -585,8 +610,8 @@ maildir_measure() { # SERVER
 	done
 }
 
-deliver_measure() { # SERVER
-	local srv=$1 start end f n=0
+deliver_measure() { # SERVER [SCENARIO METRIC]
+	local srv=$1 scenario=${2:-deliver} metric=${3:-deliveries_per_s} start end f n=0
 	start=$(date +%s.%N)
 	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ]; then
 		local conf=$TCONF
@@ -606,7 +631,32 @@ deliver_measure() { # SERVER
 	local rate
 	rate=$($PY -c "print(round($n / ($end - $start), 1))")
 	note "  $srv: $n deliveries, $rate/s"
-	record deliver deliveries_per_s "$srv" "$rate"
+	record "$scenario" "$metric" "$srv" "$rate"
+}
+
+# The same messages as the deliver scenario, to the same user: through the
+# pipe (one tpops-store or dovecot-lda process per message, as Postfix's
+# pipe(8) runs them) and over LMTP with connections kept open (as
+# Postfix's lmtp(8) with its connection cache), to tpops's LMTP_Listen and
+# to Dovecot's lmtp service.
+lmtp_measure() { # SERVER
+	local srv=$1 sock line c
+	deliver_measure "$srv" lmtp pipe_per_s
+	case $srv in
+	tpops|tpops-maildir) sock=$T/lmtp ;;
+	dovecot-*)
+		if [ $DOVECOT_LMTP = no ]; then
+			note "  $srv: no LMTP (install dovecot-lmtpd)"
+			return 0
+		fi
+		sock=$W/$srv/run/lmtp ;;
+	esac
+	for c in $LMTP_CONNECTIONS; do
+		line=$($PY "$ROOT/bench/lmtp_send.py" "$sock" d0@bench.test "$MSGS/deliver" "$c") ||
+			die "LMTP deliveries to $srv failed"
+		note "  $srv LMTP, $c connection(s): $line"
+		record lmtp "lmtp_per_s_c$c" "$srv" "$(field per_s "$line")"
+	done
 }
 
 rss_measure() { # SERVER
