@@ -8,9 +8,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr"]
+SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr",
+           "tpops-metrics-off", "tpops-metrics-on"]
 TPOPS = ["tpops", "tpops-maildir"]
-ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "lmtp"]
+ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "metrics", "lmtp"]
 TITLES = {
     "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
     "retr": "(2) RETR throughput, MB/s (10^6 octets/s); loopback: a plain TCP sender "
@@ -19,7 +20,10 @@ TITLES = {
     "maildir": "(4) 100,000-message Maildir: ms from connect to the end of STAT / UIDL",
     "deliver": "(5) deliveries per second (tpops-store vs dovecot-lda), one process per message",
     "rss": "(6) RETR of a 100 MiB message: RSS growth of the server (MiB), MB/s",
-    "lmtp": "(7) deliveries per second: the pipe (a tpops-store / dovecot-lda process per "
+    "metrics": "(7) sessions per second (plaintext) and the daemon's CPU microseconds per "
+               "session, with the counters off and on (ControlSocket and MetricsListen, "
+               "scraped every second)",
+    "lmtp": "(8) deliveries per second: the pipe (a tpops-store / dovecot-lda process per "
             "message) and LMTP (connections kept open, pipelined transactions)",
 }
 
@@ -33,6 +37,12 @@ def target(metric, med, tp="tpops"):
     def ratio_ok(r):
         return "MET" if r else "MISSED"
 
+    if metric.startswith("rate_") and "tpops-metrics-off" in med:
+        off, on = med.get("tpops-metrics-off"), med.get("tpops-metrics-on")
+        return "on >= 98% of off (issue 15)", ratio_ok(off and on is not None and on >= 0.98 * off)
+    if metric.startswith("cpu_us_") and "tpops-metrics-off" in med:
+        off, on = med.get("tpops-metrics-off"), med.get("tpops-metrics-on")
+        return "on <= 102% of off", ratio_ok(off and on is not None and on <= 1.02 * off)
     if t is None:
         return "", ""
     if metric.startswith("rate_plain_c") and metric not in ("rate_plain_c1",):
@@ -114,13 +124,15 @@ def main():
         present = [s for s in SERVERS
                    if any((scenario, m, s) in values for m in shown)]
         variants = [t for t in TPOPS if t in present]
+        if scenario == "metrics":
+            variants = ["tpops-metrics-on"]
         print()
         print("### %s — medians of %d round(s)" % (TITLES[scenario], len(rounds[scenario])))
         print()
         head = ["metric"] + present
         ratios = []
         for tp in variants:
-            for ref in ("dovecot-fast", "dovecot-stock", "loopback"):
+            for ref in ("dovecot-fast", "dovecot-stock", "loopback", "tpops-metrics-off"):
                 if ref in present:
                     ratios.append((tp, ref))
         head += ["%s/%s" % (tp.replace("tpops-", ""), ref.replace("dovecot-", ""))

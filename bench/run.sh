@@ -3,7 +3,13 @@
 #
 #   bench/run.sh                 every scenario (what `make bench` runs)
 #   bench/run.sh sessions retr   some of them: sessions retr idle maildir
-#                                deliver rss lmtp
+#                                deliver rss metrics lmtp
+#
+# The metrics scenario is tpops against itself: sessions per second, and
+# the daemon's CPU time per session, with the counters off (no
+# ControlSocket, no MetricsListen) and on (both, the metrics page scraped
+# every second); both daemons run at once and take turns,
+# BENCH_METRICS_REPEAT rounds (default 5); Dovecot takes no part.
 #
 # Environment:
 #   BENCH_REPEAT=3        repetitions of each scenario (servers alternate)
@@ -49,6 +55,8 @@ SERVERS=${BENCH_SERVERS:-"tpops tpops-maildir dovecot-fast dovecot-stock"}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-3}
 MAILDIR_COUNT=${BENCH_MAILDIR_COUNT:-100000}
 DELIVER_COUNT=${BENCH_DELIVER:-300}
+METRICS_REPEAT=${BENCH_METRICS_REPEAT:-5}
+METRICS_CONCS=${BENCH_METRICS_CONCURRENCY:-"16 64"}
 POP3_CLIENT_LIMIT=${DOVECOT_POP3_CLIENT_LIMIT:-1}
 LMTP_CONNECTIONS=${BENCH_LMTP_CONNECTIONS:-"1 4"}
 # Dovecot's LMTP server (Debian dovecot-lmtpd), for the lmtp scenario
@@ -61,7 +69,7 @@ RUN_GROUP=nogroup
 RUN_UID=$(id -u $RUN_USER)
 RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
 
-ALL_SCENARIOS="sessions retr idle maildir deliver rss lmtp"
+ALL_SCENARIOS="sessions retr idle maildir deliver rss metrics lmtp"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -365,8 +373,94 @@ PYEOF
 }
 
 stop_server() {
+	stop_scraper
 	stop_pid "$SERVER_PID"
 	SERVER_PID=""
+}
+
+# ---- the metrics scenario: counters off and on ----
+METRICS_PORT=""
+SCRAPER_PID=""
+
+# The scraper Prometheus would be, once a second (15 s is usual).
+start_scraper() {
+	(while :; do
+		curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics"
+		sleep 1
+	done) &
+	SCRAPER_PID=$!
+}
+
+stop_scraper() {
+	[ -n "$SCRAPER_PID" ] || return 0
+	kill "$SCRAPER_PID" 2>/dev/null
+	wait "$SCRAPER_PID" 2>/dev/null
+	SCRAPER_PID=""
+}
+
+fixtures_metrics() {
+	fixtures_sessions
+	METRICS_PORT=$(free_port)
+	sed -e "s/^Port: .*/Port: $(free_port)/" -e 's|^ControlSocket: .*|ControlSocket: none|' \
+		"$TCONF" > "$T/tpops-metrics-off.conf"
+	sed -e "s/^Port: .*/Port: $(free_port)/" -e "s|^ControlSocket: .*|ControlSocket: $T/control-on|" \
+		"$TCONF" > "$T/tpops-metrics-on.conf"
+	echo "MetricsListen: 127.0.0.1:$METRICS_PORT" >> "$T/tpops-metrics-on.conf"
+}
+
+# CPU ticks (user + system) the process has used so far
+cpu_ticks() { # PID
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+metrics_one() { # SERVER PID PORT CONC
+	local srv=$1 pid=$2 port=$3 conc=$4 line t0 t1 ok
+	t0=$(cpu_ticks "$pid")
+	line=$("$LOADGEN" sessions -p "$port" --user 'p%d' --users 128 \
+		-n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)))
+	t1=$(cpu_ticks "$pid")
+	ok=$(field ok "$line")
+	note "  $srv plain c=$conc: $line cpu_ticks=$((t1 - t0))"
+	record metrics "rate_plain_c$conc" "$srv" "$(field rate "$line")"
+	record metrics "cpu_us_per_session_c$conc" "$srv" \
+		"$($PY -c "print(round(($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / max(1, ${ok:-0}), 1))")"
+	record metrics "errors_plain_c$conc" "$srv" "$(field err "$line")"
+}
+
+# Both daemons run at once and take turns in short measurements, the
+# order swapped each round, so that the other load on a shared machine
+# falls on both alike; the daemon's own CPU time per session is the
+# steadier figure there.
+metrics_run() {
+	local started=$(date +%s) off_pid off_port on_pid on_port conc
+	SCENARIO=metrics
+	REP=0
+	quiet_gate tpops-metrics
+	start_tpops "$T/tpops-metrics-off.conf"
+	off_pid=$SERVER_PID off_port=$SERVER_PORT
+	start_tpops "$T/tpops-metrics-on.conf"
+	on_pid=$SERVER_PID on_port=$SERVER_PORT
+	start_scraper
+	for p in $off_port $on_port; do
+		"$LOADGEN" sessions -p "$p" --user 'p%d' --users 128 -n 256 -c 64 -T 120 >/dev/null 2>&1
+	done
+	for REP in $(seq 1 "$METRICS_REPEAT"); do
+		note "metrics: round $REP of $METRICS_REPEAT"
+		for conc in $METRICS_CONCS; do
+			if [ $((REP % 2)) = 1 ]; then
+				metrics_one tpops-metrics-off "$off_pid" "$off_port" "$conc"
+				metrics_one tpops-metrics-on "$on_pid" "$on_port" "$conc"
+			else
+				metrics_one tpops-metrics-on "$on_pid" "$on_port" "$conc"
+				metrics_one tpops-metrics-off "$off_pid" "$off_port" "$conc"
+			fi
+		done
+	done
+	stop_scraper
+	stop_pid "$on_pid"
+	stop_pid "$off_pid"
+	note "metrics: done in $(($(date +%s) - started)) s"
+	SCENARIO=""
 }
 
 passwd_refresh() {
@@ -672,6 +766,10 @@ run_scenario() {
 	local srv rounds=$REPEAT started=$(date +%s)
 	SCENARIO=$1
 	[ "$SCENARIO" = idle ] && rounds=$IDLE_REPEAT
+	if [ "$SCENARIO" = metrics ]; then
+		metrics_run
+		return
+	fi
 	for REP in $(seq 1 "$rounds"); do
 		note "$SCENARIO: round $REP of $rounds"
 		for srv in $SERVERS; do

@@ -23,8 +23,8 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "imported_uidls.h"
 #include "import.h"
+#include "imported_uidls.h"
 #include "maildir.h"
 #include "maildrop.h"
 #include "pop3_out.h"
@@ -226,8 +226,8 @@ char *import_maildir_for_config(const struct config *cfg, const char *path)
 /* ---- users ---- */
 
 int import_user(struct db *db, const struct config *cfg, const struct import_options *opt,
-		const char *login, const char *create_passwd, const char *mail,
-		const char *maildir, struct user *u)
+		const char *login, const char *create_passwd, const char *mail, const char *maildir,
+		struct user *u)
 {
 	int status = db->ops->user_by_login(db, login, u);
 	if (status == DB_OK)
@@ -238,7 +238,8 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 	}
 	if (create_passwd == NULL) {
 		fprintf(stderr,
-			"tpops-import: %s: no such tpops user (add it with tpops-useradd first)\n",
+			"tpops-import: %s: no such tpops user (add it with tpops-useradd "
+			"first)\n",
 			login);
 		return -1;
 	}
@@ -261,7 +262,8 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 		status = db->ops->user_by_login(db, login, u);
 	if (status != DB_OK) {
 		fprintf(stderr, "tpops-import: adding user %s <%s>: %s\n", login, mail,
-			status == DB_CONFLICT ? "the address belongs to another user" : db_error(db));
+			status == DB_CONFLICT ? "the address belongs to another user"
+					      : db_error(db));
 		return -1;
 	}
 	(void)cfg;
@@ -365,7 +367,8 @@ static int put_file(int maildir_fd, const char *subdir, const char *name, const 
 	char tmp[600], dst[600];
 	snprintf(tmp, sizeof tmp, "tmp/%s", name);
 	snprintf(dst, sizeof dst, "%s/%s", subdir, name);
-	int fd = openat(maildir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(maildir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "creating %.300s: %s", tmp, strerror(errno));
 		return -1;
@@ -433,7 +436,8 @@ static int adopt(int fd, const struct import_options *opt, const struct user *u,
 		if (e != NULL) {
 			import_progress_end();
 			fprintf(stderr,
-				"tpops-import: %s: %s had UIDL %.*s from an earlier import, now %s: "
+				"tpops-import: %s: %s had UIDL %.*s from an earlier import, now "
+				"%s: "
 				"kept the earlier one\n",
 				u->login, m->base, (int)e->uidl_len, e->uidl, m->uidl);
 			st->msgs_already++;
@@ -449,7 +453,8 @@ static int adopt(int fd, const struct import_options *opt, const struct user *u,
 	if (added > 0 && !opt->dry_run) {
 		char tmp[64];
 		snprintf(tmp, sizeof tmp, "tmp/.tpops-uidls.%ld", (long)getpid());
-		int t = openat(fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int t = openat(fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			       0600);
 		if (t < 0 || write_all(t, text.data, text.len) != 0 || fsync(t) != 0 ||
 		    renameat(fd, tmp, fd, IMPORTED_UIDLS_FILE) != 0 || fsync(fd) != 0) {
 			import_progress_end();
@@ -538,7 +543,8 @@ static int copy_into(int fd, const struct import_options *opt, const struct user
 		if (strset_get(&on_disk, base, NULL)) {
 			import_progress_end();
 			fprintf(stderr,
-				"tpops-import: %s: %s is already in the Maildir without an imported "
+				"tpops-import: %s: %s is already in the Maildir without an "
+				"imported "
 				"UIDL; not copied again\n",
 				u->login, base);
 			st->msgs_failed++;
@@ -621,7 +627,8 @@ int import_messages(struct db *db, const struct config *cfg, const struct import
 	}
 	if (have.bad_line != 0)
 		fprintf(stderr,
-			"tpops-import: %s: Maildir %s: %s is damaged at line %zu: the lines from "
+			"tpops-import: %s: Maildir %s: %s is damaged at line %zu: the "
+			"lines from "
 			"there on are dropped\n",
 			u->login, u->maildir, IMPORTED_UIDLS_FILE, have.bad_line);
 	int rc;

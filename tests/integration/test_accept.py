@@ -226,3 +226,19 @@ def test_proxy_then_tls_handshake_counts_under_the_named_client(make_tpops, cert
     for s in (first, second, other):
         s.close()
     t.assert_alive()
+
+
+def test_sigterm_closes_connections_waiting_for_their_header(make_tpops):
+    """They count as open connections, so SIGTERM must end them at once
+    rather than wait out its grace period for them."""
+    t = launch(with_mail(make_tpops(**ONE_LOOP, ProxyProtocol="yes")))
+    silent = [connect(t.port, "127.0.0.2") for _ in range(3)]
+    assert classify(silent, quiet=0.5) == (3, 0)
+    started = time.time()
+    t.proc.send_signal(15)
+    assert t.proc.wait(timeout=30) == 0
+    assert time.time() - started < 5, time.time() - started
+    for s in silent:
+        assert answer(s, wait=1) == b""  # closed without a word
+        s.close()
+    assert "sessions still open" not in t.read_log()
