@@ -112,4 +112,8 @@ void user_clear(struct user *u);
 extern const struct db_ops db_sqlite_ops;
 extern const struct db_ops db_mysql_ops;
 
+/* SIGHUP: every MySQL connection that failed over to another MySQL_Server
+ * host moves back to the first at its next operation. Thread-safe. */
+void db_mysql_failback(void);
+
 #endif
