@@ -90,10 +90,14 @@ struct db_ops {
 	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
 			 size_t header_len, const char *body, size_t body_len, uint64_t size);
 	/* tpops-import: stores one message with the UIDL it had on another
-	 * server (msg.uidl), in one transaction, without a quota check (the
-	 * mail was the user's before the move). */
+	 * server (msg.uidl, and a msg_imported row), in one transaction,
+	 * without a quota check (the mail was the user's before the move). */
 	int (*msg_import)(struct db *db, int64_t uid, const char *header, size_t header_len,
 			  const char *body, size_t body_len, uint64_t size, const char *uidl);
+	/* tpops-import: every UIDL msg_import has stored for uid, whether or
+	 * not that message is still there (the msg_imported table). */
+	int (*msg_imported)(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+			    void *ctx);
 	/* Total `size` of a user's messages (quota accounting). */
 	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
 

@@ -28,6 +28,7 @@ const struct db_ops db_mysql_ops = {
 	.msg_delete = mysql_msg_delete,
 	.msg_store = mysql_msg_store,
 	.msg_import = mysql_msg_import,
+	.msg_imported = mysql_msg_imported,
 	.msg_usage = mysql_msg_usage,
 	.error = mysql_error_text,
 };

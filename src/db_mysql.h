@@ -39,6 +39,8 @@ enum stmt_id {
 	ST_MSG_INSERT,
 	ST_MSG_PART_INSERT,
 	ST_MSG_USAGE,
+	ST_IMPORTED_ADD,
+	ST_IMPORTED_LIST,
 	ST_COLUMN_INFO,
 	ST_TABLE_ENGINE,
 	ST_INDEX_COLUMNS,
@@ -160,6 +162,8 @@ int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *heade
 		    size_t header_len, const char *body, size_t body_len, uint64_t size);
 int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
 		     const char *body, size_t body_len, uint64_t size, const char *uidl);
+int mysql_msg_imported(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+		       void *ctx);
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r);
 
 #endif

@@ -72,6 +72,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
+	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
+	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
 	[ST_COLUMN_INFO] = "SELECT DATA_TYPE, CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED), "
 			   "COALESCE(CHARACTER_SET_NAME, ''), COLUMN_DEFAULT IS NOT NULL "
 			   "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
