@@ -20,6 +20,7 @@ const struct db_ops db_mysql_ops = {
 	.user_delete = mysql_user_delete,
 	.user_set_password = mysql_user_set_password,
 	.user_list = mysql_user_list,
+	.user_samples = mysql_user_samples,
 	.lock_acquire = mysql_lock_acquire,
 	.lock_renew = mysql_lock_renew,
 	.lock_release = mysql_lock_release,
