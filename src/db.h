@@ -46,6 +46,10 @@ struct db;
 
 struct db_ops {
 	const char *name;
+	/* The engine reconnects by itself after a lost connection (and
+	 * decides which failures need it): a temporary failure is no reason
+	 * to close it. */
+	bool reconnects;
 	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	/* Optional: open, making the database where the engine keeps it in a
@@ -62,6 +66,11 @@ struct db_ops {
 	int (*user_delete)(struct db *db, const char *login);
 	int (*user_set_password)(struct db *db, const char *login, const char *passwd);
 	int (*user_list)(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+	/* One user (the newest) of each password scheme stored with a
+	 * "{SCHEME}" or "$id$" prefix: what the stand-in for unknown users is
+	 * measured against (auth_standin.h). */
+	int (*user_samples)(struct db *db, void (*each)(const struct user *u, void *ctx),
+			    void *ctx);
 
 	/* Lease locks: a row (uid, owner, expiry). acquire -> DB_CONFLICT when
 	 * another owner holds an unexpired lease; renew -> DB_NOT_FOUND when

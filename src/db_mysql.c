@@ -10,6 +10,7 @@
 
 const struct db_ops db_mysql_ops = {
 	.name = "mysql",
+	.reconnects = true,
 	.open = mysql_open,
 	.close = mysql_close_db,
 	.schema_install = mysql_schema_install,
@@ -19,6 +20,7 @@ const struct db_ops db_mysql_ops = {
 	.user_delete = mysql_user_delete,
 	.user_set_password = mysql_user_set_password,
 	.user_list = mysql_user_list,
+	.user_samples = mysql_user_samples,
 	.lock_acquire = mysql_lock_acquire,
 	.lock_renew = mysql_lock_renew,
 	.lock_release = mysql_lock_release,

@@ -20,6 +20,7 @@ enum stmt_id {
 	ST_USER_DELETE,
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
+	ST_USER_SAMPLES,
 	ST_LOCK_TAKE,
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
@@ -42,6 +43,12 @@ enum stmt_id {
 };
 
 #define USER_COLUMNS "uid, login, passwd, mail, maildir, quota"
+/* the newest user of each password scheme prefix */
+#define USER_SAMPLES_WHERE(table)                                                              \
+	" WHERE uid IN (SELECT MAX(uid) FROM " table                                           \
+	" WHERE passwd LIKE '{%' OR passwd LIKE '$%'"                                          \
+	" GROUP BY CASE WHEN passwd LIKE '{%' THEN SUBSTR(passwd, 1, INSTR(passwd, '}'))"      \
+	" ELSE SUBSTR(passwd, 1, 4) END)"
 static const char *const stmt_sql[ST_COUNT] = {
 	/* NOCASE folds ASCII letters only: tpops' login rule
 	 * (auth_login.h), served by the NOCASE unique indexes */
@@ -52,6 +59,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
+	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM \"user\"" USER_SAMPLES_WHERE("\"user\""),
 	/* one statement, one write transaction: a free maildrop, or one
 	 * whose lease expired, is taken; a held one is left alone (no row
 	 * changes) */
@@ -366,10 +374,11 @@ static int sqlite_user_set_password(struct db *db, const char *login, const char
 	return status;
 }
 
-static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+static int users_of(struct db *db, int id, void (*each)(const struct user *u, void *ctx),
+		    void *ctx)
 {
 	struct db_sqlite *d = db_sqlite(db);
-	sqlite3_stmt *s = stmt(d, ST_USER_LIST);
+	sqlite3_stmt *s = stmt(d, id);
 	if (s == NULL)
 		return DB_PERMFAIL;
 	int rc;
@@ -381,6 +390,17 @@ static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, vo
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? DB_OK : fail(d, rc, "listing users");
+}
+
+static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	return users_of(db, ST_USER_LIST, each, ctx);
+}
+
+static int sqlite_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx),
+			       void *ctx)
+{
+	return users_of(db, ST_USER_SAMPLES, each, ctx);
 }
 
 static int sqlite_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease)
@@ -780,6 +800,7 @@ const struct db_ops db_sqlite_ops = {
 	.user_delete = sqlite_user_delete,
 	.user_set_password = sqlite_user_set_password,
 	.user_list = sqlite_user_list,
+	.user_samples = sqlite_user_samples,
 	.lock_acquire = sqlite_lock_acquire,
 	.lock_renew = sqlite_lock_renew,
 	.lock_release = sqlite_lock_release,
