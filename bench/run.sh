@@ -77,12 +77,12 @@ RUN_GROUP=nogroup
 RUN_UID=$(id -u $RUN_USER)
 RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
 
-#                                deliver rss metrics tls-sessions tls-retr tls-storm
+CERTS=${BENCH_CERTS:-"ecdsa rsa"}
 TLS_MODES=${BENCH_TLS_MODES:-"pop3s stls"}
 RESUME=${BENCH_RESUME:-1}
 CERT=ecdsa # the certificate the servers start with
 
-ALL_SCENARIOS="sessions retr idle maildir deliver rss tls-sessions tls-retr tls-storm"
+ALL_SCENARIOS="sessions retr idle maildir deliver rss metrics tls-sessions tls-retr tls-storm"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 
 die() { echo "bench: $*" >&2; exit 1; }
