@@ -13,7 +13,7 @@ SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback"
            "tpops-metrics-off", "tpops-metrics-on"]
 TPOPS = ["tpops", "tpops-maildir"]
 ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "metrics",
-         "tls-sessions", "tls-retr", "tls-storm"]
+         "tls-sessions", "tls-retr", "tls-storm", "lmtp"]
 NOT_SHOWN = ("other_load_pct", "loadavg_1min")
 TITLES = {
     "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
@@ -32,6 +32,8 @@ TITLES = {
                 "CRLF), 1 and 8 connections",
     "tls-storm": "(10) RETR of 4 POP3S connections, MB/s, alone and while 64 others do full "
                  "handshakes",
+    "lmtp": "(11) deliveries per second: the pipe (a tpops-store / dovecot-lda process per "
+            "message) and LMTP (connections kept open, pipelined transactions)",
 }
 
 

@@ -3,7 +3,7 @@
 #
 #   bench/run.sh                 every scenario (what `make bench` runs)
 #   bench/run.sh sessions retr   some of them: sessions retr idle maildir
-#                                deliver rss metrics tls-sessions tls-retr tls-storm
+#                                deliver rss metrics tls-sessions tls-retr tls-storm lmtp
 #
 # The metrics scenario is tpops against itself: sessions per second, and
 # the daemon's CPU time per session, with the counters off (no
@@ -35,6 +35,7 @@
 #   BENCH_QUIET_WAIT=3    before each server's turn, wait up to this many
 #                         seconds for the machine's other load to drop
 #   BENCH_MAILDIR_COUNT=100000    BENCH_DELIVER=300
+#   BENCH_LMTP_CONNECTIONS="1 4"  LMTP connections kept open (lmtp scenario)
 #   BENCH_CERTS="ecdsa rsa"       ECDSA P-256 and RSA-2048 certificates
 #   BENCH_TLS_MODES="pop3s stls"  implicit TLS, STLS
 #   BENCH_RESUME=1        tls-sessions also with resumption (0: not)
@@ -70,6 +71,10 @@ DELIVER_COUNT=${BENCH_DELIVER:-300}
 METRICS_REPEAT=${BENCH_METRICS_REPEAT:-5}
 METRICS_CONCS=${BENCH_METRICS_CONCURRENCY:-"16 64"}
 POP3_CLIENT_LIMIT=${DOVECOT_POP3_CLIENT_LIMIT:-1}
+LMTP_CONNECTIONS=${BENCH_LMTP_CONNECTIONS:-"1 4"}
+# Dovecot's LMTP server (Debian dovecot-lmtpd), for the lmtp scenario
+DOVECOT_LMTP=no
+[ -x /usr/lib/dovecot/lmtp ] && DOVECOT_LMTP=yes
 NPROC=$(nproc)
 PY=/usr/bin/python3
 RUN_USER=nobody
@@ -82,7 +87,7 @@ TLS_MODES=${BENCH_TLS_MODES:-"pop3s stls"}
 RESUME=${BENCH_RESUME:-1}
 CERT=ecdsa # the certificate the servers start with
 
-ALL_SCENARIOS="sessions retr idle maildir deliver rss metrics tls-sessions tls-retr tls-storm"
+ALL_SCENARIOS="sessions retr idle maildir deliver rss metrics tls-sessions tls-retr tls-storm lmtp"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -294,7 +299,7 @@ dovecot_conf() { # MODE
 base_dir = $d/run
 state_dir = $d/state
 instance_name = tpops-bench-$mode
-protocols = pop3
+protocols = pop3$([ $DOVECOT_LMTP = yes ] && echo " lmtp")
 listen = 127.0.0.1
 # the certificate: ssl.conf, written before each start (BENCH_CERTS)
 !include $d/ssl.conf
@@ -313,6 +318,11 @@ default_vsz_limit = 1G
 passdb {
   driver = passwd-file
   args = $PASSWD
+}
+# LMTP (the lmtp scenario): RCPT TO:<d0@bench.test> is the user d0; the
+# socket is base_dir/lmtp
+protocol lmtp {
+  auth_username_format = %Ln
 }
 userdb {
   driver = passwd-file
@@ -383,11 +393,22 @@ start_dovecot() { # MODE
 	return 0
 }
 
+# lmtp_conf CONF: CONF itself, or in the lmtp scenario a copy that also
+# listens for LMTP on $T/lmtp
+lmtp_conf() {
+	if [ "${SCENARIO:-}" = lmtp ]; then
+		{ grep -v '^LMTP_Listen:' "$1"; echo "LMTP_Listen: $T/lmtp"; } > "$1.lmtp"
+		echo "$1.lmtp"
+	else
+		echo "$1"
+	fi
+}
+
 start_server() { # NAME
 	quiet_gate "$1"
 	case $1 in
-	tpops) start_tpops ;;
-	tpops-maildir) start_tpops "$T/tpops-maildir.conf" ;;
+	tpops) start_tpops "$(lmtp_conf "$TCONF")" ;;
+	tpops-maildir) start_tpops "$(lmtp_conf "$T/tpops-maildir.conf")" ;;
 	dovecot-*) start_dovecot "$1" ;;
 	esac
 }
@@ -617,6 +638,10 @@ fixtures_deliver() {
 	fixture_done deliver
 }
 
+fixtures_lmtp() {
+	fixtures_deliver
+}
+
 fixtures_rss() {
 	fixture rss || return 0
 	mkdir -p "$MSGS"
@@ -747,8 +772,8 @@ maildir_measure() { # SERVER
 	done
 }
 
-deliver_measure() { # SERVER
-	local srv=$1 start end f n=0
+deliver_measure() { # SERVER [SCENARIO METRIC]
+	local srv=$1 scenario=${2:-deliver} metric=${3:-deliveries_per_s} start end f n=0
 	start=$(date +%s.%N)
 	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ]; then
 		local conf=$TCONF
@@ -768,7 +793,32 @@ deliver_measure() { # SERVER
 	local rate
 	rate=$($PY -c "print(round($n / ($end - $start), 1))")
 	note "  $srv: $n deliveries, $rate/s"
-	record deliver deliveries_per_s "$srv" "$rate"
+	record "$scenario" "$metric" "$srv" "$rate"
+}
+
+# The same messages as the deliver scenario, to the same user: through the
+# pipe (one tpops-store or dovecot-lda process per message, as Postfix's
+# pipe(8) runs them) and over LMTP with connections kept open (as
+# Postfix's lmtp(8) with its connection cache), to tpops's LMTP_Listen and
+# to Dovecot's lmtp service.
+lmtp_measure() { # SERVER
+	local srv=$1 sock line c
+	deliver_measure "$srv" lmtp pipe_per_s
+	case $srv in
+	tpops|tpops-maildir) sock=$T/lmtp ;;
+	dovecot-*)
+		if [ $DOVECOT_LMTP = no ]; then
+			note "  $srv: no LMTP (install dovecot-lmtpd)"
+			return 0
+		fi
+		sock=$W/$srv/run/lmtp ;;
+	esac
+	for c in $LMTP_CONNECTIONS; do
+		line=$($PY "$ROOT/bench/lmtp_send.py" "$sock" d0@bench.test "$MSGS/deliver" "$c") ||
+			die "LMTP deliveries to $srv failed"
+		note "  $srv LMTP, $c connection(s): $line"
+		record lmtp "lmtp_per_s_c$c" "$srv" "$(field per_s "$line")"
+	done
 }
 
 rss_measure() { # SERVER

@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS msg (
 	KEY msg_arrival (uid, timestamp, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Every UIDL tpops-import has brought into a user's maildrop, kept after
+-- the message is deleted, so that a later import from the same server
+-- does not bring a deleted message back.
+CREATE TABLE IF NOT EXISTS msg_imported (
+	uid INT NOT NULL,
+	uidl VARCHAR(70) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+	PRIMARY KEY (uid, uidl)
+) ENGINE=InnoDB;
+
 -- The rest of a large message, in pieces of at most 1 MiB: data holds the
 -- octets at pos (counted from the end of header || body). Reading a piece
 -- costs its own size, where reading any part of one LONGBLOB costs the

@@ -20,6 +20,7 @@ enum stmt_id {
 	ST_USER_DELETE,
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
+	ST_USER_SAMPLES,
 	ST_USER_CLAIM,
 	ST_USER_UNCLAIM,
 	ST_LOCK_EXPIRE,
@@ -38,6 +39,8 @@ enum stmt_id {
 	ST_MSG_INSERT,
 	ST_MSG_PART_INSERT,
 	ST_MSG_USAGE,
+	ST_IMPORTED_ADD,
+	ST_IMPORTED_LIST,
 	ST_COLUMN_INFO,
 	ST_TABLE_ENGINE,
 	ST_INDEX_COLUMNS,
@@ -145,6 +148,7 @@ int mysql_user_add(struct db *db, const struct user *u);
 int mysql_user_delete(struct db *db, const char *login);
 int mysql_user_set_password(struct db *db, const char *login, const char *passwd);
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
 int mysql_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease);
 int mysql_lock_renew(struct db *db, int64_t uid, const char *owner, int lease);
 int mysql_lock_release(struct db *db, int64_t uid, const char *owner);
@@ -158,6 +162,8 @@ int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *heade
 		    size_t header_len, const char *body, size_t body_len, uint64_t size);
 int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
 		     const char *body, size_t body_len, uint64_t size, const char *uidl);
+int mysql_msg_imported(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+		       void *ctx);
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r);
 
 #endif

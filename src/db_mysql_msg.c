@@ -496,6 +496,15 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	int64_t id = (int64_t)mysql_stmt_insert_id(s);
 	if (long_data)
 		mysql_stmt_reset(s); /* forget the long data for the next use */
+	if (uidl != NULL) {
+		MYSQL_BIND rec[2];
+		unsigned long rec_len;
+		dbm_bind_i64(&rec[0], &uid64);
+		dbm_bind_text(&rec[1], uidl, &rec_len);
+		if ((status = dbm_exec_stmt(d, ST_IMPORTED_ADD, rec, "recording an imported UIDL",
+					    NULL)) != DB_OK)
+			goto fail;
+	}
 	if (sp.n[0] + sp.n[1] > 0 && (status = store_parts(d, id, &sp)) != DB_OK)
 		goto fail;
 	if (quota > 0 && (status = dbm_exec_stmt(d, ST_USER_UNCLAIM, &user_param,
@@ -560,6 +569,50 @@ int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t head
 {
 	struct delivery dl = {uid, 0, header, body, header_len, body_len, size, uidl};
 	return dbm_run(db_mysql(db), DBM_ONCE, msg_store_once, &dl);
+}
+
+static int msg_imported_once(struct db *db, int64_t uid,
+			     void (*each)(const char *uidl, void *ctx), void *ctx)
+{
+	struct db_mysql *d = db_mysql(db);
+	int status = dbm_ready(d);
+	if (status != DB_OK)
+		return status;
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &uid);
+	MYSQL_STMT *s = dbm_stmt(d, ST_IMPORTED_LIST);
+	if ((status = dbm_execute(d, s, &param, "listing imported UIDLs")) != DB_OK)
+		return status;
+	char uidl[POP3_MAX_UIDL + 1];
+	unsigned long len = 0;
+	my_bool is_null = 0;
+	MYSQL_BIND out;
+	memset(&out, 0, sizeof out);
+	out.buffer_type = MYSQL_TYPE_STRING;
+	out.buffer = uidl;
+	out.buffer_length = sizeof uidl;
+	out.length = &len;
+	out.is_null = &is_null;
+	if (mysql_stmt_bind_result(s, &out) != 0) {
+		status = dbm_fail_stmt(d, s, "listing imported UIDLs");
+		dbm_done(s);
+		return status;
+	}
+	while ((status = dbm_fetch(d, s, NULL, "listing imported UIDLs")) == DB_OK) {
+		if (is_null || len > POP3_MAX_UIDL)
+			continue;
+		uidl[len] = '\0';
+		each(uidl, ctx);
+	}
+	dbm_done(s);
+	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+/* Not retried: each() may have seen rows already (tpops-import runs again). */
+int mysql_msg_imported(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+		       void *ctx)
+{
+	return msg_imported_once(db, uid, each, ctx);
 }
 
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r)

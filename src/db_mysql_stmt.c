@@ -32,6 +32,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM `user` WHERE login = ?",
 	[ST_USER_SET_PASSWORD] = "UPDATE `user` SET passwd = ? WHERE login = ?",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM `user` ORDER BY login",
+	/* the newest user of each password scheme prefix */
+	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM `user` WHERE uid IN "
+			    "(SELECT MAX(uid) FROM `user` WHERE passwd LIKE '{%' OR passwd LIKE '$%' "
+			    "GROUP BY CASE WHEN passwd LIKE '{%' "
+			    "THEN SUBSTR(passwd, 1, INSTR(passwd, '}')) "
+			    "ELSE SUBSTR(passwd, 1, 4) END)",
 	/* Galera certifies writes, not SELECT ... FOR UPDATE: a delivery
 	 * under a quota writes the user's row (and puts it back before
 	 * COMMIT), so that two deliveries on two nodes conflict, and one
@@ -66,6 +72,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
+	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
+	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
 	[ST_COLUMN_INFO] = "SELECT DATA_TYPE, CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED), "
 			   "COALESCE(CHARACTER_SET_NAME, ''), COLUMN_DEFAULT IS NOT NULL "
 			   "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "

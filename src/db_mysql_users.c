@@ -160,6 +160,7 @@ int mysql_user_set_password(struct db *db, const char *given, const char *passwd
 }
 
 struct listing {
+	enum stmt_id id; /* ST_USER_LIST or ST_USER_SAMPLES */
 	void (*each)(const struct user *u, void *ctx);
 	void *ctx;
 };
@@ -169,7 +170,7 @@ struct listing {
 static int user_list_once(struct db_mysql *d, void *arg)
 {
 	struct listing *l = arg;
-	MYSQL_STMT *s = dbm_stmt(d, ST_USER_LIST);
+	MYSQL_STMT *s = dbm_stmt(d, l->id);
 	int status = dbm_execute(d, s, NULL, "listing users");
 	if (status != DB_OK)
 		return status;
@@ -189,6 +190,12 @@ static int user_list_once(struct db_mysql *d, void *arg)
 
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
 {
-	struct listing l = {each, ctx};
+	struct listing l = {ST_USER_LIST, each, ctx};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_list_once, &l);
+}
+
+int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	struct listing l = {ST_USER_SAMPLES, each, ctx};
 	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_list_once, &l);
 }
