@@ -37,7 +37,7 @@ PROGRAMS := $(BUILD)/tpops $(TOOLS)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check unit integration fuzz fuzz-check bench install uninstall clean format
+.PHONY: all deps run check check-galera unit integration fuzz fuzz-check bench install uninstall clean format
 all: $(PROGRAMS)
 
 deps:
@@ -91,6 +91,14 @@ unit: $(UNIT_BIN)
 PYTEST ?= /usr/bin/python3 -m pytest
 integration:
 	TPOPS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -ra tests/integration $(PYTEST_ARGS)
+
+# tpops on a real 3-node MariaDB Galera cluster on loopback (tests/galera):
+# failover, conflicts, the ledger. A few minutes; not part of `make check`
+# (CI runs it on its own, under a time limit).
+check-galera:
+	@scripts/deps.sh test
+	$(MAKE) BUILD=build-asan all
+	TPOPS_BUILD=$(abspath build-asan) $(PYTEST) -q -ra -s tests/galera $(PYTEST_ARGS)
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20

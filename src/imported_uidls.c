@@ -141,7 +141,8 @@ void imported_uidls_parse(struct imported_uidls *u, char *text, size_t len)
 int imported_uidls_load(int maildir_fd, struct imported_uidls *u, char *err, size_t errlen)
 {
 	memset(u, 0, sizeof *u);
-	int fd = maildir_openat(maildir_fd, IMPORTED_UIDLS_FILE, O_RDONLY);
+	/* O_NONBLOCK: a FIFO put there must not hold up the worker */
+	int fd = maildir_openat(maildir_fd, IMPORTED_UIDLS_FILE, O_RDONLY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return DB_OK;

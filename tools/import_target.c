@@ -1,8 +1,8 @@
 /* tpops-import: writing into tpops (see import.h).
  *
  * SQL store: one transaction per message stores it with its old UIDL in
- * msg.uidl; a message whose UIDL the user already has is skipped, so a
- * second run imports only what is missing.
+ * msg.uidl and a msg_imported row; a message whose UIDL the user has, or
+ * had and deleted, is skipped, so a second run imports only what is new.
  *
  * Maildir: the old UIDLs go into the Maildir's tpops-uidls (see
  * imported_uidls.h). Adopting (the user's Maildir is the source itself):
@@ -179,12 +179,18 @@ int import_list_maildir(int fd, void (*each)(const char *subdir, const char *nam
 int import_read_file(struct import_reader *r, const struct import_msg *m, char **data_r,
 		     size_t *len_r, char *err, size_t errlen)
 {
-	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", m->file, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", m->file);
+		close(fd);
+		errno = EINVAL;
 		return -1;
 	}
 	struct buf b = BUF_INIT;
@@ -272,10 +278,15 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 
 /* ---- SQL ---- */
 
+static void have_uidl(const char *uidl, void *ctx)
+{
+	strset_put(ctx, uidl, NULL);
+}
+
 static int import_sql(struct db *db, const struct import_options *opt, const struct user *u,
 		      struct import_list *l, struct import_reader *reader, struct import_stats *st)
 {
-	if (db->ops->msg_import == NULL) {
+	if (db->ops->msg_import == NULL || db->ops->msg_imported == NULL) {
 		fprintf(stderr, "tpops-import: the %s store cannot import messages\n",
 			db->ops->name);
 		return -1;
@@ -293,6 +304,13 @@ static int import_sql(struct db *db, const struct import_options *opt, const str
 			if (rows[i].uidl[0] != '\0')
 				strset_put(&have, rows[i].uidl, NULL);
 		free(rows);
+		/* and those imported before and deleted since: not again */
+		if (db->ops->msg_imported(db, u->uid, have_uidl, &have) != DB_OK) {
+			fprintf(stderr, "tpops-import: %s: listing the imported UIDLs: %s\n",
+				u->login, db_error(db));
+			strset_free(&have);
+			return -1;
+		}
 	}
 	int rc = 0;
 	for (size_t i = 0; i < l->count; i++) {

@@ -304,6 +304,16 @@ def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tm
     assert mpop(clients, t.port, "alice@example.com", pw) == 1
     uidls = pop3_view(t.port, "alice@example.com", pw)[0]
     assert uidls[:-1] == late_uidls and len(set(uidls)) == len(uidls)
+    # a message the user deleted here does not come back with the next run
+    p = poplib.POP3("127.0.0.1", t.port, timeout=30)
+    p.user("alice@example.com")
+    p.pass_(pw)
+    p.dele(1)
+    p.quit()
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 0 messages" in r.stdout, r.stdout
+    assert pop3_view(t.port, "alice@example.com", pw)[0] == uidls[1:]
 
     # into a Maildir: files of tpops's own, the UIDLs in tpops-uidls
     m = make_tpops("maildir", backend="maildir")
@@ -397,6 +407,7 @@ def test_import_into_each_sql_engine_and_dbinit_upgrade(make_tpops, tmpdir_share
     if engine not in BACKENDS:
         pytest.skip(f"{engine} backend not available")
     t = make_tpops("t-" + engine, backend=engine)
+    t.sql("DROP TABLE msg_imported")
     t.sql("ALTER TABLE msg DROP COLUMN uidl" if engine == "mysql" else
           "DROP INDEX IF EXISTS msg_uid_listing")
     if engine == "sqlite":
