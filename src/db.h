@@ -46,6 +46,10 @@ struct db;
 
 struct db_ops {
 	const char *name;
+	/* The engine reconnects by itself after a lost connection (and
+	 * decides which failures need it): a temporary failure is no reason
+	 * to close it. */
+	bool reconnects;
 	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	/* Optional: open, making the database where the engine keeps it in a

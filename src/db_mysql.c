@@ -10,6 +10,7 @@
 
 const struct db_ops db_mysql_ops = {
 	.name = "mysql",
+	.reconnects = true,
 	.open = mysql_open,
 	.close = mysql_close_db,
 	.schema_install = mysql_schema_install,

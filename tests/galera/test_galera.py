@@ -11,6 +11,7 @@ three hosts), deliveries through node 3, and what must hold there:
 - quota under concurrent deliveries through two nodes;
 - kill -9 of the node daemon A uses, under load: logins through A succeed
   again within 10 s; the node restarts and rejoins; SIGHUP moves A back;
+- a node outside the primary component (1047) is skipped;
 - kill -9 of a daemon holding a lock: the other serves the user once
   LockLease has passed;
 - the ledger: every delivery that exited 0 is present exactly once or was
@@ -417,6 +418,36 @@ def test_node_kill_under_load_fails_over(world, daemons):
         cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                     "WHERE USER = %s AND DB = %s", (DB_USER, w.db))
         assert cur.fetchone()[0] >= 1, a.read_log()[-3000:]
+
+
+def test_node_outside_primary_component_is_skipped(world, daemons):
+    """A node cut off from the others (gmcast.isolate) leaves the primary
+    component and answers 1047; daemon A, whose connections are on it
+    (the SIGHUP above moved them back), goes on through another node."""
+    w = world
+    a, _, _ = daemons
+    node = w.node(0)
+    with node.connect() as c, c.cursor() as cur:
+        cur.execute("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'")
+    isolated = time.time()
+    try:
+        deadline = isolated + 30
+        while node.status("wsrep_ready") == "ON" and time.time() < deadline:
+            time.sleep(0.2)
+        assert node.status("wsrep_ready") == "OFF"
+        replies = []
+        for _ in range(10):
+            reply, quit_reply, _ = session(a.port, "erin", "secret", lambda tok: False)
+            replies.append((round(time.time() - isolated, 1), reply, quit_reply))
+        assert all(r.startswith(b"+OK") and q.startswith(b"+OK") for _, r, q in replies), (
+            replies, a.read_log()[-3000:])
+        assert "Galera node is not ready" in a.read_log() or "WSREP" in a.read_log(), \
+            a.read_log()[-3000:]
+    finally:
+        with node.connect() as c, c.cursor() as cur:
+            cur.execute("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
+    node.wait_synced()
+    assert w.cluster.size(node) == 3
 
 
 def test_daemon_kill_passes_the_lock_after_lease(world, daemons):
