@@ -36,9 +36,7 @@ struct login_job {
 	char apop_timestamp[128];
 	char owner[128];
 	/* the brute-force delay before the check (auth_penalty_pending) */
-	struct event *hold;
-	int held;                 /* seconds */
-	struct timespec hold_end; /* CLOCK_MONOTONIC */
+	int held; /* seconds */
 	/* results */
 	enum login_result result;
 	struct user user;
@@ -127,11 +125,9 @@ static void login_work(struct session_job *sj)
 		worker_db_discard(); /* reconnect for the next job */
 }
 
-void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg)
+static void auth_delay_over(struct session *s)
 {
-	struct session *s = arg;
 	reply_err(s, "[AUTH] Authentication failed");
-	session_resume(s);
 }
 
 /* A failed login whose answer has already been held back for `held`
@@ -144,15 +140,22 @@ static void login_failed(struct session *s, const char *login, const char *metho
 		 s->peer_text, method, reason);
 	int delay = auth_penalty_failure(s->peer_text, login, s->cfg->auth_failure_delay,
 					 s->cfg->auth_failure_delay_max);
-	s->wait = WAIT_AUTH_DELAY;
-	struct timeval tv = {delay > held ? delay - held : 0, 0};
-	evtimer_add(s->delay_timer, &tv);
+	session_delay(s, delay > held ? delay - held : 0, auth_delay_over);
 }
 
 void pop3_login_failed(struct session *s, const char *login, const char *method,
 		       const char *reason)
 {
 	login_failed(s, login, method, reason, 0);
+}
+
+static void login_job_free(struct login_job *lj)
+{
+	if (lj->secret != NULL)
+		free_secret(lj->secret, lj->secret_len);
+	user_clear(&lj->user);
+	free(lj->login);
+	free(lj);
 }
 
 static void login_finish(struct session_job *sj)
@@ -167,7 +170,6 @@ static void login_finish(struct session_job *sj)
 		s->locked = true;
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}
-	bool resume = true;
 	switch (lj->result) {
 	case LOGIN_OK:
 		auth_penalty_success(s->peer_text, s->user.login);
@@ -177,7 +179,6 @@ static void login_finish(struct session_job *sj)
 		break;
 	case LOGIN_BAD:
 		login_failed(s, lj->login, lj->mechanism, lj->error, lj->held);
-		resume = false;
 		break;
 	case LOGIN_IN_USE:
 		log_info("login refused: user=%s from=%s reason=%s", lj->login, s->peer_text,
@@ -193,50 +194,7 @@ static void login_finish(struct session_job *sj)
 		reply_err(s, "[SYS/PERM] Maildrop not available, contact the administrator");
 		break;
 	}
-	if (lj->secret != NULL)
-		free_secret(lj->secret, lj->secret_len);
-	user_clear(&lj->user);
-	free(lj->login);
-	free(lj);
-	if (resume)
-		session_resume(s);
-}
-
-/* The hold is waited out in short steps, so that a session closed in
- * the meantime (SIGTERM, a timeout) does not linger: then the check runs
- * at once, its answer going nowhere. */
-#define HOLD_STEP_MS 250
-
-static void hold_next_step(struct login_job *lj)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long left_ms = (lj->hold_end.tv_sec - now.tv_sec) * 1000LL +
-			    (lj->hold_end.tv_nsec - now.tv_nsec) / 1000000;
-	if (left_ms > HOLD_STEP_MS)
-		left_ms = HOLD_STEP_MS;
-	if (left_ms < 0)
-		left_ms = 0;
-	struct timeval tv = {0, (suseconds_t)(left_ms * 1000)};
-	evtimer_add(lj->hold, &tv);
-}
-
-static void login_hold_step(evutil_socket_t fd, short what, void *arg)
-{
-	struct login_job *lj = arg;
-	struct session *s = lj->sj.session;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	bool over = now.tv_sec > lj->hold_end.tv_sec ||
-		    (now.tv_sec == lj->hold_end.tv_sec && now.tv_nsec >= lj->hold_end.tv_nsec);
-	if (!over && !s->closing) {
-		hold_next_step(lj);
-		return;
-	}
-	event_free(lj->hold);
-	lj->hold = NULL;
-	s->jobs--;
-	session_submit(s, &lj->sj, true);
+	login_job_free(lj);
 }
 
 void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
@@ -262,15 +220,9 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	lj->held = auth_penalty_pending(s->peer_text, s->cfg->auth_failure_delay,
 					s->cfg->auth_failure_delay_max);
 	if (lj->held > 0) {
-		lj->sj.session = s;
-		lj->hold = evtimer_new(s->loop->base, login_hold_step, lj);
-		/* counted as a job: the session waits and is not freed under
-		 * the timer */
-		s->jobs++;
-		s->wait = WAIT_JOB;
-		clock_gettime(CLOCK_MONOTONIC, &lj->hold_end);
-		lj->hold_end.tv_sec += lj->held;
-		hold_next_step(lj);
+		/* a session that ends meanwhile (the client leaves, SIGTERM)
+		 * has it checked at once, the answer going nowhere */
+		session_hold(s, &lj->sj, lj->held);
 		return;
 	}
 	session_submit(s, &lj->sj, true);
