@@ -66,6 +66,10 @@ $(BUILD)/tpops: $(BUILD)/obj/main.o $(BUILD)/libtpops.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 $(BUILD)/tpops-%: $(BUILD)/obj/tools/tpops-%.o $(TOOL_COMMON_OBJ) $(BUILD)/libtpops.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+# tpops-import is made of several files (tools/import_*.c)
+IMPORT_OBJ := $(patsubst tools/%.c,$(BUILD)/obj/tools/%.o,$(wildcard tools/import_*.c))
+$(BUILD)/tpops-import: $(BUILD)/obj/tools/tpops-import.o $(IMPORT_OBJ) $(TOOL_COMMON_OBJ) $(BUILD)/libtpops.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtpops.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtpops.a $(LDLIBS_ALL) $(shell pkg-config --libs cmocka 2>/dev/null)
 $(BUILD)/obj $(BUILD)/obj/tools $(BUILD)/tests:

@@ -27,6 +27,12 @@
  *             With --msg-bytes B --msgs M: M request/response rounds of B
  *             octets, the least a one-request-per-message protocol costs.
  *
+ * TLS: --tls (implicit TLS, POP3S) or --stls (STLS after the greeting) in
+ * every mode but raw; --resume keeps each slot's last TLS session and
+ * offers it on the next connection (the line reports how many handshakes
+ * were resumed); --handshake-only (sessions): greeting, TLS, QUIT: a
+ * handshake storm. The certificate is not verified (a benchmark).
+ *
  * Users: --user FMT (printf with one %d) numbered from 0, --users COUNT,
  * --pass PASSWORD. sessions: slot s alternates between users s and s+CONC
  * (so a maildrop lock released just after the QUIT reply never collides);
@@ -56,6 +62,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define MAX_CONNS 60000
 #define MAX_EVENTS 512
 #define READ_BUF (256 * 1024)
@@ -82,6 +91,7 @@ static struct {
 	const char *file;
 	double settle;
 	bool verbose;
+	bool tls, stls, resume, handshake_only;
 } opt = {
 	.host = "127.0.0.1",
 	.port = 110,
@@ -219,6 +229,8 @@ enum cstate {
 	C_FREE,
 	C_CONNECTING,
 	C_GREETING,
+	C_STLS,      /* STLS sent, waiting for +OK */
+	C_HANDSHAKE, /* TLS handshake in progress */
 	C_USER,
 	C_PASS,
 	C_STAT,
@@ -250,6 +262,8 @@ struct conn {
 	double step[16]; /* -v: when each state was entered */
 	uint64_t bytes;
 	int retr_next, retr_last, retr_round;
+	SSL *ssl;              /* after the handshake starts */
+	SSL_SESSION *session;  /* --resume: the slot's last session */
 };
 
 static struct conn *conns;
@@ -268,6 +282,8 @@ static long probe_count;
 static double probe_uidl_end, probe_conn_start;
 static uint64_t probe_uidl_bytes;
 static int active;
+static SSL_CTX *tls_ctx;
+static long tls_handshakes, tls_resumed;
 
 static void watch(struct conn *c, uint32_t events, int op)
 {
@@ -278,6 +294,10 @@ static void watch(struct conn *c, uint32_t events, int op)
 
 static void conn_close(struct conn *c)
 {
+	if (c->ssl != NULL) {
+		SSL_free(c->ssl); /* no close_notify: the server ends sessions itself */
+		c->ssl = NULL;
+	}
 	if (c->fd >= 0) {
 		epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -313,9 +333,40 @@ static int conn_open(struct conn *c)
 	return 0;
 }
 
+/* SSL_write/SSL_read/SSL_do_handshake result: > 0 done, 0 try again
+ * when the socket is ready (epoll set for what OpenSSL waits for), -1
+ * failed. */
+static int tls_result(struct conn *c, int r)
+{
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		return 0;
+	if (e == SSL_ERROR_WANT_WRITE) {
+		watch(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+		return 0;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0))
+		errno = ECONNRESET;
+	else if (opt.verbose)
+		ERR_print_errors_fp(stderr);
+	ERR_clear_error();
+	return -1;
+}
+
 static int conn_flush(struct conn *c)
 {
-	while (c->out_len > 0) {
+	while (c->out_len > 0 && c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
+		int r = tls_result(c, SSL_write(c->ssl, c->out, (int)c->out_len));
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 0;
+		memmove(c->out, c->out + r, c->out_len - (size_t)r);
+		c->out_len -= (size_t)r;
+	}
+	while (c->out_len > 0 && c->ssl == NULL) {
 		ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -351,6 +402,76 @@ static void user_name(int index, char *out, size_t size)
 
 static void session_failed(struct conn *c, const char *line);
 static void session_start_next(struct conn *c);
+static void send_login(struct conn *c);
+
+/* ---- TLS ---- */
+
+/* --resume: the session (TLS 1.3: the ticket) the server just gave this
+ * connection becomes its slot's session for the next connection. */
+static int tls_new_session(SSL *ssl, SSL_SESSION *session)
+{
+	struct conn *c = SSL_get_app_data(ssl);
+	if (c == NULL || !opt.resume)
+		return 0;
+	if (c->session != NULL)
+		SSL_SESSION_free(c->session);
+	c->session = session;
+	return 1; /* the reference is ours */
+}
+
+static void tls_init(void)
+{
+	tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (tls_ctx == NULL)
+		die("SSL_CTX_new failed");
+	SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL); /* a benchmark of the loopback */
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(tls_ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(tls_ctx, tls_new_session);
+}
+
+/* What follows a finished handshake: the greeting (POP3S) or USER (STLS). */
+static void tls_established(struct conn *c)
+{
+	tls_handshakes++;
+	if (SSL_session_reused(c->ssl))
+		tls_resumed++;
+	watch(c, EPOLLIN | (c->out_len > 0 ? EPOLLOUT : 0), EPOLL_CTL_MOD);
+	if (opt.tls) {
+		c->state = C_GREETING;
+	} else if (opt.handshake_only) {
+		c->state = C_QUIT;
+		if (conn_send(c, "QUIT\r\n") != 0)
+			session_failed(c, NULL);
+	} else {
+		send_login(c);
+	}
+}
+
+static void tls_handshake(struct conn *c)
+{
+	int r = tls_result(c, SSL_do_handshake(c->ssl));
+	if (r < 0)
+		session_failed(c, "-ERR (loadgen) TLS handshake failed");
+	else if (r > 0)
+		tls_established(c);
+}
+
+static int tls_start(struct conn *c)
+{
+	c->ssl = SSL_new(tls_ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+		return -1;
+	SSL_set_app_data(c->ssl, c);
+	if (opt.resume && c->session != NULL)
+		SSL_set_session(c->ssl, c->session);
+	SSL_set_connect_state(c->ssl);
+	c->state = C_HANDSHAKE;
+	tls_handshake(c);
+	return 0;
+}
 
 static void start_multi(struct conn *c)
 {
@@ -423,7 +544,21 @@ static void on_line(struct conn *c, const char *line)
 	}
 	switch (c->state) {
 	case C_GREETING:
-		send_login(c);
+		if (opt.stls) {
+			c->state = C_STLS;
+			if (conn_send(c, "STLS\r\n") != 0)
+				session_failed(c, NULL);
+		} else if (opt.handshake_only) {
+			c->state = C_QUIT;
+			if (conn_send(c, "QUIT\r\n") != 0)
+				session_failed(c, NULL);
+		} else {
+			send_login(c);
+		}
+		break;
+	case C_STLS:
+		if (tls_start(c) != 0)
+			session_failed(c, NULL);
 		break;
 	case C_USER:
 		c->state = C_PASS;
@@ -633,6 +768,27 @@ static void session_start_next(struct conn *c)
 	}
 }
 
+/* Reads what TLS records are there (one record per SSL_read), a bounded
+ * number per event so that connections take turns. */
+static void tls_input(struct conn *c)
+{
+	/* the same SSL: a connection that ends here may open the next one
+	 * on the same descriptor number */
+	SSL *ssl = c->ssl;
+	for (int i = 0; c->ssl == ssl && (i < 64 || SSL_pending(ssl) > 0) && i < 100000 &&
+			c->state != C_FREE;
+	     i++) {
+		int r = tls_result(c, SSL_read(c->ssl, readbuf, READ_BUF));
+		if (r > 0) {
+			conn_input(c, readbuf, (size_t)r);
+			continue;
+		}
+		if (r < 0)
+			session_failed(c, "(connection closed by the server)");
+		break;
+	}
+}
+
 static void conn_ready(struct conn *c, uint32_t events)
 {
 	if (c->state == C_CONNECTING) {
@@ -646,12 +802,21 @@ static void conn_ready(struct conn *c, uint32_t events)
 		}
 		c->state = opt.mode == MODE_RAW ? C_RAW : C_GREETING;
 		watch(c, EPOLLIN, EPOLL_CTL_MOD);
+		if (opt.tls && c->state == C_GREETING) {
+			if (tls_start(c) != 0)
+				session_failed(c, "-ERR (loadgen) cannot set up TLS");
+			return;
+		}
 		if (c->state == C_RAW) {
 			c->retr_next = 0;
 			if (opt.msg_bytes > 0 && conn_send(c, "RETR\r\n") != 0)
 				session_failed(c, NULL);
 			return;
 		}
+	}
+	if (c->state == C_HANDSHAKE) {
+		tls_handshake(c);
+		return;
 	}
 	if ((events & EPOLLOUT) && c->out_len > 0) {
 		if (conn_flush(c) != 0) {
@@ -665,6 +830,10 @@ static void conn_ready(struct conn *c, uint32_t events)
 		return;
 	/* a bounded number of reads per event keeps connections fair */
 	int fd = c->fd;
+	if (c->ssl != NULL) {
+		tls_input(c);
+		return;
+	}
 	for (int i = 0; i < 16 && c->state != C_FREE && c->fd == fd; i++) {
 		ssize_t n = recv(c->fd, readbuf, READ_BUF, 0);
 		if (n > 0) {
@@ -777,11 +946,11 @@ static int run_sessions(void)
 	qsort(latencies, (size_t)nlat, sizeof *latencies, cmp_double);
 	double secs = t_last > t_first ? t_last - t_first : 0;
 	printf("mode=sessions conc=%d ok=%ld err=%ld in_use=%ld auth=%ld conn=%ld other=%ld "
-	       "secs=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f%s\n",
+	       "secs=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f tls=%ld resumed=%ld%s\n",
 	       c, sessions_ok, sessions_err, err_in_use, err_auth, err_conn, err_other, secs,
 	       secs > 0 ? (double)sessions_ok / secs : 0, percentile(latencies, nlat, 0.50) * 1e3,
 	       percentile(latencies, nlat, 0.99) * 1e3, nlat ? latencies[nlat - 1] * 1e3 : 0,
-	       finished ? "" : " deadline=hit");
+	       tls_handshakes, tls_resumed, finished ? "" : " deadline=hit");
 	return sessions_err == 0 && finished ? 0 : 1;
 }
 
@@ -887,9 +1056,9 @@ static int run_retr(void)
 	bool finished = run_loop(deadline, all_free, opt.rss_pid > 0 ? rss_tick : NULL);
 	rss_tick();
 	double secs = t_last > t_first ? t_last - t_first : 0;
-	printf("mode=retr conns=%d ok=%ld err=%ld bytes=%llu secs=%.3f mbps=%.1f", nconns,
+	printf("mode=retr conns=%d ok=%ld err=%ld bytes=%llu secs=%.3f mbps=%.1f tls=%ld", nconns,
 	       sessions_ok, sessions_err, (unsigned long long)total_bytes, secs,
-	       secs > 0 ? (double)total_bytes / secs / 1e6 : 0);
+	       secs > 0 ? (double)total_bytes / secs / 1e6 : 0, tls_handshakes);
 	if (opt.rss_pid > 0)
 		printf(" rss_base_kib=%lld rss_max_kib=%lld rss_growth_kib=%lld", rss_base, rss_max,
 		       rss_max - rss_base);
@@ -1219,6 +1388,9 @@ static void usage(FILE *out)
 	      "  --settle S     idle: seconds to wait before measuring (default 1)\n"
 	      "  --bytes B      raw: octets per connection   --file F  raw: bytes to send\n"
 	      "  --msg-bytes B  raw: B octets per request line, --msgs per connection\n"
+	      "  --tls          implicit TLS (POP3S)   --stls  STLS after the greeting\n"
+	      "  --resume       offer each slot's last TLS session again (tickets)\n"
+	      "  --handshake-only  sessions: greeting, TLS, QUIT (a handshake storm)\n"
 	      "  -v             report every failure\n",
 	      out);
 }
@@ -1255,6 +1427,8 @@ int main(int argc, char **argv)
 		{"bytes", required_argument, NULL, 'b'},   {"file", required_argument, NULL, 'f'},
 		{"settle", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
 		{"duration", required_argument, NULL, 'd'}, {"msg-bytes", required_argument, NULL, 'M'},
+		{"tls", no_argument, NULL, 't'},           {"stls", no_argument, NULL, 'L'},
+		{"resume", no_argument, NULL, 'Z'},        {"handshake-only", no_argument, NULL, 'O'},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -1285,6 +1459,10 @@ int main(int argc, char **argv)
 		case 'd': opt.duration = atof(optarg); break;
 		case 'M': opt.msg_bytes = atoll(optarg); break;
 		case 'v': opt.verbose = true; break;
+		case 't': opt.tls = true; break;
+		case 'L': opt.stls = true; break;
+		case 'Z': opt.resume = true; break;
+		case 'O': opt.handshake_only = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1306,6 +1484,14 @@ int main(int argc, char **argv)
 		die("too many connections or sessions");
 	if (strlen(opt.pass) > 200)
 		die("--pass too long");
+	if (opt.tls && opt.stls)
+		die("--tls or --stls, not both");
+	if ((opt.resume || opt.handshake_only) && !opt.tls && !opt.stls)
+		die("--resume and --handshake-only need --tls or --stls");
+	if ((opt.tls || opt.stls) && opt.mode == MODE_RAW)
+		die("raw is plain TCP");
+	if (opt.tls || opt.stls)
+		tls_init();
 	signal(SIGPIPE, SIG_IGN);
 	set_target(opt.host, opt.port);
 	switch (opt.mode) {

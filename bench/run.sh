@@ -155,6 +155,7 @@ Group: $RUN_GROUP
 MaxConnections: 20000
 MaxConnectionsPerIP: 20000
 AuthFailureDelay: 0
+ControlSocket: $T/control
 EOF
 	"$BIN/tpops-dbinit" -c "$TCONF" >/dev/null || die "tpops-dbinit failed"
 	touch "$T/.done"

@@ -41,8 +41,13 @@ Log: stderr
 LogLevel: info
 Foreground: yes
 AuthFailureDelay: 2
+ControlSocket: $rundir/control
+MetricsListen: 127.0.0.1:1119
 EOT
 fi
+# tpops-admin's socket in the run directory, not /run/tpops (a
+# configuration written before the key existed gets it too)
+grep -qi '^ControlSocket' "$conf" || echo "ControlSocket: $rundir/control" >> "$conf"
 
 "$bin/tpops-dbinit" -c "$conf"
 cat <<EOT

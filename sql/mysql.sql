@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS `user` (
 -- DATETIME without fractional seconds.
 -- size is the octet count POP3 sends (CRLF line ends, no dot-stuffing).
 -- msgno is the seed's column, kept for compatibility and never written.
+-- uidl is NULL, or the UIDL the message had on the server it was imported
+-- from (tpops-import), which tpops then serves instead of its own.
 CREATE TABLE IF NOT EXISTS msg (
 	id BIGINT NOT NULL AUTO_INCREMENT,
 	uid INT NOT NULL,
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS msg (
 	header LONGBLOB NOT NULL,
 	body LONGBLOB NOT NULL,
 	size BIGINT NOT NULL,
+	uidl VARCHAR(70) CHARACTER SET ascii COLLATE ascii_bin NULL,
 	PRIMARY KEY (id),
 	KEY msg_arrival (uid, timestamp, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS "user" (
 -- UIDL is id.uid.YYYYMMDDhhmmss as the original TPOPS made it.
 -- size is the octet count POP3 sends (CRLF line ends, no dot-stuffing).
 -- msgno is the seed's column, kept for compatibility and never written.
+-- uidl is NULL, or the UIDL the message had on the server it was imported
+-- from (tpops-import), which tpops then serves instead of its own.
+-- (tpops-dbinit adds it to a database made before it.)
 CREATE TABLE IF NOT EXISTS msg (
 	id INTEGER PRIMARY KEY AUTOINCREMENT,
 	uid INTEGER NOT NULL,
@@ -28,11 +31,13 @@ CREATE TABLE IF NOT EXISTS msg (
 	timestamp TEXT NOT NULL,
 	header BLOB NOT NULL,
 	body BLOB NOT NULL,
-	size INTEGER NOT NULL
+	size INTEGER NOT NULL,
+	uidl TEXT
 );
--- Covers the listing at login (uid, order, size): no message row, and so
--- no BLOB overflow page, is read to list a maildrop.
-CREATE INDEX IF NOT EXISTS msg_uid_list ON msg (uid, timestamp, id, size);
+-- Covers the listing at login (uid, order, size, imported UIDL): no
+-- message row, and so no BLOB overflow page, is read to list a maildrop.
+CREATE INDEX IF NOT EXISTS msg_uid_listing ON msg (uid, timestamp, id, size, uidl);
+DROP INDEX IF EXISTS msg_uid_list;
 DROP INDEX IF EXISTS msg_uid;
 
 -- A body over 1 MiB is stored here in pieces of 256 KiB (pos 0, 1, ...)

@@ -44,6 +44,8 @@ enum key_type {
 	KEY_HOSTNAME, /* one printable word, shown in the greeting */
 	KEY_LISTEN,   /* the Listen address list */
 	KEY_MECHS,    /* a list of SASL mechanism names */
+	KEY_METRICS,  /* MetricsListen: ADDRESS:PORT [public], or a socket path */
+	KEY_SOCKET,   /* an absolute path for a Unix socket; empty or "none": none */
 };
 
 struct enum_name {
@@ -125,6 +127,7 @@ static const struct key keys[] = {
 	STR_KEY("TLS_Cert", KEY_OPTIONAL, tls_cert, "a file name"),
 	STR_KEY("TLS_Key", KEY_OPTIONAL, tls_key, "a file name"),
 	BOOL_KEY("RequireTLS", require_tls),
+	INT_KEY("TLS_TicketKeyLifetime", tls_ticket_key_lifetime, 1, 7 * 86400),
 	STR_KEY("MaildirRoot", KEY_OPTIONAL, maildir_root, "a directory"),
 	STR_KEY("User", KEY_STRING, user, "a user name"),
 	STR_KEY("Group", KEY_STRING, group, "a group name"),
@@ -143,8 +146,14 @@ static const struct key keys[] = {
 	BOOL_KEY("AllowPlaintextFromLoopback", plaintext_loopback),
 	INT_KEY("AuthFailureDelayMax", auth_failure_delay_max, 0, 3600),
 	BOOL_KEY("ProxyProtocol", proxy_protocol),
+	BOOL_KEY("APOP", apop),
 	INT_KEY("IOThreads", io_threads, 0, 64),
 	INT_KEY("Workers", workers, 0, 256),
+	STR_KEY("ControlSocket", KEY_SOCKET, control_socket,
+		"an absolute path of at most 107 bytes, or none"),
+	STR_KEY("MetricsListen", KEY_METRICS, metrics_listen,
+		"ADDRESS:PORT ([::1]:PORT for IPv6), followed by \"public\" when the address "
+		"is not loopback, or the absolute path of a Unix socket"),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -158,7 +167,8 @@ static const struct {
 
 static bool is_string_type(enum key_type t)
 {
-	return t == KEY_STRING || t == KEY_OPTIONAL || t == KEY_SECRET || t == KEY_HOSTNAME;
+	return t == KEY_STRING || t == KEY_OPTIONAL || t == KEY_SECRET || t == KEY_HOSTNAME ||
+	       t == KEY_METRICS || t == KEY_SOCKET;
 }
 
 static char **field_str(struct config *cfg, const struct key *k)
@@ -218,6 +228,7 @@ void config_defaults(struct config *cfg)
 	cfg->listen[1] = xstrdup("::");
 	cfg->tls_port = -1;
 	cfg->require_tls = false;
+	cfg->tls_ticket_key_lifetime = DEFAULT_TLS_TICKET_KEY_LIFETIME;
 	cfg->user = xstrdup(DEFAULT_RUN_USER);
 	cfg->group = xstrdup(DEFAULT_RUN_GROUP);
 	cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
@@ -239,6 +250,12 @@ void config_defaults(struct config *cfg)
 	cfg->plaintext_loopback = false;
 	cfg->auth_failure_delay_max = DEFAULT_AUTH_FAILURE_DELAY_MAX;
 	cfg->proxy_protocol = false;
+	cfg->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
+	cfg->metrics_listen = NULL;
+	/* APOP needs plaintext-stored passwords, which new installations do
+	 * not have: clients that see the greeting's timestamp try APOP first
+	 * and fail (or stop) against hashed passwords. */
+	cfg->apop = false;
 }
 
 void config_free(struct config *cfg)
@@ -437,6 +454,91 @@ static int set_listen(struct config *cfg, const struct key *k, const char *v,
 	return 0;
 }
 
+static bool is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
+}
+
+/* MetricsListen: "127.0.0.1:9110", "[::1]:9110", "/run/tpops/metrics",
+ * or "none"; an address that is not loopback needs the word "public"
+ * after it, so that the metrics are never published by accident. */
+static int set_metrics(struct config *cfg, const struct key *k, const char *v,
+		       const struct where *w)
+{
+	char q[QUOTE_MAX * 4 + 8], e[256];
+	free_string(&cfg->metrics_listen, false);
+	cfg->metrics_port = 0;
+	cfg->metrics_public = false;
+	if (*v == '\0' || strcasecmp(v, "none") == 0)
+		return 0;
+	size_t len = strcspn(v, " \t");
+	const char *rest = v + len;
+	while (is_space(*rest))
+		rest++;
+	bool is_public = false;
+	if (strcasecmp(rest, "public") == 0)
+		is_public = true;
+	else if (*rest != '\0')
+		return fail(w, "%s: %s after the address; only \"public\" may follow it", k->name,
+			    quote(q, sizeof(q), rest, strlen(rest)));
+	if (v[0] == '/') {
+		if (is_public)
+			return fail(w, "%s: \"public\" is for addresses, not Unix sockets", k->name);
+		if (len >= 108) /* sun_path */
+			return fail(w, "%s: the socket path is longer than 107 bytes", k->name);
+		cfg->metrics_listen = xstrndup(v, len);
+		return 0;
+	}
+	const char *colon = NULL;
+	const char *host = v;
+	size_t host_len = 0;
+	if (v[0] == '[') {
+		const char *close = memchr(v, ']', len);
+		if (close != NULL && close + 1 < v + len && close[1] == ':') {
+			host = v + 1;
+			host_len = (size_t)(close - host);
+			colon = close + 1;
+		}
+	} else {
+		colon = memchr(v, ':', len);
+		if (colon != NULL && memchr(colon + 1, ':', (size_t)(v + len - colon - 1)) != NULL)
+			colon = NULL; /* an IPv6 address needs its brackets */
+		host_len = colon ? (size_t)(colon - v) : 0;
+	}
+	char addr[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[sizeof(struct in6_addr)];
+	char port_text[8];
+	size_t port_len = colon ? (size_t)(v + len - colon - 1) : 0;
+	int port;
+	if (colon == NULL || host_len == 0 || host_len >= sizeof addr || port_len == 0 ||
+	    port_len >= sizeof port_text)
+		return fail(w, "%s: %s is not %s", k->name, quote(q, sizeof(q), v, len),
+			    expected(k, e, sizeof(e)));
+	memcpy(addr, host, host_len);
+	addr[host_len] = '\0';
+	memcpy(port_text, colon + 1, port_len);
+	port_text[port_len] = '\0';
+	if ((inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1) ||
+	    parse_int(port_text, 1, 65535, &port) != 0)
+		return fail(w, "%s: %s is not %s", k->name, quote(q, sizeof(q), v, len),
+			    expected(k, e, sizeof(e)));
+	if (!is_loopback(addr) && !is_public)
+		return fail(w, "%s: %s is not a loopback address: the metrics would be open to "
+			       "the network; write \"%.*s public\" if that is meant",
+			    k->name, addr, (int)len, v);
+	cfg->metrics_listen = xstrdup(addr);
+	cfg->metrics_port = port;
+	cfg->metrics_public = is_public;
+	return 0;
+}
+
 /* AuthMechanisms: known names only, stored upper case; "none" offers no
  * SASL at all. */
 static int set_mechanisms(struct config *cfg, const struct key *k, const char *v,
@@ -497,7 +599,8 @@ static int set_value(struct config *cfg, const struct key *k, const char *v,
 		if ((unsigned char)*p < 0x20 ? *p != '\t' : *p == 0x7f)
 			return fail(w, "%s: the value contains a control character", k->name);
 
-	if (*v == '\0' && k->type != KEY_OPTIONAL && k->type != KEY_SECRET)
+	if (*v == '\0' && k->type != KEY_OPTIONAL && k->type != KEY_SECRET &&
+	    k->type != KEY_METRICS && k->type != KEY_SOCKET)
 		return fail(w, "%s: no value; expected %s", k->name, expected(k, e, sizeof(e)));
 
 	switch (k->type) {
@@ -526,6 +629,16 @@ static int set_value(struct config *cfg, const struct key *k, const char *v,
 		return set_listen(cfg, k, v, w);
 	case KEY_MECHS:
 		return set_mechanisms(cfg, k, v, w);
+	case KEY_METRICS:
+		return set_metrics(cfg, k, v, w);
+	case KEY_SOCKET:
+		free_string(field_str(cfg, k), false);
+		if (*v == '\0' || strcasecmp(v, "none") == 0)
+			return 0;
+		if (v[0] != '/' || strlen(v) > 107) /* sun_path holds 108 with the NUL */
+			return bad_value(w, k, v);
+		*field_str(cfg, k) = xstrdup(v);
+		return 0;
 	case KEY_HOSTNAME:
 		if (!valid_hostname(v))
 			return bad_value(w, k, v);

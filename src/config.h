@@ -30,6 +30,7 @@ struct config {
 	int tls_port;  /* -1: not set (995 when a certificate is set) */
 	char *tls_cert, *tls_key;
 	bool require_tls;
+	int tls_ticket_key_lifetime; /* seconds between ticket key rotations */
 	char *maildir_root;
 	char *user, *group;
 	int max_connections, max_connections_per_ip;
@@ -45,8 +46,15 @@ struct config {
 	bool plaintext_loopback; /* RequireTLS exempts clients on loopback */
 	int auth_failure_delay_max; /* AuthFailureDelayMax: cap of the growing delay */
 	bool proxy_protocol;    /* ProxyProtocol: connections start with a PROXY header */
+	bool apop;              /* APOP: the greeting offers APOP (a timestamp) */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
+	char *control_socket; /* ControlSocket: tpops-admin's Unix socket; NULL = none */
+	/* MetricsListen: an IP address (with metrics_port) or the absolute
+	 * path of a Unix socket; NULL = no metrics listener */
+	char *metrics_listen;
+	int metrics_port;
+	bool metrics_public; /* "public": an address that is not loopback */
 };
 
 /* Fills cfg with every default. */

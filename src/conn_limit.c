@@ -99,6 +99,29 @@ bool conn_limit_acquire(const struct sockaddr *addr, int max_total, int max_per_
 	return ok;
 }
 
+bool conn_limit_move(const struct sockaddr *from, const struct sockaddr *to, int max_per_address)
+{
+	unsigned char from_key[16], to_key[16];
+	address_key(from, from_key);
+	address_key(to, to_key);
+	if (memcmp(from_key, to_key, 16) == 0)
+		return true;
+	bool ok = false;
+	pthread_mutex_lock(&mutex);
+	struct slot *s = find(to_key);
+	if (s != NULL && s->count < (unsigned)max_per_address) {
+		memcpy(s->addr, to_key, 16);
+		s->count++;
+		/* taking a free slot moved nothing: from is found as before */
+		struct slot *old = find(from_key);
+		if (old != NULL && old->count > 0 && --old->count == 0)
+			remove_slot(old);
+		ok = true;
+	}
+	pthread_mutex_unlock(&mutex);
+	return ok;
+}
+
 void conn_limit_release(const struct sockaddr *addr)
 {
 	unsigned char key[16];

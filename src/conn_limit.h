@@ -8,6 +8,10 @@
 /* Counts a new connection from addr; false (and nothing counted) when
  * either limit is reached. */
 bool conn_limit_acquire(const struct sockaddr *addr, int max_total, int max_per_address);
+/* A connection counted under from is from now on counted under to (a PROXY
+ * header named its client); the total does not change. false (and nothing
+ * changed) when to has reached max_per_address. */
+bool conn_limit_move(const struct sockaddr *from, const struct sockaddr *to, int max_per_address);
 void conn_limit_release(const struct sockaddr *addr);
 unsigned conn_limit_total(void);
 

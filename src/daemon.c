@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conn_limit.h"
 #include "db.h"
 #include "log.h"
@@ -33,6 +34,7 @@ struct daemon_state {
 	bool verbose;
 	const struct config *cfg; /* the one in force */
 	struct server *srv;
+	struct admin *admin; /* control socket and metrics listener */
 	struct event_base *base;
 	struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
 	struct event *grace_timer;
@@ -46,16 +48,24 @@ static int cpu_count(void)
 	return n > 0 ? (int)n : 1;
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+/* SIGHUP, or tpops-admin reload (which gets the report); true when the
+ * new configuration is in force. On the main thread. */
+static bool reload_now(void *arg, struct buf *report)
 {
 	struct daemon_state *d = arg;
 	sdnotify_reloading();
-	struct config *next = reload_config(d->config_path, d->cfg, d->srv, d->verbose);
+	struct config *next = reload_config(d->config_path, d->cfg, d->srv, d->verbose, report);
 	if (next != NULL) {
 		config_release(d->cfg);
 		d->cfg = next;
 	}
 	sdnotify_ready(NULL);
+	return next != NULL;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	reload_now(arg, NULL);
 }
 
 static void check_stopped(evutil_socket_t fd, short what, void *arg)
@@ -104,6 +114,9 @@ static void open_listeners(struct daemon_state *d)
 	d->srv = server_bind(d->cfg, err, sizeof err);
 	if (d->srv == NULL)
 		log_fatal("%s", err);
+	d->admin = admin_bind(d->cfg, err, sizeof err);
+	if (d->admin == NULL)
+		log_fatal("%s", err);
 }
 
 /* The signal events exist before the first connection is served and
@@ -128,6 +141,7 @@ static void start_threads(struct daemon_state *d)
 	d->workers = d->cfg->workers > 0 ? d->cfg->workers : 2 * cpu_count();
 	worker_pool_start(d->cfg, d->workers);
 	server_start(d->srv, d->io_threads);
+	admin_start(d->admin, d->srv, d->base, reload_now, d);
 }
 
 /* Everything before serving; -1 when the database check refuses to go on. */
@@ -158,6 +172,7 @@ static void daemon_serve(struct daemon_state *d)
 
 static void daemon_teardown(struct daemon_state *d)
 {
+	admin_free(d->admin); /* before the I/O threads it asks go */
 	server_stop(d->srv);
 	/* jobs still queued (a QUIT commit) finish; a hung database does not
 	 * hold the exit: its transaction rolls back when the process ends */

@@ -28,6 +28,14 @@ int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen
 	return ops->open(cfg, db_r, err, errlen);
 }
 
+int db_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	const struct db_ops *ops = db_engine(cfg);
+	if (ops == NULL || ops->create == NULL)
+		return db_open(cfg, db_r, err, errlen);
+	return ops->create(cfg, db_r, err, errlen);
+}
+
 void db_close(struct db *db)
 {
 	if (db != NULL)

@@ -1,5 +1,5 @@
 /* The SQL database: users, maildrop lock leases, and the `msg` table.
- * One implementation per engine (db_sqlite.c, later db_mysql.c) behind
+ * One implementation per engine (db_sqlite.c, db_mysql*.c) behind
  * struct db_ops; nothing above this interface knows which engine it has.
  *
  * A struct db is one connection, used by one thread at a time: each storage
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "tpops_limits.h"
 
 enum db_status {
 	DB_OK = 0,
@@ -38,13 +39,18 @@ struct db_msg {
 	uint64_t size;     /* octets as POP3 sends them (CRLF), the `size` column */
 	uint64_t raw_size; /* octets of header + body as stored */
 	char timestamp[15]; /* YYYYMMDDhhmmss: MySQL's `timestamp + 0` of a DATETIME */
+	char uidl[POP3_MAX_UIDL + 1]; /* the imported UIDL (msg.uidl), or "" */
 };
 
 struct db;
 
 struct db_ops {
 	const char *name;
+	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+	/* Optional: open, making the database where the engine keeps it in a
+	 * file (SQLite). NULL: the server's administrator creates it. */
+	int (*create)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	void (*close)(struct db *db);
 	/* Creates the tables when they are missing, or upgrades an older
 	 * schema in place. */
@@ -78,6 +84,11 @@ struct db_ops {
 	 * quota > 0 and the stored sizes plus this one exceed it. */
 	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
 			 size_t header_len, const char *body, size_t body_len, uint64_t size);
+	/* tpops-import: stores one message with the UIDL it had on another
+	 * server (msg.uidl), in one transaction, without a quota check (the
+	 * mail was the user's before the move). */
+	int (*msg_import)(struct db *db, int64_t uid, const char *header, size_t header_len,
+			  const char *body, size_t body_len, uint64_t size, const char *uidl);
 	/* Total `size` of a user's messages (quota accounting). */
 	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
 
@@ -91,6 +102,8 @@ struct db {
 /* The engine the configuration names. */
 const struct db_ops *db_engine(const struct config *cfg);
 int db_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
+/* db_open, creating a missing database file: for tpops-dbinit only. */
+int db_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 void db_close(struct db *db);
 const char *db_error(struct db *db);
 

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "metrics.h"
 #include "tpops_limits.h"
 #include "schema_sqlite.h"
 #include "xalloc.h"
@@ -60,11 +61,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ?1 AND owner = ?2",
 	/* the size column stands in for the stored length: summing the
 	 * parts of every message would read them all */
-	[ST_MSG_LIST] = "SELECT id, size, size, timestamp FROM msg "
+	[ST_MSG_LIST] = "SELECT id, size, size, timestamp, uidl FROM msg "
 			"WHERE uid = ?1 ORDER BY timestamp, id",
 	[ST_MSG_DELETE] = "DELETE FROM msg WHERE id = ?1 AND uid = ?2",
-	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size) "
-			  "VALUES (?1, 0, datetime('now', 'localtime'), ?2, ?3, ?4)",
+	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size, uidl) "
+			  "VALUES (?1, 0, datetime('now', 'localtime'), ?2, ?3, ?4, ?5)",
 	[ST_MSG_USAGE] = "SELECT COALESCE(SUM(size), 0) FROM msg WHERE uid = ?1",
 	[ST_MSG_LENGTHS] = "SELECT length(header), length(body) FROM msg WHERE id = ?1",
 	[ST_PART_READ] = "SELECT data FROM msg_part WHERE id = ?1 AND pos = ?2",
@@ -114,6 +115,8 @@ static int status_of(int rc)
 static int fail(struct db_sqlite *d, int rc, const char *what)
 {
 	snprintf(d->error, sizeof d->error, "sqlite: %s: %s", what, sqlite3_errmsg(d->handle));
+	if (status_of(rc) < 0)
+		metrics_db_error("sqlite");
 	return status_of(rc);
 }
 
@@ -163,18 +166,23 @@ static void bind_text(sqlite3_stmt *s, int i, const char *text)
 	sqlite3_bind_text(s, i, text ? text : "", -1, SQLITE_STATIC);
 }
 
-static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+/* create: make the file when it is missing (tpops-dbinit only). Everyone
+ * else opens what exists: a path on a volume not mounted yet must fail,
+ * not gain an empty database (and -wal, -shm) that hides the real one. */
+static int sqlite_open_file(const struct config *cfg, bool create, struct db **db_r, char *err,
+			    size_t errlen)
 {
 	struct db_sqlite *d = xcalloc(1, sizeof *d);
 	d->db.ops = &db_sqlite_ops;
-	int rc = sqlite3_open_v2(cfg->sqlite_path, &d->handle,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(cfg->sqlite_path, &d->handle, flags, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "sqlite: cannot open %s: %s", cfg->sqlite_path,
-			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc));
+		snprintf(err, errlen, "sqlite: cannot open %s: %s%s", cfg->sqlite_path,
+			 d->handle ? sqlite3_errmsg(d->handle) : sqlite3_errstr(rc),
+			 create ? "" : " (a missing database is created by tpops-dbinit)");
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return DB_TEMPFAIL;
 	}
 	sqlite3_busy_timeout(d->handle, SQLITE_BUSY_TIMEOUT_MS);
@@ -197,10 +205,22 @@ static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, si
 		sqlite3_free(msg);
 		sqlite3_close(d->handle);
 		free(d);
+		metrics_db_connect("sqlite", false);
 		return status_of(rc);
 	}
+	metrics_db_connect("sqlite", true);
 	*db_r = &d->db;
 	return DB_OK;
+}
+
+static int sqlite_open(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	return sqlite_open_file(cfg, false, db_r, err, errlen);
+}
+
+static int sqlite_create(const struct config *cfg, struct db **db_r, char *err, size_t errlen)
+{
+	return sqlite_open_file(cfg, true, db_r, err, errlen);
 }
 
 static void sqlite_close(struct db *db)
@@ -212,11 +232,37 @@ static void sqlite_close(struct db *db)
 	free(d);
 }
 
+/* Whether table has column (false when the table does not exist). */
+static bool has_column(struct db_sqlite *d, const char *table, const char *column)
+{
+	sqlite3_stmt *s = NULL;
+	bool found = false;
+	if (sqlite3_prepare_v2(d->handle, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1,
+			       &s, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
+	found = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return found;
+}
+
 static int sqlite_schema_install(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
 	char *msg = NULL;
-	int rc = sqlite3_exec(d->handle, schema_sqlite_sql, NULL, NULL, &msg);
+	int rc;
+	/* upgrade: msg.uidl (imported UIDLs) came after the first schema;
+	 * the schema's index needs it, so it is added first */
+	if (has_column(d, "msg", "id") && !has_column(d, "msg", "uidl") &&
+	    (rc = sqlite3_exec(d->handle, "ALTER TABLE msg ADD COLUMN uidl TEXT", NULL, NULL,
+			       &msg)) != SQLITE_OK) {
+		snprintf(d->error, sizeof d->error, "sqlite: adding msg.uidl: %s",
+			 msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return status_of(rc);
+	}
+	rc = sqlite3_exec(d->handle, schema_sqlite_sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		snprintf(d->error, sizeof d->error, "sqlite: creating the schema: %s",
 			 msg ? msg : sqlite3_errstr(rc));
@@ -402,6 +448,13 @@ static int sqlite_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, s
 		m->size = (uint64_t)sqlite3_column_int64(s, 1);
 		m->raw_size = (uint64_t)sqlite3_column_int64(s, 2);
 		timestamp_digits((const char *)sqlite3_column_text(s, 3), m->timestamp);
+		const unsigned char *uidl = sqlite3_column_text(s, 4);
+		size_t uidl_len = (size_t)sqlite3_column_bytes(s, 4);
+		if (uidl == NULL || uidl_len > POP3_MAX_UIDL)
+			uidl_len = 0; /* tpops-import stores none longer */
+		if (uidl_len > 0)
+			memcpy(m->uidl, uidl, uidl_len);
+		m->uidl[uidl_len] = '\0';
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
@@ -601,8 +654,10 @@ static int sqlite_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r)
 	return usage_of(db_sqlite(db), uid, bytes_r);
 }
 
-static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
-			    size_t header_len, const char *body, size_t body_len, uint64_t size)
+/* One message in one transaction; uidl NULL for mail delivered here. */
+static int store_message(struct db *db, int64_t uid, int64_t quota, const char *header,
+			 size_t header_len, const char *body, size_t body_len, uint64_t size,
+			 const char *uidl)
 {
 	struct db_sqlite *d = db_sqlite(db);
 	/* a delivered message must survive a power cut once we return OK:
@@ -635,6 +690,10 @@ static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const cha
 	sqlite3_bind_blob64(s, 2, header, header_len, SQLITE_STATIC);
 	sqlite3_bind_blob64(s, 3, body, in_parts ? 0 : body_len, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, (int64_t)size);
+	if (uidl != NULL)
+		sqlite3_bind_text(s, 5, uidl, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 5);
 	status = exec_stmt(d, s, "storing a message");
 	sqlite3_clear_bindings(s);
 	if (status != DB_OK)
@@ -661,6 +720,18 @@ fail:
 	return status == DB_OK ? DB_PERMFAIL : status;
 }
 
+static int sqlite_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
+			    size_t header_len, const char *body, size_t body_len, uint64_t size)
+{
+	return store_message(db, uid, quota, header, header_len, body, body_len, size, NULL);
+}
+
+static int sqlite_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
+			     const char *body, size_t body_len, uint64_t size, const char *uidl)
+{
+	return store_message(db, uid, 0, header, header_len, body, body_len, size, uidl);
+}
+
 static const char *sqlite_error(struct db *db)
 {
 	return db_sqlite(db)->error;
@@ -669,6 +740,7 @@ static const char *sqlite_error(struct db *db)
 const struct db_ops db_sqlite_ops = {
 	.name = "sqlite",
 	.open = sqlite_open,
+	.create = sqlite_create,
 	.close = sqlite_close,
 	.schema_install = sqlite_schema_install,
 	.user_by_login = sqlite_user_by_login,
@@ -684,6 +756,7 @@ const struct db_ops db_sqlite_ops = {
 	.msg_read = sqlite_msg_read,
 	.msg_delete = sqlite_msg_delete,
 	.msg_store = sqlite_msg_store,
+	.msg_import = sqlite_msg_import,
 	.msg_usage = sqlite_msg_usage,
 	.error = sqlite_error,
 };

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -55,6 +56,53 @@ static void log_write(int priority, const char *label, const char *fmt, va_list 
 	/* one fprintf per line: stdio locks the stream, so lines from
 	 * different threads never interleave */
 	fprintf(stderr, "%s.%03ld %s: %s%s\n", when, ts.tv_nsec / 1000000, log_ident, label, line);
+}
+
+static bool plain_octet(unsigned char c)
+{
+	return c > ' ' && c < 0x7f && c != '\\' && c != '"';
+}
+
+const char *log_field(char *out, size_t outlen, const char *text, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char cut[] = "...";
+	size_t o = 0;
+	if (outlen == 0)
+		return out;
+	size_t whole = 0;
+	for (size_t i = 0; i < len; i++)
+		whole += plain_octet((unsigned char)text[i]) ? 1 : 4;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		bool plain = plain_octet(c);
+		size_t need = plain ? 1 : 4;
+		/* room for this character, and for the cut mark unless the
+		 * whole text fits */
+		size_t room = whole <= outlen - 1 ? need : need + sizeof cut - 1;
+		if (o + room > outlen - 1) {
+			if (o + sizeof cut - 1 <= outlen - 1) {
+				memcpy(out + o, cut, sizeof cut - 1);
+				o += sizeof cut - 1;
+			}
+			break;
+		}
+		if (plain) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+const char *log_field_str(char *out, size_t outlen, const char *text)
+{
+	return log_field(out, outlen, text ? text : "", text ? strlen(text) : 0);
 }
 
 #define LOG_BODY(prio, label, min_level)                                                           \

@@ -2,6 +2,7 @@
 #ifndef TPOPS_LOG_H
 #define TPOPS_LOG_H
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 
@@ -17,6 +18,16 @@ LOG_PRINTF void log_error(const char *fmt, ...);
 LOG_PRINTF void log_warn(const char *fmt, ...);
 LOG_PRINTF void log_info(const char *fmt, ...);
 LOG_PRINTF void log_debug(const char *fmt, ...);
+/* Text a client chose (a login, a mechanism, a command line), made fit
+ * for one field of a log line: every octet outside the printable ASCII
+ * range, the space, '\\' and '"' become \xHH, so that the text cannot
+ * end its field, start another (" from=203.0.113.9") or a new line. At
+ * most outlen - 1 characters; longer text is cut, never inside an escape,
+ * and ends with "...". Returns out. */
+#define LOG_FIELD_SIZE 256
+const char *log_field(char *out, size_t outlen, const char *text, size_t len);
+const char *log_field_str(char *out, size_t outlen, const char *text);
+
 /* Logs at error level and exits with status 1 (start-up failures only). */
 LOG_PRINTF __attribute__((noreturn)) void log_fatal(const char *fmt, ...);
 

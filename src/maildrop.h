@@ -18,6 +18,7 @@ struct maildrop_msg {
 	int64_t id;        /* SQL: msg.id */
 	char *name;        /* Maildir: file name below the maildrop, else NULL */
 	char uidl[POP3_MAX_UIDL + 1];
+	bool imported_uidl; /* uidl came from another server (tpops-import) */
 };
 
 struct maildrop {
@@ -50,15 +51,29 @@ struct maildrop_ops {
 	int (*commit)(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,
 		      const bool *retrieved, char *err, size_t errlen);
 	void (*free)(struct maildrop *md);
-	/* tpops-store: stores one whole message durably, or nothing. */
+	/* Delivery (deliver.c): stores one whole message durably, or nothing. */
 	int (*deliver)(struct db *db, const struct config *cfg, const struct user *u,
 		       const char *msg, size_t len, char *err, size_t errlen);
+	/* Delivery: the octets stored for u now, as its quota counts them. */
+	int (*usage)(struct db *db, const struct config *cfg, const struct user *u,
+		     uint64_t *bytes_r, char *err, size_t errlen);
 };
 
 const struct maildrop_ops *maildrop_backend(const struct config *cfg);
 
 extern const struct maildrop_ops maildrop_sql_ops;
 extern const struct maildrop_ops maildrop_maildir_ops; /* maildrop_maildir.c */
+
+/* Gives every message whose own UIDL equals an imported UIDL of the same
+ * maildrop another one (imported_uidl_avoid), so that imported and new
+ * UIDLs never collide. */
+void maildrop_keep_uidls_apart(struct maildrop *md);
+
+/* Maildir: the imported UIDLs of an open Maildir (tpops-uidls) applied to
+ * a listing (msgs[i].name "new/FILE" or "cur/FILE"): their messages get
+ * them and come first, in the order they were imported. A file that
+ * cannot be read or is damaged is logged (path names the Maildir). */
+void maildrop_maildir_imported(struct maildrop *md, int maildir_fd, const char *path);
 
 /* Where the header ends: the length of the header including the empty line
  * that ends it, or len when there is none. */

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "maildrop.h"
+#include "metrics.h"
 #include "pop3_out.h"
 #include "xalloc.h"
 
@@ -434,7 +435,9 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (status != DB_OK)
 		return status;
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
+	metrics_listing_cache(cached_dm != NULL);
 	if (cached_dm != NULL) {
+		maildrop_maildir_imported(&cached_dm->md, dir_fd, u->maildir);
 		drop_dir_close(cached_dm);
 		*md_r = &cached_dm->md;
 		return DB_OK;
@@ -466,6 +469,7 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 	if (sz.cache_loaded)
 		maildir_size_cache_free(&sz.cache);
 	free(sz.cached);
+	maildrop_maildir_imported(&dm->md, dir_fd, u->maildir);
 	drop_dir_close(dm);
 	*md_r = &dm->md;
 	return DB_OK;
@@ -773,7 +777,7 @@ static void maildir_free(struct maildrop *md)
 	free(dm);
 }
 
-/* ---- delivery (tpops-store) ---- */
+/* ---- delivery (deliver.c) ---- */
 
 static int maildir_deliver_one(struct db *db, const struct config *cfg, const struct user *u,
 			       const char *msg, size_t len, char *err, size_t errlen)
@@ -788,6 +792,18 @@ static int maildir_deliver_one(struct db *db, const struct config *cfg, const st
 	return status;
 }
 
+static int maildir_usage_of(struct db *db, const struct config *cfg, const struct user *u,
+			    uint64_t *bytes_r, char *err, size_t errlen)
+{
+	int dir_fd;
+	/* made as the delivery that follows would make it */
+	if (maildir_open_dir(cfg->maildir_root, u->maildir, true, &dir_fd, err, errlen) != DB_OK)
+		return DB_TEMPFAIL;
+	int status = maildir_usage(dir_fd, bytes_r, err, errlen);
+	close(dir_fd);
+	return status;
+}
+
 const struct maildrop_ops maildrop_maildir_ops = {
 	.name = "maildir",
 	.open = maildir_open,
@@ -796,4 +812,5 @@ const struct maildrop_ops maildrop_maildir_ops = {
 	.commit = maildir_commit,
 	.free = maildir_free,
 	.deliver = maildir_deliver_one,
+	.usage = maildir_usage_of,
 };

@@ -27,11 +27,18 @@ static int sql_open(struct db *db, const struct config *cfg, const struct user *
 		m->id = rows[i].id;
 		m->size = rows[i].size;
 		m->raw_size = rows[i].raw_size;
-		/* id.uid.timestamp, as the original TPOPS built it */
-		snprintf(m->uidl, sizeof m->uidl, "%lld.%lld.%s", (long long)rows[i].id,
-			 (long long)u->uid, rows[i].timestamp);
+		if (rows[i].uidl[0] != '\0') {
+			/* the UIDL it had on the server it came from */
+			memcpy(m->uidl, rows[i].uidl, sizeof m->uidl);
+			m->imported_uidl = true;
+		} else {
+			/* id.uid.timestamp, as the original TPOPS built it */
+			snprintf(m->uidl, sizeof m->uidl, "%lld.%lld.%s", (long long)rows[i].id,
+				 (long long)u->uid, rows[i].timestamp);
+		}
 	}
 	free(rows);
+	maildrop_keep_uidls_apart(md);
 	*md_r = md;
 	return DB_OK;
 }
@@ -82,6 +89,15 @@ static int sql_deliver(struct db *db, const struct config *cfg, const struct use
 	return status;
 }
 
+static int sql_usage(struct db *db, const struct config *cfg, const struct user *u,
+		     uint64_t *bytes_r, char *err, size_t errlen)
+{
+	int status = db->ops->msg_usage(db, u->uid, bytes_r);
+	if (status != DB_OK)
+		snprintf(err, errlen, "%s", db_error(db));
+	return status;
+}
+
 const struct maildrop_ops maildrop_sql_ops = {
 	.name = "sql",
 	.open = sql_open,
@@ -89,4 +105,5 @@ const struct maildrop_ops maildrop_sql_ops = {
 	.commit = sql_commit,
 	.free = sql_free,
 	.deliver = sql_deliver,
+	.usage = sql_usage,
 };

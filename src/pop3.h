@@ -23,6 +23,17 @@ enum login_method {
 /* Runs the login job: user lookup, credential check, lock, maildrop. */
 void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
 		      const char *login, size_t login_len, const char *secret, size_t secret_len);
+/* The brute-force gate before a credential check: go(s, arg) runs once the
+ * attempt's slot in the records of auth_penalty.h is taken (at once, or
+ * after a hold during which the session reads nothing); when the session
+ * closes during the hold, cancel(arg) runs instead and nothing is checked.
+ * In a SASL exchange whose check began already, go runs at once. */
+void pop3_attempt_gate(struct session *s, const char *login, size_t login_len,
+		       void (*go)(struct session *s, void *arg), void (*cancel)(void *arg),
+		       void *arg);
+/* Ends the session's attempt without a verdict (an abandoned exchange, a
+ * database failure, the session's end). */
+void pop3_attempt_abandon(struct session *s);
 /* A failed login: logged, answered with -ERR [AUTH] after the growing delay. */
 void pop3_login_failed(struct session *s, const char *login, const char *method,
 		       const char *reason);

@@ -12,10 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth_login.h"
 #include "auth_penalty.h"
 #include "buf.h"
 #include "ioloop.h"
 #include "log.h"
+#include "metrics.h"
 #include "password.h"
 #include "sasl.h"
 #include "session.h"
@@ -24,6 +26,8 @@
 #include "xalloc.h"
 
 enum login_result { LOGIN_OK, LOGIN_BAD, LOGIN_IN_USE, LOGIN_TEMP, LOGIN_PERM };
+_Static_assert(LOGIN_BAD == (int)LOGIN_RESULT_FAILED && LOGIN_PERM == (int)LOGIN_RESULT_PERMANENT,
+	       "a login result is counted as the metric of the same value");
 
 struct login_job {
 	struct session_job sj;
@@ -35,10 +39,9 @@ struct login_job {
 	size_t secret_len;
 	char apop_timestamp[128];
 	char owner[128];
-	/* the brute-force delay before the check (auth_penalty_pending) */
-	int held; /* seconds */
 	/* results */
 	enum login_result result;
+	bool verified; /* the credentials were right (whatever came after) */
 	struct user user;
 	struct maildrop *maildrop;
 	char error[512];
@@ -92,6 +95,7 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	}
 	if (!credentials_ok(lj))
 		return LOGIN_BAD;
+	lj->verified = true;
 	status = db->ops->lock_acquire(db, lj->user.uid, lj->owner, lj->cfg->lock_lease);
 	if (status == DB_CONFLICT) {
 		snprintf(lj->error, sizeof lj->error, "maildrop is locked by another session");
@@ -103,7 +107,9 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	}
 	const struct maildrop_ops *md = maildrop_backend(lj->cfg);
 	char err[256] = "no maildrop backend for this Mailbox setting";
+	double listing_start = metrics_now();
 	status = md ? md->open(db, lj->cfg, &lj->user, &lj->maildrop, err, sizeof err) : DB_PERMFAIL;
+	metrics_job_observe(JOB_LISTING, metrics_now() - listing_start);
 	if (status != DB_OK) {
 		db->ops->lock_release(db, lj->user.uid, lj->owner);
 		snprintf(lj->error, sizeof lj->error, "opening the maildrop: %s", err);
@@ -130,32 +136,94 @@ static void auth_delay_over(struct session *s)
 	reply_err(s, "[AUTH] Authentication failed");
 }
 
-/* A failed login whose answer has already been held back for `held`
- * seconds before the check: the rest of the delay the failure earns. */
-static void login_failed(struct session *s, const char *login, const char *method,
-			 const char *reason, int held)
+/* ---- the attempt: its place in the brute-force records ---- */
+
+struct pop3_attempt {
+	struct auth_attempt rec;
+	struct timespec asked;   /* when the client asked (CLOCK_MONOTONIC) */
+	struct timespec checked; /* when the check could start */
+	struct event *hold;      /* the wait for the slot, or NULL */
+	void (*go)(struct session *s, void *arg);
+	void (*cancel)(void *arg);
+	void *arg;
+};
+
+static double seconds_since(const struct timespec *t)
 {
-	/* the log line fail2ban-style tools match (docs/SECURITY.md) */
-	log_info("auth failed: user=%s from=%s method=%s reason=%s", login ? login : "",
-		 s->peer_text, method, reason);
-	int delay = auth_penalty_failure(s->peer_text, login, s->cfg->auth_failure_delay,
-					 s->cfg->auth_failure_delay_max);
-	session_delay(s, delay > held ? delay - held : 0, auth_delay_over);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static struct pop3_attempt *attempt_new(struct session *s, const char *login, size_t len)
+{
+	struct pop3_attempt *a = xcalloc(1, sizeof *a);
+	char network[AUTH_NETWORK_SIZE];
+	auth_penalty_network((const struct sockaddr *)&s->peer, network, sizeof network);
+	char *canonical = auth_login_canonical(login, len);
+	auth_attempt_init(&a->rec, network, canonical);
+	free(canonical);
+	clock_gettime(CLOCK_MONOTONIC, &a->asked);
+	a->checked = a->asked;
+	return a;
+}
+
+/* Ends the session's attempt; for a failure, the seconds its answer is
+ * still to be held back. */
+static double attempt_end(struct session *s, enum auth_outcome outcome)
+{
+	struct pop3_attempt *a = s->attempt;
+	if (a == NULL)
+		return 0;
+	s->attempt = NULL;
+	int delay = auth_attempt_end(&a->rec, outcome, s->cfg->auth_failure_delay,
+				     s->cfg->auth_failure_delay_max);
+	/* A failure is answered `delay` after the client asked (a hold
+	 * already spent counts), and never sooner than AuthFailureDelay
+	 * after the check could start: so the answer does not tell how long
+	 * the check took, which depends on the stored scheme and on whether
+	 * the user exists. */
+	double due = delay - seconds_since(&a->asked);
+	double floor = s->cfg->auth_failure_delay - seconds_since(&a->checked);
+	free(a);
+	if (outcome != AUTH_OUTCOME_FAILURE)
+		return 0;
+	return due > floor ? due : floor;
+}
+
+void pop3_attempt_abandon(struct session *s)
+{
+	attempt_end(s, AUTH_OUTCOME_NONE);
+}
+
+/* The rest of a failed login: logged, answered after the delay. */
+static void answer_failure(struct session *s, const char *login, const char *method,
+			   const char *reason)
+{
+	/* the log line fail2ban-style tools match (docs/SECURITY.md): the
+	 * login is the client's text, escaped so that it cannot forge the
+	 * from= field after it */
+	char user[LOG_FIELD_SIZE];
+	log_info("auth failed: user=%s from=%s method=%s reason=%s",
+		 log_field_str(user, sizeof user, login), s->peer_text, method, reason);
+	if (s->attempt == NULL) {
+		/* failed before any check (a malformed SASL identity): it
+		 * still counts */
+		s->attempt = attempt_new(s, login ? login : "", login ? strlen(login) : 0);
+		auth_attempt_take(&s->attempt->rec, s->cfg->auth_failure_delay,
+				  s->cfg->auth_failure_delay_max);
+	}
+	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
+	metrics_login(method, LOGIN_RESULT_FAILED);
+	if (delay > 0)
+		metrics_login_hold(HOLD_AFTER_FAILURE);
+	session_delay(s, delay > 0 ? (long)(delay * 1000) : 0, auth_delay_over);
 }
 
 void pop3_login_failed(struct session *s, const char *login, const char *method,
 		       const char *reason)
 {
-	login_failed(s, login, method, reason, 0);
-}
-
-static void login_job_free(struct login_job *lj)
-{
-	if (lj->secret != NULL)
-		free_secret(lj->secret, lj->secret_len);
-	user_clear(&lj->user);
-	free(lj->login);
-	free(lj);
+	answer_failure(s, login, method, reason);
 }
 
 static void login_finish(struct session_job *sj)
@@ -170,31 +238,123 @@ static void login_finish(struct session_job *sj)
 		s->locked = true;
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}
+	if (lj->result != LOGIN_BAD) {
+		attempt_end(s, lj->verified ? AUTH_OUTCOME_SUCCESS : AUTH_OUTCOME_NONE);
+		/* failures are counted by answer_failure */
+		metrics_login(lj->mechanism, (enum metric_login_result)lj->result);
+	}
+	char user[LOG_FIELD_SIZE];
+	log_field_str(user, sizeof user, lj->result == LOGIN_OK ? s->user.login : lj->login);
 	switch (lj->result) {
 	case LOGIN_OK:
-		auth_penalty_success(s->peer_text, s->user.login);
-		log_info("login: user=%s from=%s method=%s tls=%s messages=%zu", s->user.login,
+		log_info("login: user=%s from=%s method=%s tls=%s messages=%zu", user,
 			 s->peer_text, lj->mechanism, s->tls ? "yes" : "no", s->maildrop->count);
 		pop3_trans_begin(s);
 		break;
 	case LOGIN_BAD:
-		login_failed(s, lj->login, lj->mechanism, lj->error, lj->held);
+		answer_failure(s, lj->login, lj->mechanism, lj->error);
 		break;
 	case LOGIN_IN_USE:
-		log_info("login refused: user=%s from=%s reason=%s", lj->login, s->peer_text,
+		log_info("login refused: user=%s from=%s reason=%s", user, s->peer_text,
 			 lj->error);
 		reply_err(s, "[IN-USE] Maildrop is locked by another session");
 		break;
 	case LOGIN_TEMP:
-		log_error("login failed: user=%s from=%s: %s", lj->login, s->peer_text, lj->error);
+		log_error("login failed: user=%s from=%s: %s", user, s->peer_text, lj->error);
 		reply_err(s, "[SYS/TEMP] Temporary failure, try again later");
 		break;
 	case LOGIN_PERM:
-		log_error("login failed: user=%s from=%s: %s", lj->login, s->peer_text, lj->error);
+		log_error("login failed: user=%s from=%s: %s", user, s->peer_text, lj->error);
 		reply_err(s, "[SYS/PERM] Maildrop not available, contact the administrator");
 		break;
 	}
-	login_job_free(lj);
+	if (lj->secret != NULL)
+		free_secret(lj->secret, lj->secret_len);
+	user_clear(&lj->user);
+	free(lj->login);
+	free(lj);
+}
+
+/* The slot is looked for again in short steps: another attempt may free
+ * it sooner. */
+#define HOLD_STEP_MS 250
+
+/* The session closed during the hold (the client left, SIGTERM, a
+ * timeout): nobody to answer, so the check does not run at all (running
+ * it would let a client skip the hold by hanging up). */
+static void hold_cancel(struct session *s)
+{
+	struct pop3_attempt *a = s->attempt;
+	event_free(a->hold);
+	a->hold = NULL;
+	a->cancel(a->arg);
+	attempt_end(s, AUTH_OUTCOME_NONE);
+}
+
+static void hold_step(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct pop3_attempt *a = s->attempt;
+	long wait = auth_attempt_start(&a->rec, s->cfg->auth_failure_delay,
+				       s->cfg->auth_failure_delay_max);
+	if (wait > 0) {
+		if (wait > HOLD_STEP_MS)
+			wait = HOLD_STEP_MS;
+		struct timeval tv = {0, (suseconds_t)wait * 1000};
+		evtimer_add(a->hold, &tv);
+		return;
+	}
+	event_free(a->hold);
+	a->hold = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &a->checked);
+	session_hold_leave(s);
+	a->go(s, a->arg);
+}
+
+void pop3_attempt_gate(struct session *s, const char *login, size_t login_len,
+		       void (*go)(struct session *s, void *arg), void (*cancel)(void *arg),
+		       void *arg)
+{
+	if (s->attempt != NULL && s->attempt->rec.started) {
+		/* the check began earlier in this SASL exchange */
+		go(s, arg);
+		return;
+	}
+	if (s->attempt == NULL)
+		s->attempt = attempt_new(s, login, login_len);
+	struct pop3_attempt *a = s->attempt;
+	a->go = go;
+	a->cancel = cancel;
+	a->arg = arg;
+	long wait = auth_attempt_start(&a->rec, s->cfg->auth_failure_delay,
+				       s->cfg->auth_failure_delay_max);
+	if (wait == 0) {
+		go(s, arg);
+		return;
+	}
+	/* Held before the check, right or wrong: a guesser who hangs up when
+	 * no quick +OK comes learns nothing from the silence. The session
+	 * reads no command meanwhile; its end cancels the hold at once. */
+	metrics_login_hold(HOLD_BEFORE_CHECK);
+	a->hold = evtimer_new(s->loop->base, hold_step, s);
+	session_hold_enter(s, hold_cancel);
+	struct timeval tv = {0, (suseconds_t)(wait > HOLD_STEP_MS ? HOLD_STEP_MS : wait) * 1000};
+	evtimer_add(a->hold, &tv);
+}
+
+static void login_go(struct session *s, void *arg)
+{
+	struct login_job *lj = arg;
+	session_submit(s, &lj->sj, true);
+}
+
+static void login_cancel(void *arg)
+{
+	struct login_job *lj = arg;
+	if (lj->secret != NULL)
+		free_secret(lj->secret, lj->secret_len);
+	free(lj->login);
+	free(lj);
 }
 
 void pop3_login_start(struct session *s, enum login_method method, const char *mechanism,
@@ -203,6 +363,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	struct login_job *lj = xcalloc(1, sizeof *lj);
 	lj->sj.work = login_work;
 	lj->sj.finish = login_finish;
+	lj->sj.job.kind = JOB_LOGIN;
 	lj->cfg = s->cfg;
 	lj->method = method;
 	lj->mechanism = mechanism;
@@ -214,18 +375,7 @@ void pop3_login_start(struct session *s, enum login_method method, const char *m
 	snprintf(lj->apop_timestamp, sizeof lj->apop_timestamp, "%s", s->apop_timestamp);
 	snprintf(lj->owner, sizeof lj->owner, "%s:%d:%llu:%08x", s->cfg->hostname, (int)getpid(),
 		 (unsigned long long)s->id, arc4random());
-	/* Once this address has several recent failures, every attempt from
-	 * it waits what a failure would, before the check: a guesser who hangs
-	 * up when no quick +OK comes learns nothing from the silence. */
-	lj->held = auth_penalty_pending(s->peer_text, s->cfg->auth_failure_delay,
-					s->cfg->auth_failure_delay_max);
-	if (lj->held > 0) {
-		/* a session that ends meanwhile (the client leaves, SIGTERM)
-		 * has it checked at once, the answer going nowhere */
-		session_hold(s, &lj->sj, lj->held);
-		return;
-	}
-	session_submit(s, &lj->sj, true);
+	pop3_attempt_gate(s, login, login_len, login_go, login_cancel, lj);
 }
 
 static bool peer_is_loopback(const struct session *s)
@@ -252,6 +402,7 @@ static bool refuse_plaintext(struct session *s)
 {
 	if (pop3_auth_allowed(s))
 		return false;
+	metrics_connection_refused(REFUSED_TLS_REQUIRED);
 	reply_err(s, "[AUTH] Plaintext authentication disallowed, TLS required (use STLS)");
 	return true;
 }
@@ -282,6 +433,10 @@ static void cmd_pass(struct session *s, const struct pop3_command *c)
 
 static void cmd_apop(struct session *s, const struct pop3_command *c)
 {
+	if (!s->cfg->apop) {
+		reply_err(s, "APOP is not offered (no timestamp in the greeting)");
+		return;
+	}
 	if (refuse_plaintext(s))
 		return;
 	free(s->user_arg);
@@ -339,24 +494,23 @@ void pop3_capa(struct session *s)
 				 "RESP-CODES\r\n"
 				 "AUTH-RESP-CODE\r\n"
 				 "EXPIRE NEVER\r\n");
-	if (s->state != STATE_AUTHORIZATION) {
-		/* RFC 2449 lists USER as a capability of the server; clients
-		 * that ask again after login expect to see it */
+	/* The same list in every state: RFC 2449 section 5 wants what
+	 * AUTHORIZATION offers announced in TRANSACTION too, and none of
+	 * these differs between the states (IANA's registry: USER, SASL and
+	 * STLS are listed in both, without differences). What would only
+	 * earn "TLS required" is not offered; after a login it was not
+	 * either, as the session could log in. */
+	if (pop3_auth_allowed(s)) {
 		evbuffer_add_printf(out, "USER\r\n");
-	} else {
-		/* what would only earn "TLS required" is not offered */
-		if (pop3_auth_allowed(s)) {
-			evbuffer_add_printf(out, "USER\r\n");
-			if (s->cfg->auth_mechanisms[0] != NULL) {
-				evbuffer_add_printf(out, "SASL");
-				for (char **m = s->cfg->auth_mechanisms; *m != NULL; m++)
-					evbuffer_add_printf(out, " %s", *m);
-				evbuffer_add_printf(out, "\r\n");
-			}
+		if (s->cfg->auth_mechanisms[0] != NULL) {
+			evbuffer_add_printf(out, "SASL");
+			for (char **m = s->cfg->auth_mechanisms; *m != NULL; m++)
+				evbuffer_add_printf(out, " %s", *m);
+			evbuffer_add_printf(out, "\r\n");
 		}
-		if (!s->tls && tls_available())
-			evbuffer_add_printf(out, "STLS\r\n");
 	}
+	if (!s->tls && tls_available())
+		evbuffer_add_printf(out, "STLS\r\n");
 	evbuffer_add_printf(out, "IMPLEMENTATION tpops-" TPOPS_VERSION "\r\n.\r\n");
 	s->bad_commands = 0;
 }

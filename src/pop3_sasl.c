@@ -83,6 +83,7 @@ static void credentials_finish(struct session_job *sj)
 	if (cj->status != DB_OK) {
 		log_error("AUTH from=%s: looking up the user: %s", s->peer_text, cj->error);
 		reply_err(s, "[SYS/TEMP] Temporary failure, try again later");
+		pop3_attempt_abandon(s);
 		sasl_done(s);
 	} else {
 		struct buf out = BUF_INIT;
@@ -90,6 +91,14 @@ static void credentials_finish(struct session_job *sj)
 		buf_free(&out);
 	}
 	free(cj);
+}
+
+static void credentials_go(struct session *s, void *arg)
+{
+	struct credentials_job *cj = arg;
+	cj->sasl = s->sasl; /* the worker's until the job is back */
+	s->sasl = NULL;
+	session_submit(s, &cj->sj, true);
 }
 
 static void sasl_continue(struct session *s, enum sasl_status status, struct buf *out)
@@ -103,13 +112,15 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		s->sasl_waiting = true;
 		return;
 	case SASL_NEED_USER: {
+		/* CRAM-MD5 and SCRAM check the proof right after this lookup:
+		 * the brute-force gate comes before it, and the login at the
+		 * end of the exchange goes through without a second wait */
 		struct credentials_job *cj = xcalloc(1, sizeof *cj);
 		cj->sj.work = credentials_work;
 		cj->sj.finish = credentials_finish;
 		cj->sj.discard = credentials_discard;
-		cj->sasl = s->sasl; /* the worker's until the job is back */
-		s->sasl = NULL;
-		session_submit(s, &cj->sj, true);
+		const char *login = sasl_authcid(s->sasl);
+		pop3_attempt_gate(s, login, strlen(login), credentials_go, free, cj);
 		return;
 	}
 	case SASL_VERIFY_PASSWORD: {
@@ -128,11 +139,13 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		pop3_login_failed(s, sasl_authcid(s->sasl), mech, sasl_reason(s->sasl));
 		break;
 	case SASL_MALFORMED:
+		pop3_attempt_abandon(s);
 		log_info("AUTH %s from=%s: malformed exchange: %s", mech, s->peer_text,
 			 sasl_reason(s->sasl));
 		reply_err(s, "Malformed SASL exchange");
 		break;
 	case SASL_CANCELLED:
+		pop3_attempt_abandon(s);
 		reply_err(s, "AUTH cancelled");
 		break;
 	}

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "tpops_limits.h"
 #include "worker.h"
@@ -185,6 +186,7 @@ static void chunk_finish(struct session_job *sj)
 			s->retrieved[st->index] = true;
 			s->retr_count++;
 			s->retr_octets += m->size;
+			metrics_message_retrieved(m->size);
 			/* before the next command: it may be the RETR of this one */
 			read_ahead(s, st->index + 1);
 		}
@@ -203,6 +205,7 @@ static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t
 	cj->sj.work = chunk_work;
 	cj->sj.finish = chunk_finish;
 	cj->sj.discard = chunk_discard;
+	cj->sj.job.kind = JOB_RETR_PIECE;
 	cj->maildrop = s->maildrop;
 	cj->index = index;
 	cj->offset = offset;

@@ -9,6 +9,7 @@
 
 #include "tpops_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "worker.h"
 #include "xalloc.h"
@@ -107,6 +108,7 @@ static void lease_submit(struct session *s, bool release)
 	struct lease_job *lj = xcalloc(1, sizeof *lj);
 	lj->sj.work = lease_work;
 	lj->sj.finish = lease_finish;
+	lj->sj.job.kind = JOB_LEASE;
 	lj->uid = s->user.uid;
 	lj->lease = s->cfg->lock_lease;
 	lj->release = release;
@@ -247,6 +249,7 @@ static void commit_finish(struct session_job *sj)
 	s->deleted = cj->deleted;
 	s->retrieved = cj->retrieved;
 	s->locked = !cj->released;
+	metrics_quit_commit(cj->status == DB_OK);
 	if (cj->status == DB_OK) {
 		for (size_t i = 0; i < s->maildrop->count; i++) {
 			if (s->deleted[i]) {
@@ -254,6 +257,7 @@ static void commit_finish(struct session_job *sj)
 				s->dele_octets += s->maildrop->msgs[i].size;
 			}
 		}
+		metrics_messages_deleted(s->dele_count, s->dele_octets);
 		reply_ok(s, "tpops signing off (%u messages deleted)", s->dele_count);
 	} else {
 		log_error("user=%s from=%s: deleting messages at QUIT: %s", s->user.login,
@@ -271,6 +275,7 @@ static void cmd_quit(struct session *s, const struct pop3_command *c)
 	struct commit_job *cj = xcalloc(1, sizeof *cj);
 	cj->sj.work = commit_work;
 	cj->sj.finish = commit_finish;
+	cj->sj.job.kind = JOB_COMMIT;
 	cj->maildrop = s->maildrop;
 	cj->deleted = s->deleted; /* the worker's until the job is back */
 	cj->retrieved = s->retrieved;

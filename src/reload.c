@@ -28,7 +28,10 @@ static bool startup_settings_differ(const struct config *next, const struct conf
 	       lists_differ(next->listen, old->listen) || strcmp(next->user, old->user) != 0 ||
 	       strcmp(next->group, old->group) != 0 || next->io_threads != old->io_threads ||
 	       next->workers != old->workers || next->log != old->log ||
-	       next->syslog_facility != old->syslog_facility;
+	       next->syslog_facility != old->syslog_facility ||
+	       strs_differ(next->control_socket, old->control_socket) ||
+	       strs_differ(next->metrics_listen, old->metrics_listen) ||
+	       next->metrics_port != old->metrics_port || next->metrics_public != old->metrics_public;
 }
 
 /* The storage workers keep their open database connections. */
@@ -43,33 +46,47 @@ static bool database_settings_differ(const struct config *next, const struct con
 	       strs_differ(next->mysql_socket, old->mysql_socket);
 }
 
-static void warn_restart_only(const struct config *next, const struct config *old)
+/* Logged, and added to report when there is one. */
+static void note(struct buf *report, const char *text)
+{
+	log_warn("reload: %s", text);
+	if (report != NULL)
+		buf_printf(report, "%s\n", text);
+}
+
+static void warn_restart_only(const struct config *next, const struct config *old,
+			      struct buf *report)
 {
 	if (startup_settings_differ(next, old))
-		log_warn("reload: Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log "
-			 "and SyslogFacility changes take effect at the next restart");
+		note(report, "Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log, "
+			     "SyslogFacility, ControlSocket and MetricsListen changes take effect at "
+			     "the next restart");
 	if (database_settings_differ(next, old))
-		log_warn("reload: database connection changes (Database, SQLite_Path, MySQL_*) "
-			 "take effect at the next restart");
+		note(report, "database connection changes (Database, SQLite_Path, MySQL_*) take "
+			     "effect at the next restart");
 	if (old->tls_cert != NULL && next->tls_cert == NULL)
-		log_warn("reload: TLS stays on with the old certificate until a restart");
+		note(report, "TLS stays on with the old certificate until a restart");
 }
 
 struct config *reload_config(const char *path, const struct config *old, struct server *srv,
-			     bool verbose)
+			     bool verbose, struct buf *report)
 {
 	char err[1024];
 	struct config *next = config_new(path, err, sizeof err);
 	if (next == NULL || startup_check_config(next, err, sizeof err) != 0 ||
 	    tls_load(next, err, sizeof err) != 0) {
 		log_error("reload refused, the running configuration stays in force: %s", err);
+		if (report != NULL)
+			buf_printf(report, "%s\n", err);
 		config_release(next);
 		return NULL;
 	}
-	warn_restart_only(next, old);
+	warn_restart_only(next, old, report);
 	log_set_level(verbose ? LOGLEVEL_DEBUG : next->log_level);
 	server_set_config(srv, next);
 	worker_set_config(next);
 	log_info("configuration reloaded from %s", next->path);
+	if (report != NULL)
+		buf_printf(report, "configuration reloaded from %s\n", next->path);
 	return next;
 }

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +15,11 @@
 #include <unistd.h>
 
 #include "conn_limit.h"
+#include "handoff.h"
 #include "ioloop.h"
-#include "proxy_proto.h"
+#include "proxy_wait.h"
 #include "log.h"
+#include "metrics.h"
 #include "sd_listen.h"
 #include "session.h"
 #include "tls.h"
@@ -29,6 +30,7 @@ struct acceptor {
 	struct ioloop *loop;
 	struct evconnlistener *listener;
 	bool tls; /* POP3S: implicit TLS */
+	struct proxy_wait *proxy_waits; /* connections waiting for their PROXY header */
 };
 
 struct server {
@@ -154,7 +156,22 @@ static void refuse(int fd, const char *why)
 	char msg[128];
 	int len = snprintf(msg, sizeof msg, "-ERR [SYS/TEMP] %s, try again later\r\n", why);
 	(void)!send(fd, msg, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* What the client sent already (a PROXY header, pipelined commands)
+	 * is read first: a close with unread input resets the connection,
+	 * and the reset can overtake the reply. */
+	char sink[1024];
+	for (int i = 0; i < 8 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+		continue;
 	close(fd);
+}
+
+/* The client expects TLS on POP3S: plain text would be noise there. */
+static void refuse_over_limit(const struct acceptor *a, int fd)
+{
+	if (a->tls)
+		close(fd);
+	else
+		refuse(fd, "Too many connections");
 }
 
 static const struct config *current_config(struct server *srv)
@@ -175,133 +192,68 @@ void server_set_config(struct server *srv, const struct config *cfg)
 	config_release(old);
 }
 
-/* Counts the connection against the limits and starts its session; the
- * session takes over the reference to cfg. */
-static void admit(struct acceptor *a, const struct config *cfg, int fd, const struct sockaddr *addr,
-		  socklen_t addrlen)
+/* Counts a new connection against both limits; when one is reached the
+ * connection is refused and cfg dropped. */
+static bool count_connection(struct acceptor *a, const struct config *cfg, int fd,
+			     const struct sockaddr *addr)
 {
-	if (!conn_limit_acquire(addr, cfg->max_connections, cfg->max_connections_per_ip)) {
-		log_warn("connection refused: limit reached (MaxConnections %d, "
-			 "MaxConnectionsPerIP %d)",
-			 cfg->max_connections, cfg->max_connections_per_ip);
-		if (a->tls) /* the client expects TLS: plain text would be noise */
-			close(fd);
-		else
-			refuse(fd, "Too many connections");
+	if (conn_limit_acquire(addr, cfg->max_connections, cfg->max_connections_per_ip))
+		return true;
+	log_warn("connection refused: limit reached (MaxConnections %d, "
+		 "MaxConnectionsPerIP %d)",
+		 cfg->max_connections, cfg->max_connections_per_ip);
+	metrics_connection_refused(conn_limit_total() >= (unsigned)cfg->max_connections
+					   ? REFUSED_TOTAL_LIMIT : REFUSED_PER_IP_LIMIT);
+	refuse_over_limit(a, fd);
+	config_release(cfg);
+	return false;
+}
+
+/* A PROXY header named the client: the connection, counted since accept
+ * under the proxy's address, is counted under the client's from now on. */
+static void admit_proxied(void *arg, const struct config *cfg, int fd,
+			  const struct sockaddr *counted, const struct sockaddr *named,
+			  socklen_t named_len)
+{
+	struct acceptor *a = arg;
+	if (!conn_limit_move(counted, named, cfg->max_connections_per_ip)) {
+		conn_limit_release(counted);
+		log_warn("connection refused: limit reached (MaxConnectionsPerIP %d)",
+			 cfg->max_connections_per_ip);
+		metrics_connection_refused(REFUSED_PER_IP_LIMIT);
+		refuse_over_limit(a, fd);
 		config_release(cfg);
 		return;
 	}
-	session_start(a->loop, cfg, fd, addr, addrlen, a->tls);
+	metrics_connection_accepted();
+	handoff_connection(a->loop, cfg, fd, named, named_len, a->tls);
 }
 
-/* ---- HAProxy PROXY protocol: the real client address comes first ---- */
-
-/* Longest wait for the PROXY header of a connection. */
-#define PROXY_HEADER_TIMEOUT 10
-
-struct proxy_wait {
-	struct acceptor *acceptor;
-	const struct config *cfg;
-	int fd;
-	struct event *ev;
-	struct sockaddr_storage peer;
-	socklen_t peer_len;
-};
-
-static void proxy_wait_end(struct proxy_wait *pw, bool close_fd)
-{
-	event_free(pw->ev);
-	if (close_fd) {
-		close(pw->fd);
-		config_release(pw->cfg);
-	}
-	free(pw);
-}
-
-/* The header is peeked at, and only its own octets are consumed, so what
- * follows (a TLS ClientHello on POP3S) stays in the socket for the session. */
-static void on_proxy_readable(evutil_socket_t fd, short what, void *arg)
-{
-	struct proxy_wait *pw = arg;
-	if (what & EV_TIMEOUT) {
-		log_warn("PROXY header: none within %d s; closing", PROXY_HEADER_TIMEOUT);
-		proxy_wait_end(pw, true);
-		return;
-	}
-	if (__atomic_load_n(&pw->acceptor->srv->stopping, __ATOMIC_RELAXED)) {
-		proxy_wait_end(pw, true);
-		return;
-	}
-	char buf[PROXY_HEADER_MAX];
-	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		proxy_wait_end(pw, true);
-		return;
-	}
-	struct proxy_header hdr;
-	enum proxy_status status = proxy_parse(buf, (size_t)n, &hdr);
-	if (status == PROXY_NEED_MORE && (size_t)n < sizeof buf) {
-		/* edge-triggered: called again when more arrives, or when the
-		 * client closes; the peek then shows the same octets again,
-		 * so ask the socket whether anything more can come */
-		struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			log_warn("PROXY header refused: the connection closed inside it");
-			proxy_wait_end(pw, true);
-		}
-		return;
-	}
-	if (status != PROXY_DONE) {
-		log_warn("PROXY header refused: %s", status == PROXY_ERROR ? hdr.reason : "too long");
-		proxy_wait_end(pw, true);
-		return;
-	}
-	if (recv(fd, buf, hdr.header_len, 0) != (ssize_t)hdr.header_len) {
-		proxy_wait_end(pw, true);
-		return;
-	}
-	struct acceptor *a = pw->acceptor;
-	const struct config *cfg = pw->cfg;
-	struct sockaddr_storage peer = pw->peer;
-	socklen_t peer_len = pw->peer_len;
-	if (!hdr.local) {
-		peer = hdr.src;
-		peer_len = hdr.src_len;
-	}
-	proxy_wait_end(pw, false);
-	admit(a, cfg, fd, (struct sockaddr *)&peer, peer_len);
-}
-
+/* Every accepted connection counts against the limits from here on, also
+ * while it waits for a PROXY header or goes through its TLS handshake. */
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
 		      int addrlen, void *arg)
 {
 	struct acceptor *a = arg;
 	if (__atomic_load_n(&a->srv->stopping, __ATOMIC_RELAXED)) {
 		/* accepted between SIGTERM and this loop's listener stopping */
+		metrics_connection_refused(REFUSED_SHUTTING_DOWN);
 		refuse(fd, "Server shutting down");
 		return;
 	}
 	const struct config *cfg = current_config(a->srv);
+	if (!count_connection(a, cfg, fd, addr))
+		return;
 	/* replies are small and answer requests: do not let Nagle hold them */
 	int on = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-	if (!cfg->proxy_protocol) {
-		admit(a, cfg, fd, addr, (socklen_t)addrlen);
-		return;
+	if (cfg->proxy_protocol) {
+		proxy_wait_start(&a->proxy_waits, a->loop->base, cfg, fd, addr,
+				 (socklen_t)addrlen, admit_proxied, a);
+	} else {
+		metrics_connection_accepted();
+		handoff_connection(a->loop, cfg, fd, addr, (socklen_t)addrlen, a->tls);
 	}
-	/* behind a load balancer: the limits apply to the address the PROXY
-	 * header names, once it has arrived */
-	struct proxy_wait *pw = xcalloc(1, sizeof *pw);
-	pw->acceptor = a;
-	pw->cfg = cfg;
-	pw->fd = fd;
-	memcpy(&pw->peer, addr, (size_t)addrlen < sizeof pw->peer ? (size_t)addrlen : sizeof pw->peer);
-	pw->peer_len = (socklen_t)addrlen;
-	pw->ev = event_new(a->loop->base, fd, EV_READ | EV_PERSIST | EV_ET, on_proxy_readable, pw);
-	struct timeval timeout = {PROXY_HEADER_TIMEOUT, 0};
-	event_add(pw->ev, &timeout);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -338,6 +290,7 @@ void server_start(struct server *srv, int io_threads)
 		}
 		ioloop_start_thread(loop);
 	}
+	handoff_start(srv->loops, srv->nloops);
 }
 
 /* On each loop's own thread: stop accepting, end the idle sessions. */
@@ -345,8 +298,10 @@ static void loop_shutdown(evutil_socket_t fd, short what, void *arg)
 {
 	struct acceptor *first = arg; /* this loop's acceptors, nfds of them */
 	struct server *srv = first->srv;
-	for (size_t f = 0; f < srv->nfds; f++)
+	for (size_t f = 0; f < srv->nfds; f++) {
 		evconnlistener_disable(first[f].listener);
+		proxy_wait_close_all(&first[f].proxy_waits);
+	}
 	session_shutdown_all(first->loop);
 }
 
@@ -354,6 +309,7 @@ void server_shutdown(struct server *srv)
 {
 	static const struct timeval now = {0, 0};
 	__atomic_store_n(&srv->stopping, true, __ATOMIC_RELAXED);
+	handoff_shutdown();
 	for (size_t l = 0; l < srv->nloops; l++)
 		event_base_once(srv->loops[l]->base, -1, EV_TIMEOUT, loop_shutdown,
 				&srv->acceptors[l * srv->nfds], &now);
@@ -365,6 +321,8 @@ void server_stop(struct server *srv)
 		ioloop_stop(srv->loops[l]);
 	for (size_t l = 0; l < srv->nloops; l++)
 		ioloop_join(srv->loops[l]);
+	/* after the I/O loops: nothing hands a connection over any more */
+	handoff_stop();
 }
 
 void server_free(struct server *srv)
@@ -381,4 +339,20 @@ void server_free(struct server *srv)
 	pthread_mutex_destroy(&srv->cfg_mutex);
 	free(srv->loops);
 	free(srv);
+}
+
+struct ioloop *const *server_loops(const struct server *srv, size_t *n_r)
+{
+	*n_r = srv->nloops;
+	return srv->loops;
+}
+
+bool server_accepting(struct server *srv)
+{
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_RELAXED))
+		return false;
+	const struct config *cfg = current_config(srv);
+	bool room = conn_limit_total() < (unsigned)cfg->max_connections;
+	config_release(cfg);
+	return room;
 }

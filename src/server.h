@@ -2,10 +2,12 @@
  * every loop, applies the connection limits and starts sessions. */
 #ifndef TPOPS_SERVER_H
 #define TPOPS_SERVER_H
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
 
+struct ioloop;
 struct server;
 
 /* Binds every Listen address on Port (as root, before dropping
@@ -21,5 +23,10 @@ void server_shutdown(struct server *srv);
 /* Ends the loops (and with them any session still open) and joins them. */
 void server_stop(struct server *srv);
 void server_free(struct server *srv);
+/* The I/O threads, once server_start has run. */
+struct ioloop *const *server_loops(const struct server *srv, size_t *n_r);
+/* False once SIGTERM stopped new connections, and while MaxConnections
+ * are open (GET /health). */
+bool server_accepting(struct server *srv);
 
 #endif

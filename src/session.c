@@ -141,8 +141,12 @@ static void trace_command(struct session *s, const struct pop3_command *c, const
 	if (c->cmd == CMD_PASS || c->cmd == CMD_AUTH || c->cmd == CMD_APOP)
 		log_debug("session %llu: <- %s ***", (unsigned long long)s->id,
 			  pop3_cmd_name(c->cmd));
-	else
-		log_debug("session %llu: <- %.*s", (unsigned long long)s->id, (int)len, line);
+	else {
+		/* the client's line, escaped: it cannot forge a log line */
+		char text[LOG_FIELD_SIZE * 2];
+		log_debug("session %llu: <- %s", (unsigned long long)s->id,
+			  log_field(text, sizeof text, line, len));
+	}
 }
 
 static void session_handle_line(struct session *s, const char *line, size_t len)
@@ -259,10 +263,12 @@ void session_free(struct session *s)
 		s->loop->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
+	pop3_attempt_abandon(s);
 	double seconds = difftime(time(NULL), s->started);
+	char user[LOG_FIELD_SIZE];
 	if (s->user.login != NULL)
 		log_info("logout: user=%s from=%s retr=%u/%llu dele=%u/%llu time=%.0fs",
-			 s->user.login, s->peer_text, s->retr_count,
+			 log_field_str(user, sizeof user, s->user.login), s->peer_text, s->retr_count,
 			 (unsigned long long)s->retr_octets, s->dele_count,
 			 (unsigned long long)s->dele_octets, seconds);
 	else
@@ -339,8 +345,25 @@ int session_start_tls(struct session *s)
 	return 0;
 }
 
+static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
+			  const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls,
+			  SSL *established);
+
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls)
+{
+	session_begin(loop, cfg, fd, addr, addrlen, implicit_tls, NULL);
+}
+
+void session_start_established(struct ioloop *loop, const struct config *cfg, int fd,
+			       const struct sockaddr *addr, socklen_t addrlen, SSL *ssl)
+{
+	session_begin(loop, cfg, fd, addr, addrlen, true, ssl);
+}
+
+static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
+			  const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls,
+			  SSL *established)
 {
 	struct session *s = xcalloc(1, sizeof *s);
 	s->loop = loop;
@@ -351,9 +374,11 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 	format_peer(addr, s->peer_text, sizeof s->peer_text);
 
 	if (implicit_tls) {
-		SSL *ssl = tls_session_new();
+		SSL *ssl = established != NULL ? established : tls_session_new();
 		s->bev = ssl ? bufferevent_openssl_socket_new(loop->base, fd, ssl,
-							      BUFFEREVENT_SSL_ACCEPTING,
+							      established != NULL
+								      ? BUFFEREVENT_SSL_OPEN
+								      : BUFFEREVENT_SSL_ACCEPTING,
 							      BEV_OPT_CLOSE_ON_FREE)
 			     : NULL;
 		if (s->bev == NULL && ssl != NULL)
@@ -393,7 +418,11 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 		 cfg->hostname);
 	log_info("connect: from=%s session=%llu tls=%s", s->peer_text, (unsigned long long)s->id,
 		 s->tls ? "yes" : "no");
-	reply_ok(s, "tpops ready %s", s->apop_timestamp);
+	/* the timestamp is what offers APOP (RFC 1939 section 7) */
+	if (cfg->apop)
+		reply_ok(s, "tpops ready %s", s->apop_timestamp);
+	else
+		reply_ok(s, "tpops ready");
 }
 
 void session_shutdown_all(struct ioloop *loop)

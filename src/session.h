@@ -6,6 +6,7 @@
 #ifndef TPOPS_SESSION_H
 #define TPOPS_SESSION_H
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 struct ioloop;
 struct bufferevent;
 struct pop3_stream;
+struct pop3_attempt;
 
 enum session_state {
 	STATE_AUTHORIZATION,
@@ -48,7 +50,7 @@ struct session {
 	bool discarding;  /* inside an overlong line */
 	size_t junk;      /* octets of the overlong line so far */
 	unsigned bad_commands;
-	unsigned jobs;    /* jobs in flight or held (the session outlives none) */
+	unsigned jobs;    /* jobs in flight (the session outlives none of them) */
 	unsigned processing; /* inside session_process: not freed under it */
 
 	bool tls;          /* POP3S, or after STLS */
@@ -56,6 +58,7 @@ struct session {
 	struct sasl *sasl; /* an AUTH exchange in progress */
 	bool sasl_waiting; /* the next line is a SASL response, not a command */
 
+	struct pop3_attempt *attempt; /* a login being checked (pop3_auth.c) */
 	char apop_timestamp[128];
 	char *user_arg;   /* from USER */
 	struct user user; /* after login */
@@ -70,9 +73,9 @@ struct session {
 
 	struct event *command_timer;
 	struct event *session_timer;
-	struct event *delay_timer; /* the login hold and the failed-login delay */
-	struct session_job *held;  /* the login job the hold keeps back */
+	struct event *delay_timer; /* the failed-login delay */
 	void (*delay_over)(struct session *s);
+	void (*hold_cancel)(struct session *s); /* a login hold (pop3_auth.c) */
 	struct event *lease_timer;
 	struct event *flush_timer; /* closing after STLS: see session_maybe_free */
 
@@ -88,6 +91,11 @@ struct session {
  * takes over a reference to cfg (config_hold). */
 void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 		   const struct sockaddr *addr, socklen_t addrlen, bool implicit_tls);
+
+/* The same for a POP3S connection whose TLS handshake is done (handoff.c);
+ * the session takes over ssl. */
+void session_start_established(struct ioloop *loop, const struct config *cfg, int fd,
+			       const struct sockaddr *addr, socklen_t addrlen, SSL *ssl);
 
 /* STLS: everything the client sent after the command is discarded (it was
  * sent in the clear), and the connection continues inside TLS. */

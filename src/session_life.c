@@ -125,51 +125,48 @@ void session_finish_here(struct session *s, struct session_job *sj)
 
 /* ---- the login hold and the failed-login delay ---- */
 
-void session_hold(struct session *s, struct session_job *sj, int seconds)
+void session_hold_enter(struct session *s, void (*cancel)(struct session *s))
 {
 	session_assert_owner(s);
-	job_init(s, sj); /* counted while held: the session is not freed under it */
-	s->held = sj;
+	s->hold_cancel = cancel;
 	wait_enter(s, WAIT_LOGIN_HOLD);
-	struct timeval tv = {seconds, 0};
-	evtimer_add(s->delay_timer, &tv);
 }
 
-void session_delay(struct session *s, int seconds, void (*over)(struct session *s))
+void session_hold_leave(struct session *s)
+{
+	assert(s->wait == WAIT_LOGIN_HOLD);
+	s->hold_cancel = NULL;
+	wait_leave(s);
+}
+
+void session_delay(struct session *s, long ms, void (*over)(struct session *s))
 {
 	session_assert_owner(s);
 	s->delay_over = over;
 	wait_enter(s, WAIT_AUTH_DELAY);
-	struct timeval tv = {seconds > 0 ? seconds : 0, 0};
+	if (ms < 0)
+		ms = 0;
+	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(s->delay_timer, &tv);
 }
 
 void session_delay_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	if (s->wait == WAIT_LOGIN_HOLD) {
-		struct session_job *sj = s->held;
-		s->held = NULL;
-		s->jobs--; /* session_submit counts it again */
-		s->wait = WAIT_NONE;
-		session_submit(s, sj, true);
-	} else if (s->wait == WAIT_AUTH_DELAY) {
-		s->delay_over(s);
-		session_resume(s);
-	}
+	assert(s->wait == WAIT_AUTH_DELAY && !s->closing);
+	s->delay_over(s);
+	session_resume(s);
 }
 
 /* What only the client was waited for ends with the session: the delay's
- * answer is not sent, and the held login is checked at once (a guesser who
- * hangs up is still counted), its answer going nowhere. */
+ * answer is not sent, the held login is not checked. */
 static void cancel_timed_waits(struct session *s)
 {
 	evtimer_del(s->delay_timer);
-	if (s->held != NULL) {
-		struct session_job *sj = s->held;
-		s->held = NULL;
-		s->jobs--; /* session_submit counts it again */
-		session_submit(s, sj, false);
+	if (s->hold_cancel != NULL) {
+		void (*cancel)(struct session *s) = s->hold_cancel;
+		s->hold_cancel = NULL;
+		cancel(s);
 	}
 }
 
@@ -276,7 +273,7 @@ static void session_finish(struct session *s)
 		evtimer_add(s->flush_timer, &tick);
 		return;
 	}
-	assert(s->jobs == 0 && s->held == NULL);
+	assert(s->jobs == 0 && s->hold_cancel == NULL);
 	session_free(s);
 }
 

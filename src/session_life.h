@@ -7,12 +7,12 @@
  *     submitted, and its results are handed back by its finish on the
  *     session's own I/O thread, never written through a pointer into the
  *     session;
- *   - a session is freed only with no job in flight or held;
+ *   - a session is freed only with no job in flight and no hold;
  *   - the end of the client's side (EOF, a socket error, a TLS alert) ends
  *     the session in any wait by one path (session_input_ended): what only
  *     the client was waited for (its reading, the login delay) is
- *     cancelled, a held login is checked at once (the attempt counts, the
- *     answer goes nowhere), a stream's piece in flight is abandoned, and
+ *     cancelled, a held login is not checked at all, a stream's piece in
+ *     flight is abandoned, and
  *     the lock is released as soon as the jobs in flight are back.
  *     Commands the client sent before it left still run (a QUIT sent
  *     before closing still commits), without their output;
@@ -66,13 +66,15 @@ void session_wait_enter(struct session *s, enum session_wait w);
 /* Leaves the wait and goes on with the commands that came meanwhile. */
 void session_resume(struct session *s);
 
-/* The hold before a login's check: sj is submitted (blocking) after
- * seconds; if the session ends first, at once, its answer going nowhere
- * (the attempt still counts). */
-void session_hold(struct session *s, struct session_job *sj, int seconds);
-/* A failed login's delay: over(s) answers after seconds, then the session
+/* The hold of a login from a penalised address before its check
+ * (pop3_auth.c keeps its timer): the session reads nothing, the idle timer
+ * stops. If the session ends first, cancel(s) runs at once and must stop
+ * that timer. session_hold_leave ends the hold (before the check's job). */
+void session_hold_enter(struct session *s, void (*cancel)(struct session *s));
+void session_hold_leave(struct session *s);
+/* A failed login's delay: over(s) answers after ms, then the session
  * resumes; a client that leaves meanwhile ends the session at once. */
-void session_delay(struct session *s, int seconds, void (*over)(struct session *s));
+void session_delay(struct session *s, long ms, void (*over)(struct session *s));
 
 /* The client's side ended (EOF, error, TLS alert): see the rules above.
  * With peer_gone set first, nothing more can be sent. */

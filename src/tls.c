@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#include "metrics_tls.h"
+#include "tls_ticket.h"
+
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *current;
 
@@ -35,6 +38,8 @@ int tls_load(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle sessions keep no buffers */
+	metrics_tls_watch(ctx);
+	tls_ticket_attach(ctx, cfg->tls_ticket_key_lifetime);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
 		openssl_error(err, errlen, "TLS_Cert", cfg->tls_cert);
 		SSL_CTX_free(ctx);
@@ -80,4 +85,5 @@ void tls_unload(void)
 	SSL_CTX_free(current);
 	current = NULL;
 	pthread_mutex_unlock(&mutex);
+	tls_ticket_forget();
 }

@@ -57,14 +57,29 @@
  * to this many seconds. */
 #define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
+/* TLS session tickets: a new key every hour; a ticket opens for one to two
+ * hours, so a client that polls every few minutes resumes, and a key that
+ * leaks reveals at most two hours of sessions. */
+#define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
+
+/* A POP3S connection has this long, from accept, to finish its TLS
+ * handshake (a peer that sends nothing holds a slot no longer). */
+#define TLS_HANDSHAKE_TIMEOUT 30
+/* The nice value of the threads that run POP3S handshakes: under load the
+ * I/O threads that serve logged-in sessions get the CPU first (CFS weight
+ * 1024 against 335 at +5), idle CPU still goes to handshakes. */
+#define TLS_HANDSHAKE_NICE 5
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
+/* tpops-admin's Unix socket; /run/tpops is made at start-up when missing
+ * (systemd's RuntimeDirectory=tpops makes it too). */
+#define DEFAULT_CONTROL_SOCKET "/run/tpops/control"
 
 /* SQLite waits this long for a lock held by another process before the
  * operation fails with a temporary error. */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 
-/* MySQL/MariaDB (db_mysql.c). A server that does not answer a connection
+/* MySQL/MariaDB (db_mysql*.c). A server that does not answer a connection
  * attempt within MYSQL_CONNECT_TIMEOUT seconds counts as down, so that a
  * login gets -ERR [SYS/TEMP] and tpops-store exits 75 quickly; a query
  * that gets no reply for MYSQL_IO_TIMEOUT seconds is a lost connection. */

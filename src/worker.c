@@ -71,7 +71,9 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&pool.mutex);
 
 		job->next = NULL;
+		metrics_job_started();
 		job->run(job);
+		metrics_job_finished(job->kind, metrics_now() - job->submitted);
 		ioloop_post(job->loop, job);
 	}
 	worker_db_discard();
@@ -108,6 +110,7 @@ void worker_pool_stop(void)
 void worker_submit(struct job *job)
 {
 	job->next = NULL;
+	job->submitted = metrics_job_queued();
 	pthread_mutex_lock(&pool.mutex);
 	if (pool.tail != NULL)
 		pool.tail->next = job;

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "metrics.h"
 
 struct ioloop;
 
@@ -15,6 +16,8 @@ struct job {
 	void (*done)(struct job *job); /* back on the submitting loop's thread */
 	struct ioloop *loop;
 	struct job *next;
+	enum job_kind kind; /* for the metrics; set by whoever makes the job */
+	double submitted;   /* metrics_now() at worker_submit */
 };
 
 /* Starts `threads` workers; each opens its own database connection with

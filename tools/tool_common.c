@@ -9,7 +9,8 @@
 #include "privsep.h"
 #include "xalloc.h"
 
-struct db *tool_open(const char *prog, const char *config_path, struct config *cfg)
+static struct db *open_as_daemon(const char *prog, const char *config_path, struct config *cfg,
+				 bool create)
 {
 	char err[1024];
 	if (config_load(cfg, config_path, err, sizeof err) != 0) {
@@ -21,12 +22,22 @@ struct db *tool_open(const char *prog, const char *config_path, struct config *c
 		exit(EX_CONFIG);
 	}
 	struct db *db = NULL;
-	int status = db_open(cfg, &db, err, sizeof err);
+	int status = create ? db_create(cfg, &db, err, sizeof err) : db_open(cfg, &db, err, sizeof err);
 	if (status != DB_OK) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		exit(status == DB_PERMFAIL ? EX_CONFIG : EX_TEMPFAIL);
 	}
 	return db;
+}
+
+struct db *tool_open(const char *prog, const char *config_path, struct config *cfg)
+{
+	return open_as_daemon(prog, config_path, cfg, false);
+}
+
+struct db *tool_open_create(const char *prog, const char *config_path, struct config *cfg)
+{
+	return open_as_daemon(prog, config_path, cfg, true);
 }
 
 void tool_close(struct db *db, struct config *cfg)

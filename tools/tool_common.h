@@ -13,6 +13,9 @@
  * the daemon does (so that files it creates belong to that user), and opens
  * the database (exit 75 when it cannot be reached). */
 struct db *tool_open(const char *prog, const char *config_path, struct config *cfg);
+/* tool_open that creates a missing database file (tpops-dbinit): no other
+ * program creates one. */
+struct db *tool_open_create(const char *prog, const char *config_path, struct config *cfg);
 void tool_close(struct db *db, struct config *cfg);
 
 /* PASSWORD "-" reads one line from standard input (so that the password

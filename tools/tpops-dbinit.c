@@ -12,7 +12,7 @@ int main(int argc, char **argv)
 	const char *config_path = DEFAULT_CONFIG_PATH;
 	tool_simple_options(argc, argv, "tpops-dbinit", usage_text, 0, 0, &config_path);
 	struct config cfg;
-	struct db *db = tool_open("tpops-dbinit", config_path, &cfg);
+	struct db *db = tool_open_create("tpops-dbinit", config_path, &cfg);
 	int status = db->ops->schema_install(db);
 	if (status != DB_OK)
 		fprintf(stderr, "tpops-dbinit: %s\n", db_error(db));

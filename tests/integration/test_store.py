@@ -2,8 +2,10 @@
 exit status in every case Postfix acts on. A failed delivery leaves the
 `msg` table exactly as it was."""
 import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -280,3 +282,71 @@ def test_store_large_message_whole(inst):
     assert got[0][1] == len(wire(big))
     npart = inst.sql("SELECT COUNT(*) FROM msg_part")[0][0]
     assert npart == -(-(len(big) - len(b"Subject: big\n\n")) // (256 * 1024))
+
+
+def sqlite_files(directory):
+    return sorted(n for n in os.listdir(directory) if n.startswith("absent.db"))
+
+
+def test_store_never_creates_the_database(inst):
+    """The SQLite file is missing (a volume not mounted yet): tpops-store
+    defers (75) and leaves no empty tpops.db, -wal or -shm behind; nor does
+    the daemon, at start-up or at a login. Only tpops-dbinit creates a
+    database."""
+    inst.write_config(SQLite_Path=os.path.join(inst.dir, "absent.db"))
+    r = inst.tool("tpops-store", "alice@example.com", input=MSG, check=False)
+    assert r.returncode == EX_TEMPFAIL, r
+    assert b"absent.db" in r.stderr, r.stderr
+    assert sqlite_files(inst.dir) == []
+    inst.start()
+    import poplib
+    c = poplib.POP3("127.0.0.1", inst.port, timeout=30)
+    c.user("alice")
+    with pytest.raises(poplib.error_proto) as e:
+        c.pass_("secret")
+    assert b"SYS/TEMP" in e.value.args[0], e.value
+    c.quit()
+    inst.stop()
+    assert sqlite_files(inst.dir) == []
+    # tpops-dbinit is the one that makes it
+    inst.tool("tpops-dbinit")
+    assert "absent.db" in sqlite_files(inst.dir)
+
+
+def test_store_file_size_limit(inst):
+    """Under a file size limit (RLIMIT_FSIZE) smaller than the message, the
+    write fails with EFBIG: a temporary failure (75) that Postfix retries,
+    not death by SIGXFSZ (exit 153, a bounce); nothing is stored."""
+    import resource
+    big = b"Subject: big\n\n" + b"y" * 2_000_000 + b"\n"
+    limit = 1 << 20
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = dict(os.environ, ASAN_OPTIONS=TOOL_ASAN)
+    r = subprocess.run([program("tpops-store"), "-c", inst.conf, "alice@example.com"],
+                       input=big, capture_output=True, env=env, timeout=120,
+                       preexec_fn=limited)
+    assert r.returncode == EX_TEMPFAIL, r
+    assert rows(inst) == []
+    assert inst.store("alice@example.com", big) == EX_OK
+    assert stored(inst, uid_of(inst, "alice")) == [(big, len(wire(big)))]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tpops-store drops to User)")
+def test_store_root_only_file(inst):
+    """Run as root with a FILE only root can read: the file is opened
+    before tpops-store switches to User, so it is stored."""
+    d = tempfile.mkdtemp(prefix="tpops-rootonly-")
+    try:
+        os.chmod(d, 0o700)
+        path = os.path.join(d, "msg")
+        with open(path, "wb") as f:
+            f.write(MSG)
+        os.chmod(path, 0o600)
+        r = inst.tool("tpops-store", "alice@example.com", path, check=False)
+        assert r.returncode == EX_OK, r
+        assert stored(inst, uid_of(inst, "alice")) == [(MSG, len(wire(MSG)))]
+    finally:
+        shutil.rmtree(d)

@@ -233,6 +233,37 @@ def test_capa_before_and_after_stls(srv, cert):
         assert set(before) - set(after) == {"STLS"}
 
 
+def same_capa_after_login(c, user, how="USER"):
+    """CAPA after the login lists exactly what it listed before (RFC 2449
+    section 5; none of tpops' capabilities differs between the states)."""
+    before = c.capa()
+    if how == "USER":
+        assert c.login(user, f"pw-{user}").startswith(b"+OK")
+    else:
+        assert c.cmd("AUTH PLAIN " + b64(f"\0{user}\0pw-{user}")).startswith(b"+OK")
+    after = c.capa()
+    assert after == before, (before, after)
+    assert c.cmd("STAT").startswith(b"+OK 1 ")
+    quit_and_wait(c)
+    return after
+
+
+def test_capa_after_login_lists_what_authorization_did(srv, cert):
+    # in the clear: SASL, USER and STLS before and after
+    with Pop3(srv.port) as c:
+        caps = same_capa_after_login(c, "judy")
+        assert "SASL PLAIN LOGIN" in caps and "USER" in caps and "STLS" in caps, caps
+    # after STLS (no STLS any more), logged in with SASL
+    with Pop3(srv.port) as c:
+        c.starttls(ctx(cert))
+        caps = same_capa_after_login(c, "judy", how="SASL")
+        assert "SASL PLAIN LOGIN" in caps and "STLS" not in caps, caps
+    # POP3S
+    with Pop3(srv.settings["TLS_Port"], tls=ctx(cert)) as c:
+        caps = same_capa_after_login(c, "judy")
+        assert "SASL PLAIN LOGIN" in caps and "STLS" not in caps, caps
+
+
 def test_stls_refused_after_login_and_on_tls(srv, cert):
     with Pop3(srv.port) as c:
         assert c.login("ivan", "pw-ivan").startswith(b"+OK")
@@ -394,6 +425,7 @@ def test_require_tls_refuses_plaintext_auth(strict, cert):
         capa = c.capa()
         assert "USER" in capa and "SASL PLAIN LOGIN" in capa and "STLS" not in capa, capa
         assert c.login("bob", "pw").startswith(b"+OK")
+        assert c.capa() == capa  # the same list in TRANSACTION
         assert c.cmd("STAT") == b"+OK 1 %d" % len(MESSAGE)
         quit_and_wait(c)
     with Pop3(strict.port) as c:

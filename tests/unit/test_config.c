@@ -419,6 +419,59 @@ static void test_empty_values(void **state)
 		    "spaces");
 }
 
+/* MetricsListen: loopback or a socket; a public address only when said. */
+static void test_metrics_listen(void **state)
+{
+	struct fixture *f = *state;
+	assert_null(f->cfg.metrics_listen);
+	assert_string_equal(f->cfg.control_socket, "/run/tpops/control");
+	parse_ok(f, "MetricsListen: 127.0.0.1:9110\n");
+	assert_string_equal(f->cfg.metrics_listen, "127.0.0.1");
+	assert_int_equal(f->cfg.metrics_port, 9110);
+	assert_false(f->cfg.metrics_public);
+	parse_ok(f, "MetricsListen: [::1]:9111\n");
+	assert_string_equal(f->cfg.metrics_listen, "::1");
+	assert_int_equal(f->cfg.metrics_port, 9111);
+	parse_ok(f, "MetricsListen: /run/tpops/metrics\n");
+	assert_string_equal(f->cfg.metrics_listen, "/run/tpops/metrics");
+	parse_ok(f, "MetricsListen: 192.0.2.7:9110 public\n");
+	assert_string_equal(f->cfg.metrics_listen, "192.0.2.7");
+	assert_true(f->cfg.metrics_public);
+	parse_ok(f, "MetricsListen: none\n");
+	assert_null(f->cfg.metrics_listen);
+	parse_fails(f, "MetricsListen: 0.0.0.0:9110\n",
+		    "tpops.conf:1: MetricsListen: 0.0.0.0 is not a loopback address: the metrics "
+		    "would be open to the network; write \"0.0.0.0:9110 public\" if that is meant");
+	parse_fails(f, "MetricsListen: [2001:db8::1]:9110\n",
+		    "tpops.conf:1: MetricsListen: 2001:db8::1 is not a loopback address: the "
+		    "metrics would be open to the network; write \"[2001:db8::1]:9110 public\" if "
+		    "that is meant");
+	parse_fails(f, "MetricsListen: localhost:9110\n",
+		    "tpops.conf:1: MetricsListen: \"localhost:9110\" is not ADDRESS:PORT ([::1]:PORT "
+		    "for IPv6), followed by \"public\" when the address is not loopback, or the "
+		    "absolute path of a Unix socket");
+	parse_fails(f, "MetricsListen: 127.0.0.1\n",
+		    "tpops.conf:1: MetricsListen: \"127.0.0.1\" is not ADDRESS:PORT ([::1]:PORT for "
+		    "IPv6), followed by \"public\" when the address is not loopback, or the "
+		    "absolute path of a Unix socket");
+	parse_fails(f, "MetricsListen: 127.0.0.1:70000\n",
+		    "tpops.conf:1: MetricsListen: \"127.0.0.1:70000\" is not ADDRESS:PORT ([::1]:PORT "
+		    "for IPv6), followed by \"public\" when the address is not loopback, or the "
+		    "absolute path of a Unix socket");
+	parse_fails(f, "MetricsListen: 127.0.0.1:9110 open\n",
+		    "tpops.conf:1: MetricsListen: \"open\" after the address; only \"public\" may "
+		    "follow it");
+	parse_fails(f, "MetricsListen: /run/m public\n",
+		    "tpops.conf:1: MetricsListen: \"public\" is for addresses, not Unix sockets");
+	parse_ok(f, "ControlSocket: none\n");
+	assert_null(f->cfg.control_socket);
+	parse_ok(f, "ControlSocket: /tmp/x/control\n");
+	assert_string_equal(f->cfg.control_socket, "/tmp/x/control");
+	parse_fails(f, "ControlSocket: run/control\n",
+		    "tpops.conf:1: ControlSocket: \"run/control\" is not an absolute path of at "
+		    "most 107 bytes, or none");
+}
+
 static void test_unknown_key(void **state)
 {
 	struct fixture *f = *state;
@@ -791,6 +844,7 @@ int main(void)
 		T(test_duplicate_keys),
 		T(test_optional_and_empty),
 		T(test_empty_values),
+		T(test_metrics_listen),
 		T(test_unknown_key),
 		T(test_missing_separator),
 		T(test_bad_numbers),

@@ -1,0 +1,521 @@
+/* The MySQL engine's messages: listing, reading in pieces, deleting at
+ * QUIT, storing a delivery under the quota.
+ *
+ * A message is header || body || its msg_part rows. Reading any part of a
+ * LONGBLOB makes InnoDB materialise the whole value, so a message streams
+ * out with SUBSTRING() pieces of columns that are at most MYSQL_INLINE_MAX
+ * long, and a larger message keeps its body in msg_part rows of
+ * MYSQL_PART_SIZE, each read for the price of its own size (docs/mysql.md
+ * has the measurements). */
+#include <mysql.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db_mysql.h"
+#include "tpops_limits.h"
+#include "xalloc.h"
+
+static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r)
+{
+	struct db_mysql *d = db_mysql(db);
+	int status = dbm_ready(d);
+	if (status != DB_OK)
+		return status;
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &uid);
+	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_LIST);
+	if ((status = dbm_execute(d, s, &param, "listing messages")) != DB_OK)
+		return status;
+	int64_t id = 0, size = 0;
+	char stamp[32];
+	unsigned long stamp_len = 0;
+	char uidl[POP3_MAX_UIDL + 1];
+	unsigned long uidl_len = 0;
+	my_bool is_null[4] = {0};
+	MYSQL_BIND out[4];
+	dbm_bind_out_i64(&out[0], &id, &is_null[0]);
+	dbm_bind_out_i64(&out[1], &size, &is_null[1]);
+	memset(&out[2], 0, sizeof out[2]);
+	out[2].buffer_type = MYSQL_TYPE_STRING;
+	out[2].buffer = stamp;
+	out[2].buffer_length = sizeof stamp;
+	out[2].length = &stamp_len;
+	out[2].is_null = &is_null[2];
+	memset(&out[3], 0, sizeof out[3]);
+	out[3].buffer_type = MYSQL_TYPE_STRING;
+	out[3].buffer = uidl;
+	out[3].buffer_length = sizeof uidl;
+	out[3].length = &uidl_len;
+	out[3].is_null = &is_null[3];
+	if (mysql_stmt_bind_result(s, out) != 0) {
+		status = dbm_fail_stmt(d, s, "listing messages");
+		dbm_done(s);
+		return status;
+	}
+	size_t count = 0, cap = 16;
+	struct db_msg *msgs = xmalloc(cap * sizeof *msgs);
+	while ((status = dbm_fetch(d, s, NULL, "listing messages")) == DB_OK) {
+		if (count == cap) {
+			cap *= 2;
+			msgs = xrealloc(msgs, cap * sizeof *msgs);
+		}
+		struct db_msg *m = &msgs[count++];
+		m->id = id;
+		m->size = (uint64_t)size;
+		/* LENGTH() would read every message whole; nothing above
+		 * the interface needs the stored octet count */
+		m->raw_size = (uint64_t)size;
+		/* timestamp + 0: 14 digits, or "0" for a zero date */
+		size_t n = is_null[2] ? 0 : stamp_len < sizeof m->timestamp ? stamp_len : sizeof m->timestamp - 1;
+		memcpy(m->timestamp, stamp, n);
+		m->timestamp[n] = '\0';
+		/* VARCHAR(70): a longer value cannot be there */
+		size_t un = is_null[3] || uidl_len > POP3_MAX_UIDL ? 0 : uidl_len;
+		memcpy(m->uidl, uidl, un);
+		m->uidl[un] = '\0';
+	}
+	dbm_done(s);
+	if (status != DB_NOT_FOUND) {
+		free(msgs);
+		return status;
+	}
+	*msgs_r = msgs;
+	*count_r = count;
+	return DB_OK;
+}
+
+static int message_lengths(struct db_mysql *d, int64_t id)
+{
+	if (d->cached_id == id && id != 0)
+		return DB_OK;
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &id);
+	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_LENGTHS);
+	int status = dbm_execute(d, s, &param, "reading a message");
+	if (status != DB_OK)
+		return status;
+	int64_t header_len = 0, body_len = 0;
+	my_bool is_null[2] = {0};
+	MYSQL_BIND out[2];
+	dbm_bind_out_i64(&out[0], &header_len, &is_null[0]);
+	dbm_bind_out_i64(&out[1], &body_len, &is_null[1]);
+	status = dbm_fetch(d, s, out, "reading a message");
+	dbm_done(s);
+	if (status == DB_NOT_FOUND)
+		snprintf(d->error, sizeof d->error, "message %lld is gone", (long long)id);
+	if (status != DB_OK)
+		return status;
+	d->cached_id = id;
+	d->cached_header_len = (uint64_t)header_len;
+	d->cached_body_len = (uint64_t)body_len;
+	return DB_OK;
+}
+
+/* Reads exactly len octets of header or body from offset. */
+static int read_column_piece(struct db_mysql *d, enum stmt_id id, int64_t msg_id, uint64_t offset,
+			     char *buf, size_t len)
+{
+	int64_t position = (int64_t)offset + 1, length = (int64_t)len;
+	MYSQL_BIND params[3];
+	dbm_bind_i64(&params[0], &position);
+	dbm_bind_i64(&params[1], &length);
+	dbm_bind_i64(&params[2], &msg_id);
+	MYSQL_STMT *s = dbm_stmt(d, id);
+	int status = dbm_execute(d, s, params, "reading a message");
+	if (status != DB_OK)
+		return status;
+	unsigned long got = 0;
+	my_bool is_null = 0;
+	MYSQL_BIND out;
+	dbm_bind_out_len(&out, &got, &is_null);
+	status = dbm_fetch(d, s, &out, "reading a message");
+	if (status == DB_OK && got != len) {
+		snprintf(d->error, sizeof d->error, "message %lld changed while read",
+			 (long long)msg_id);
+		status = DB_NOT_FOUND;
+	}
+	if (status == DB_OK)
+		status = dbm_fetch_bytes(d, s, 0, 0, buf, (unsigned long)len, "reading a message");
+	dbm_done(s);
+	if (status == DB_NOT_FOUND && d->error[0] == '\0')
+		snprintf(d->error, sizeof d->error, "message %lld is gone", (long long)msg_id);
+	return status;
+}
+
+/* Reads up to len octets from offset of the msg_part rows of a message. */
+static int read_parts(struct db_mysql *d, int64_t msg_id, uint64_t offset, char *buf, size_t len,
+		      size_t *got_r)
+{
+	int64_t from = (int64_t)offset, lower = from - MYSQL_PART_MAX, upper = from + (int64_t)len;
+	MYSQL_BIND params[4];
+	dbm_bind_i64(&params[0], &from);
+	dbm_bind_i64(&params[1], &msg_id);
+	dbm_bind_i64(&params[2], &lower);
+	dbm_bind_i64(&params[3], &upper);
+	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_PARTS);
+	int status = dbm_execute(d, s, params, "reading a message");
+	if (status != DB_OK)
+		return status;
+	int64_t pos = 0;
+	unsigned long data_len = 0;
+	my_bool is_null[2] = {0};
+	MYSQL_BIND out[2];
+	dbm_bind_out_i64(&out[0], &pos, &is_null[0]);
+	dbm_bind_out_len(&out[1], &data_len, &is_null[1]);
+	if (mysql_stmt_bind_result(s, out) != 0) {
+		status = dbm_fail_stmt(d, s, "reading a message");
+		dbm_done(s);
+		return status;
+	}
+	size_t got = 0;
+	while (got < len && (status = dbm_fetch(d, s, NULL, "reading a message")) == DB_OK) {
+		if (data_len == 0) /* a part that ends before offset */
+			continue;
+		/* the pieces must follow each other without a gap */
+		uint64_t start = (uint64_t)pos > offset ? (uint64_t)pos : offset;
+		if (start != offset + got) {
+			snprintf(d->error, sizeof d->error,
+				 "message %lld: msg_part rows leave a gap at %llu", (long long)msg_id,
+				 (unsigned long long)(offset + got));
+			status = DB_PERMFAIL;
+			break;
+		}
+		size_t n = data_len < len - got ? data_len : len - got;
+		status = dbm_fetch_bytes(d, s, 1, 0, buf + got, (unsigned long)n, "reading a message");
+		if (status != DB_OK)
+			break;
+		got += n;
+	}
+	dbm_done(s);
+	if (status != DB_OK && status != DB_NOT_FOUND)
+		return status;
+	*got_r = got;
+	return DB_OK;
+}
+
+static int msg_read_once(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
+			 size_t *got_r)
+{
+	struct db_mysql *d = db_mysql(db);
+	d->error[0] = '\0';
+	int status = dbm_ready(d);
+	if (status != DB_OK || (status = message_lengths(d, id)) != DB_OK)
+		return status;
+	if (len > d->read_max) /* a reply must fit in a packet */
+		len = d->read_max;
+	uint64_t header_len = d->cached_header_len;
+	uint64_t columns_len = header_len + d->cached_body_len;
+	char *out = buf;
+	size_t got = 0;
+	if (offset < header_len) {
+		size_t n = header_len - offset < len ? (size_t)(header_len - offset) : len;
+		status = read_column_piece(d, ST_MSG_HEADER_PIECE, id, offset, out, n);
+		if (status != DB_OK)
+			return status;
+		got += n;
+	}
+	uint64_t at = offset + got;
+	if (got < len && at < columns_len) {
+		size_t n = columns_len - at < len - got ? (size_t)(columns_len - at) : len - got;
+		status = read_column_piece(d, ST_MSG_BODY_PIECE, id, at - header_len, out + got, n);
+		if (status != DB_OK)
+			return status;
+		got += n;
+	}
+	at = offset + got;
+	if (got < len) {
+		size_t more = 0;
+		status = read_parts(d, id, at - columns_len, out + got, len - got, &more);
+		if (status != DB_OK)
+			return status;
+		got += more;
+	}
+	*got_r = got;
+	return DB_OK;
+}
+
+static int msg_delete_once(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
+			   size_t count)
+{
+	struct db_mysql *d = db_mysql(db);
+	int status = dbm_ready(d);
+	if (status != DB_OK || (status = dbm_begin(d)) != DB_OK)
+		return status;
+	/* FOR UPDATE: the lease cannot expire and pass to another server
+	 * between this check and the commit. */
+	status = dbm_lock_owned(d, ST_LOCK_OWNED_FOR_UPDATE, uid, owner);
+	if (status == DB_NOT_FOUND) { /* the lease was lost: someone else may hold it */
+		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
+		goto fail;
+	}
+	if (status != DB_OK)
+		goto fail;
+	for (size_t i = 0; i < count; i++) {
+		int64_t id = ids[i];
+		MYSQL_BIND params[2];
+		dbm_bind_i64(&params[0], &id);
+		dbm_bind_i64(&params[1], &uid);
+		uint64_t deleted = 0;
+		status = dbm_exec_stmt(d, ST_MSG_DELETE, params, "deleting a message", &deleted);
+		if (status == DB_OK && deleted > 0)
+			status = dbm_exec_stmt(d, ST_MSG_PART_DELETE, params, "deleting a message", NULL);
+		if (status != DB_OK)
+			goto fail;
+		if (d->cached_id == id)
+			d->cached_id = 0;
+	}
+	if ((status = dbm_commit(d)) != DB_OK)
+		goto fail;
+	return DB_OK;
+fail:
+	dbm_rollback(d);
+	return status;
+}
+
+int dbm_usage_of(struct db_mysql *d, int64_t uid, uint64_t *bytes_r)
+{
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &uid);
+	int64_t used = 0;
+	int status = dbm_query_i64(d, ST_MSG_USAGE, &param, &used, "summing message sizes");
+	if (status == DB_NOT_FOUND)
+		status = DB_OK;
+	*bytes_r = (uint64_t)used;
+	return status;
+}
+
+static int msg_usage_once(struct db *db, int64_t uid, uint64_t *bytes_r)
+{
+	struct db_mysql *d = db_mysql(db);
+	int status = dbm_ready(d);
+	return status == DB_OK ? dbm_usage_of(d, uid, bytes_r) : status;
+}
+
+/* Binds a column value; a long one is sent in pieces once the parameters
+ * are bound (send_long_values), so that no second copy of it is made. */
+static void bind_value(MYSQL_BIND *b, const void *p, size_t len, unsigned long *len_out)
+{
+	*len_out = (unsigned long)len;
+	dbm_bind_bytes(b, len > MYSQL_LONG_DATA_PIECE ? NULL : p, len_out);
+	if (len > MYSQL_LONG_DATA_PIECE) {
+		b->buffer_type = MYSQL_TYPE_LONG_BLOB;
+		b->buffer_length = 0;
+	}
+}
+
+static int send_long_value(struct db_mysql *d, MYSQL_STMT *s, unsigned int param, const char *p,
+			   size_t len)
+{
+	if (len <= MYSQL_LONG_DATA_PIECE)
+		return DB_OK;
+	for (size_t at = 0; at < len; at += MYSQL_LONG_DATA_PIECE) {
+		size_t n = len - at < MYSQL_LONG_DATA_PIECE ? len - at : MYSQL_LONG_DATA_PIECE;
+		if (mysql_stmt_send_long_data(s, param, p + at, (unsigned long)n) != 0)
+			return dbm_fail_stmt(d, s, "storing a message");
+	}
+	return DB_OK;
+}
+
+/* The octets a large message keeps in msg_part: up to two pieces. */
+struct spill {
+	const char *p[2];
+	size_t n[2];
+};
+
+static int store_parts(struct db_mysql *d, int64_t id, const struct spill *sp)
+{
+	size_t total = sp->n[0] + sp->n[1];
+	char *seam = NULL; /* for the one part that straddles both pieces */
+	int status = DB_OK;
+	size_t part = d->part_size;
+	for (size_t at = 0; at < total && status == DB_OK; at += part) {
+		size_t n = total - at < part ? total - at : part;
+		const char *data;
+		if (at + n <= sp->n[0]) {
+			data = sp->p[0] + at;
+		} else if (at >= sp->n[0]) {
+			data = sp->p[1] + (at - sp->n[0]);
+		} else {
+			if (seam == NULL)
+				seam = xmalloc(part);
+			size_t first = sp->n[0] - at;
+			memcpy(seam, sp->p[0] + at, first);
+			memcpy(seam + first, sp->p[1], n - first);
+			data = seam;
+		}
+		int64_t pos = (int64_t)at;
+		unsigned long data_len = (unsigned long)n;
+		MYSQL_BIND params[3];
+		dbm_bind_i64(&params[0], &id);
+		dbm_bind_i64(&params[1], &pos);
+		dbm_bind_bytes(&params[2], data, &data_len);
+		status = dbm_exec_stmt(d, ST_MSG_PART_INSERT, params, "storing a message", NULL);
+	}
+	free(seam);
+	return status;
+}
+
+/* uidl: NULL for mail delivered here, else the imported UIDL. */
+static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char *header,
+			  size_t header_len, const char *body, size_t body_len, uint64_t size,
+			  const char *uidl)
+{
+	struct db_mysql *d = db_mysql(db);
+	MYSQL_STMT *s = NULL;
+	int status = dbm_ready(d);
+	if (status != DB_OK || (status = dbm_begin(d)) != DB_OK)
+		return status;
+	if (quota > 0) {
+		/* The user's row lock serialises concurrent deliveries, so
+		 * that two of them cannot both fit under the quota. */
+		MYSQL_BIND param;
+		dbm_bind_i64(&param, &uid);
+		int64_t locked_uid = 0;
+		status = dbm_query_i64(d, ST_USER_LOCK_ROW, &param, &locked_uid, "locking the user");
+		if (status == DB_NOT_FOUND) {
+			snprintf(d->error, sizeof d->error, "user %lld is gone", (long long)uid);
+			goto fail;
+		}
+		uint64_t used = 0;
+		if (status != DB_OK || (status = dbm_usage_of(d, uid, &used)) != DB_OK)
+			goto fail;
+		if (used + size > (uint64_t)quota) {
+			snprintf(d->error, sizeof d->error,
+				 "quota exceeded: %llu bytes stored + %llu > quota %lld",
+				 (unsigned long long)used, (unsigned long long)size, (long long)quota);
+			status = DB_QUOTA;
+			goto fail;
+		}
+	}
+	/* A message that fits is kept in header and body, as the seed kept
+	 * it; a larger one keeps its header there (when that fits) and the
+	 * rest in msg_part. */
+	struct spill sp = {{NULL, NULL}, {0, 0}};
+	const char *h = header, *b = body;
+	size_t hl = header_len, bl = body_len;
+	if (header_len + body_len > d->inline_max) {
+		if (header_len <= d->inline_max) {
+			sp = (struct spill){{body, NULL}, {body_len, 0}};
+			b = "";
+			bl = 0;
+		} else {
+			sp = (struct spill){{header, body}, {header_len, body_len}};
+			h = b = "";
+			hl = bl = 0;
+		}
+	}
+	int64_t uid64 = uid, size64 = (int64_t)size;
+	unsigned long lens[2];
+	unsigned long uidl_len = 0;
+	my_bool uidl_null = uidl == NULL;
+	MYSQL_BIND params[5];
+	dbm_bind_i64(&params[0], &uid64);
+	bind_value(&params[1], h, hl, &lens[0]);
+	bind_value(&params[2], b, bl, &lens[1]);
+	dbm_bind_i64(&params[3], &size64);
+	dbm_bind_text(&params[4], uidl, &uidl_len);
+	params[4].is_null = &uidl_null;
+	s = dbm_stmt(d, ST_MSG_INSERT);
+	if (s == NULL) {
+		status = d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
+		goto fail;
+	}
+	if (mysql_stmt_bind_param(s, params) != 0) {
+		status = dbm_fail_stmt(d, s, "storing a message");
+		goto fail;
+	}
+	bool long_data = hl > MYSQL_LONG_DATA_PIECE || bl > MYSQL_LONG_DATA_PIECE;
+	if ((status = send_long_value(d, s, 1, h, hl)) != DB_OK ||
+	    (status = send_long_value(d, s, 2, b, bl)) != DB_OK)
+		goto fail;
+	d->op_statements++;
+	if (mysql_stmt_execute(s) != 0) {
+		status = dbm_fail_stmt(d, s, "storing a message");
+		goto fail;
+	}
+	int64_t id = (int64_t)mysql_stmt_insert_id(s);
+	if (long_data)
+		mysql_stmt_reset(s); /* forget the long data for the next use */
+	if (sp.n[0] + sp.n[1] > 0 && (status = store_parts(d, id, &sp)) != DB_OK)
+		goto fail;
+	if ((status = dbm_commit(d)) != DB_OK)
+		goto fail;
+	return DB_OK;
+fail:
+	if (s != NULL && !d->broken)
+		mysql_stmt_reset(s);
+	dbm_rollback(d);
+	return status;
+}
+
+/* ---- operations that may run again on a new connection ---- */
+
+int mysql_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r)
+{
+	int status = msg_list_once(db, uid, msgs_r, count_r);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_list_once(db, uid, msgs_r, count_r);
+	return status;
+}
+
+/* Fills buf unless the message ends first (the db.h contract): a reply
+ * holds at most read_max octets, so a small max_allowed_packet takes
+ * several statements. */
+int mysql_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
+			  size_t *got_r)
+{
+	struct db_mysql *d = db_mysql(db);
+	size_t got = 0;
+	while (got < len) {
+		size_t want = len - got, n = 0;
+		int status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
+		if (dbm_retry(d, status))
+			status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
+		if (status != DB_OK)
+			return status;
+		got += n;
+		/* less than one statement returns (read_max as it was set by
+		 * the connection that read): the message ended */
+		if (n < (want < d->read_max ? want : d->read_max))
+			break;
+	}
+	*got_r = got;
+	return DB_OK;
+}
+
+int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
+			    size_t count)
+{
+	int status = msg_delete_once(db, uid, owner, ids, count);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_delete_once(db, uid, owner, ids, count);
+	return status;
+}
+
+int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
+			   size_t header_len, const char *body, size_t body_len, uint64_t size)
+{
+	int status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size, NULL);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size,
+					NULL);
+	return status;
+}
+
+int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
+		     const char *body, size_t body_len, uint64_t size, const char *uidl)
+{
+	int status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
+	return status;
+}
+
+int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r)
+{
+	int status = msg_usage_once(db, uid, bytes_r);
+	if (dbm_retry(db_mysql(db), status))
+		status = msg_usage_once(db, uid, bytes_r);
+	return status;
+}

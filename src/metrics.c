@@ -1,0 +1,480 @@
+/* The daemon's counters: relaxed atomics on fixed slots, rendered on
+ * request (Prometheus text, OpenMetrics, or a table). */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "tpops_limits.h"
+
+/* Read on every hook; written once at start-up, before any thread that
+ * counts exists (atomic all the same, for the thread sanitizer). */
+static bool enabled_flag;
+#define enabled __atomic_load_n(&enabled_flag, __ATOMIC_RELAXED)
+
+#define ADD(counter, n) __atomic_add_fetch(&(counter), (n), __ATOMIC_RELAXED)
+#define LOAD(counter) __atomic_load_n(&(counter), __ATOMIC_RELAXED)
+
+static const char *const login_methods[] = {
+	"USER", "APOP", "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "other",
+};
+#define LOGIN_METHODS (sizeof login_methods / sizeof login_methods[0])
+
+/* Upper bounds of the job latency buckets, in seconds: from a lookup in
+ * memory to a commit on a busy cluster. */
+static const double job_buckets[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+#define JOB_BUCKETS (sizeof job_buckets / sizeof job_buckets[0])
+
+struct histogram {
+	uint64_t buckets[JOB_BUCKETS + 1]; /* not cumulative; the last is +Inf */
+	uint64_t sum_us;
+};
+
+/* Database servers by name, appended once each, never removed: a lookup
+ * reads the count and scans without a lock; only a new name takes it. */
+#define DB_HOSTS_MAX 16
+struct db_host {
+	char name[128];
+	uint64_t connects_ok, connects_failed, reconnects, errors;
+};
+
+static struct {
+	uint64_t accepted;
+	uint64_t refused[REFUSAL_KINDS];
+	uint64_t logins[LOGIN_METHODS][LOGIN_RESULTS];
+	uint64_t holds[HOLD_KINDS];
+	uint64_t retrieved, retrieved_octets;
+	uint64_t deleted, deleted_octets;
+	uint64_t commits_ok, commits_failed;
+	uint64_t tls_ok, tls_failed;
+	uint64_t listing_hits, listing_misses;
+	int64_t jobs_queued, jobs_running;
+	struct histogram jobs[JOB_KINDS];
+	struct db_host hosts[DB_HOSTS_MAX];
+	unsigned nhosts;
+	pthread_mutex_t hosts_mutex;
+	time_t started;
+} m = {.hosts_mutex = PTHREAD_MUTEX_INITIALIZER};
+
+void metrics_enable(void)
+{
+	__atomic_store_n(&enabled_flag, true, __ATOMIC_RELAXED);
+	m.started = time(NULL);
+}
+
+bool metrics_enabled(void)
+{
+	return enabled;
+}
+
+void metrics_connection_accepted(void)
+{
+	if (enabled)
+		ADD(m.accepted, 1);
+}
+
+void metrics_connection_refused(enum metric_refusal why)
+{
+	if (enabled && why < REFUSAL_KINDS)
+		ADD(m.refused[why], 1);
+}
+
+void metrics_login(const char *method, enum metric_login_result result)
+{
+	if (!enabled || result >= LOGIN_RESULTS)
+		return;
+	size_t i = 0;
+	while (i < LOGIN_METHODS - 1 && (method == NULL || strcmp(method, login_methods[i]) != 0))
+		i++;
+	ADD(m.logins[i][result], 1);
+}
+
+void metrics_login_hold(enum metric_hold when)
+{
+	if (enabled && when < HOLD_KINDS)
+		ADD(m.holds[when], 1);
+}
+
+void metrics_message_retrieved(uint64_t octets)
+{
+	if (!enabled)
+		return;
+	ADD(m.retrieved, 1);
+	ADD(m.retrieved_octets, octets);
+}
+
+void metrics_messages_deleted(uint64_t count, uint64_t octets)
+{
+	if (!enabled)
+		return;
+	ADD(m.deleted, count);
+	ADD(m.deleted_octets, octets);
+}
+
+void metrics_quit_commit(bool ok)
+{
+	if (enabled)
+		ADD(*(ok ? &m.commits_ok : &m.commits_failed), 1);
+}
+
+void metrics_tls_handshake(bool ok)
+{
+	if (enabled)
+		ADD(*(ok ? &m.tls_ok : &m.tls_failed), 1);
+}
+
+void metrics_listing_cache(bool hit)
+{
+	if (enabled)
+		ADD(*(hit ? &m.listing_hits : &m.listing_misses), 1);
+}
+
+double metrics_job_queued(void)
+{
+	if (!enabled)
+		return 0;
+	ADD(m.jobs_queued, 1);
+	return metrics_now();
+}
+
+void metrics_job_started(void)
+{
+	if (!enabled)
+		return;
+	ADD(m.jobs_queued, -1);
+	ADD(m.jobs_running, 1);
+}
+
+void metrics_job_observe(enum job_kind kind, double seconds)
+{
+	if (!enabled || kind >= JOB_KINDS)
+		return;
+	size_t b = 0;
+	while (b < JOB_BUCKETS && seconds > job_buckets[b])
+		b++;
+	ADD(m.jobs[kind].buckets[b], 1);
+	ADD(m.jobs[kind].sum_us, seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
+}
+
+void metrics_job_finished(enum job_kind kind, double seconds)
+{
+	if (!enabled)
+		return;
+	ADD(m.jobs_running, -1);
+	metrics_job_observe(kind, seconds);
+}
+
+double metrics_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The slot of a database server, made on first sight; NULL when the table
+ * is full (more servers than any configuration names). */
+static struct db_host *db_host(const char *name)
+{
+	if (name == NULL || *name == '\0')
+		name = "localhost";
+	unsigned n = __atomic_load_n(&m.nhosts, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(m.hosts[i].name, name) == 0)
+			return &m.hosts[i];
+	pthread_mutex_lock(&m.hosts_mutex);
+	struct db_host *h = NULL;
+	n = m.nhosts;
+	for (unsigned i = 0; i < n && h == NULL; i++)
+		if (strcmp(m.hosts[i].name, name) == 0)
+			h = &m.hosts[i];
+	if (h == NULL && n < DB_HOSTS_MAX) {
+		h = &m.hosts[n];
+		snprintf(h->name, sizeof h->name, "%s", name);
+		__atomic_store_n(&m.nhosts, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&m.hosts_mutex);
+	return h;
+}
+
+/* Whether this thread has had a database connection before. */
+static __thread bool thread_had_connection;
+
+void metrics_db_connect(const char *host, bool ok)
+{
+	if (!enabled)
+		return;
+	struct db_host *h = db_host(host);
+	if (h == NULL)
+		return;
+	ADD(*(ok ? &h->connects_ok : &h->connects_failed), 1);
+	if (ok && thread_had_connection)
+		ADD(h->reconnects, 1);
+	if (ok)
+		thread_had_connection = true;
+}
+
+void metrics_db_error(const char *host)
+{
+	if (!enabled)
+		return;
+	struct db_host *h = db_host(host);
+	if (h != NULL)
+		ADD(h->errors, 1);
+}
+
+static const char *const session_state_names[SESSION_STATES] = {
+	[SESSION_AUTHORIZATION] = "authorization",
+	[SESSION_TRANSACTION] = "transaction",
+	[SESSION_STREAMING] = "streaming",
+	[SESSION_WAITING_STORAGE] = "waiting_storage",
+	[SESSION_LOGIN_DELAY] = "login_delay",
+	[SESSION_CLOSING] = "closing",
+};
+
+const char *metrics_session_state_name(enum metric_session_state state)
+{
+	return state < SESSION_STATES ? session_state_names[state] : "unknown";
+}
+
+/* ---- rendering ---- */
+
+enum family_type { COUNTER, GAUGE, HISTOGRAM };
+
+struct render {
+	struct buf *out;
+	enum metrics_format format;
+	const char *name; /* of the family being written, without _total */
+	enum family_type type;
+	const char *help;
+};
+
+/* A label value in the exposition formats: backslash, quote and line
+ * feed escaped. */
+static void label_value(struct buf *out, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			buf_printf(out, "\\%c", *v);
+		else if (*v == '\n')
+			buf_append_str(out, "\\n");
+		else
+			buf_append_char(out, *v);
+	}
+}
+
+static void family(struct render *r, const char *name, enum family_type type, const char *help)
+{
+	static const char *const type_names[] = {"counter", "gauge", "histogram"};
+	r->name = name;
+	r->type = type;
+	r->help = help;
+	if (r->format == METRICS_TABLE) {
+		buf_printf(r->out, "%s\n", help);
+		return;
+	}
+	/* Prometheus 0.0.4 names a counter's family with its _total;
+	 * OpenMetrics without it */
+	const char *suffix = type == COUNTER && r->format == METRICS_PROMETHEUS ? "_total" : "";
+	buf_printf(r->out, "# HELP %s%s %s\n", name, suffix, help);
+	buf_printf(r->out, "# TYPE %s%s %s\n", name, suffix, type_names[type]);
+}
+
+/* One sample. labels: "key", "value" pairs, NULL-terminated; suffix
+ * after the family name (_bucket, _sum, _count; _total for counters is
+ * added here). */
+static void sample_text(struct render *r, const char *suffix, const char *const *labels,
+			const char *value)
+{
+	if (r->format == METRICS_TABLE) {
+		char row[256];
+		size_t len = (size_t)snprintf(row, sizeof row, "  %s", *suffix ? suffix + 1 : "");
+		for (size_t i = 0; labels != NULL && labels[i] != NULL && len < sizeof row;
+		     i += 2)
+			len += (size_t)snprintf(row + len, sizeof row - len, "%s%s=%s",
+						len > 2 ? " " : "", labels[i], labels[i + 1]);
+		if (len <= 2)
+			snprintf(row, sizeof row, "  total");
+		buf_printf(r->out, "%-60s %16s\n", row, value);
+		return;
+	}
+	buf_printf(r->out, "%s%s%s", r->name, suffix,
+		   r->type == COUNTER && *suffix == '\0' ? "_total" : "");
+	if (labels != NULL && labels[0] != NULL) {
+		buf_append_char(r->out, '{');
+		for (size_t i = 0; labels[i] != NULL; i += 2) {
+			buf_printf(r->out, "%s%s=\"", i > 0 ? "," : "", labels[i]);
+			label_value(r->out, labels[i + 1]);
+			buf_append_char(r->out, '"');
+		}
+		buf_append_char(r->out, '}');
+	}
+	buf_printf(r->out, " %s\n", value);
+}
+
+static void sample(struct render *r, const char *const *labels, uint64_t value)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)value);
+	sample_text(r, "", labels, v);
+}
+
+static void sample_gauge(struct render *r, const char *const *labels, int64_t value)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%lld", (long long)value);
+	sample_text(r, "", labels, v);
+}
+
+static const char *const refusal_names[REFUSAL_KINDS] = {
+	[REFUSED_TOTAL_LIMIT] = "total_limit",
+	[REFUSED_PER_IP_LIMIT] = "per_ip_limit",
+	[REFUSED_TLS_REQUIRED] = "tls_required",
+	[REFUSED_SHUTTING_DOWN] = "shutting_down",
+	[REFUSED_PROXY_HEADER] = "proxy_header",
+};
+static const char *const login_result_names[LOGIN_RESULTS] = {
+	[LOGIN_RESULT_OK] = "ok",
+	[LOGIN_RESULT_FAILED] = "failed",
+	[LOGIN_RESULT_IN_USE] = "in_use",
+	[LOGIN_RESULT_TEMPORARY] = "temporary_error",
+	[LOGIN_RESULT_PERMANENT] = "permanent_error",
+};
+static const char *const hold_names[HOLD_KINDS] = {
+	[HOLD_BEFORE_CHECK] = "before_check",
+	[HOLD_AFTER_FAILURE] = "after_failure",
+};
+static const char *const job_names[JOB_KINDS] = {
+	[JOB_OTHER] = "other",       [JOB_LOGIN] = "login",   [JOB_LISTING] = "listing",
+	[JOB_RETR_PIECE] = "retr_piece", [JOB_COMMIT] = "commit", [JOB_LEASE] = "lease",
+};
+
+static void render_histogram(struct render *r, enum job_kind kind)
+{
+	const char *labels[] = {"kind", job_names[kind], NULL, NULL, NULL};
+	uint64_t cumulative = 0;
+	char le[32], v[32];
+	if (r->format == METRICS_TABLE) {
+		for (size_t b = 0; b <= JOB_BUCKETS; b++)
+			cumulative += LOAD(m.jobs[kind].buckets[b]);
+		uint64_t sum_us = LOAD(m.jobs[kind].sum_us);
+		snprintf(v, sizeof v, "%llu jobs, mean %.1f ms", (unsigned long long)cumulative,
+			 cumulative ? (double)sum_us / 1000.0 / (double)cumulative : 0.0);
+		sample_text(r, "", labels, v);
+		return;
+	}
+	for (size_t b = 0; b <= JOB_BUCKETS; b++) {
+		cumulative += LOAD(m.jobs[kind].buckets[b]);
+		if (b < JOB_BUCKETS)
+			snprintf(le, sizeof le, "%g", job_buckets[b]);
+		else
+			snprintf(le, sizeof le, "+Inf");
+		labels[2] = "le";
+		labels[3] = le;
+		snprintf(v, sizeof v, "%llu", (unsigned long long)cumulative);
+		sample_text(r, "_bucket", labels, v);
+	}
+	labels[2] = NULL;
+	snprintf(v, sizeof v, "%.6f", (double)LOAD(m.jobs[kind].sum_us) / 1e6);
+	sample_text(r, "_sum", labels, v);
+	snprintf(v, sizeof v, "%llu", (unsigned long long)cumulative);
+	sample_text(r, "_count", labels, v);
+}
+
+void metrics_render(struct buf *out, enum metrics_format format, const struct metrics_live *live)
+{
+	struct render r = {.out = out, .format = format};
+
+	family(&r, "tpops_build_info", GAUGE, "The version of tpops serving.");
+	sample(&r, (const char *[]){"version", TPOPS_VERSION, NULL}, 1);
+	family(&r, "tpops_start_time_seconds", GAUGE, "When the daemon started (Unix time).");
+	sample(&r, NULL, (uint64_t)m.started);
+	if (live->probing) {
+		family(&r, "tpops_up", GAUGE,
+		       "1 while the daemon accepts connections and a database connection works "
+		       "(GET /health).");
+		sample(&r, NULL, live->healthy);
+		family(&r, "tpops_database_up", GAUGE, "1 when the last database probe worked.");
+		sample(&r, NULL, live->database_up);
+	}
+
+	family(&r, "tpops_connections_accepted", COUNTER, "Connections accepted.");
+	sample(&r, NULL, LOAD(m.accepted));
+	family(&r, "tpops_connections_refused", COUNTER,
+	       "Connections (or, for tls_required, login attempts) refused, by reason.");
+	for (int i = 0; i < REFUSAL_KINDS; i++)
+		sample(&r, (const char *[]){"reason", refusal_names[i], NULL}, LOAD(m.refused[i]));
+	family(&r, "tpops_connections_open", GAUGE,
+	       "Connections open, counted against MaxConnections.");
+	sample(&r, NULL, live->connections_open);
+	family(&r, "tpops_sessions", GAUGE, "Sessions now, by state.");
+	for (int i = 0; i < SESSION_STATES; i++)
+		sample(&r, (const char *[]){"state", session_state_names[i], NULL}, live->sessions[i]);
+	family(&r, "tpops_io_threads_answering", GAUGE,
+	       "I/O threads that answered the last census in time.");
+	sample(&r, NULL, live->loops_answered);
+
+	family(&r, "tpops_logins", COUNTER, "Login attempts by method and result.");
+	for (size_t i = 0; i < LOGIN_METHODS; i++)
+		for (int j = 0; j < LOGIN_RESULTS; j++)
+			sample(&r,
+			       (const char *[]){"method", login_methods[i], "result",
+						login_result_names[j], NULL},
+			       LOAD(m.logins[i][j]));
+	family(&r, "tpops_login_holds", COUNTER,
+	       "Login answers held back by the failed-login delay (AuthFailureDelay).");
+	for (int i = 0; i < HOLD_KINDS; i++)
+		sample(&r, (const char *[]){"when", hold_names[i], NULL}, LOAD(m.holds[i]));
+
+	family(&r, "tpops_messages_retrieved", COUNTER, "Messages sent whole by RETR.");
+	sample(&r, NULL, LOAD(m.retrieved));
+	family(&r, "tpops_retrieved_bytes", COUNTER,
+	       "Octets of the messages sent by RETR (their POP3 sizes).");
+	sample(&r, NULL, LOAD(m.retrieved_octets));
+	family(&r, "tpops_messages_deleted", COUNTER, "Messages deleted by a committed QUIT.");
+	sample(&r, NULL, LOAD(m.deleted));
+	family(&r, "tpops_deleted_bytes", COUNTER, "Octets of the messages deleted.");
+	sample(&r, NULL, LOAD(m.deleted_octets));
+	family(&r, "tpops_quit_commits", COUNTER, "QUIT commits in the UPDATE state, by result.");
+	sample(&r, (const char *[]){"result", "ok", NULL}, LOAD(m.commits_ok));
+	sample(&r, (const char *[]){"result", "failed", NULL}, LOAD(m.commits_failed));
+	family(&r, "tpops_tls_handshakes", COUNTER, "TLS handshakes (POP3S and STLS), by result.");
+	sample(&r, (const char *[]){"result", "ok", NULL}, LOAD(m.tls_ok));
+	sample(&r, (const char *[]){"result", "failed", NULL}, LOAD(m.tls_failed));
+
+	family(&r, "tpops_storage_jobs_queued", GAUGE, "Storage jobs waiting for a worker.");
+	sample_gauge(&r, NULL, LOAD(m.jobs_queued));
+	family(&r, "tpops_storage_jobs_running", GAUGE, "Storage jobs a worker is running.");
+	sample_gauge(&r, NULL, LOAD(m.jobs_running));
+	family(&r, "tpops_storage_job_duration_seconds", HISTOGRAM,
+	       "Storage jobs from submission to the end of their work, by kind.");
+	for (int k = 0; k < JOB_KINDS; k++)
+		render_histogram(&r, (enum job_kind)k);
+
+	unsigned nhosts = __atomic_load_n(&m.nhosts, __ATOMIC_ACQUIRE);
+	family(&r, "tpops_db_connections", COUNTER, "Database connection attempts, by server and result.");
+	for (unsigned i = 0; i < nhosts; i++) {
+		sample(&r, (const char *[]){"host", m.hosts[i].name, "result", "ok", NULL},
+		       LOAD(m.hosts[i].connects_ok));
+		sample(&r, (const char *[]){"host", m.hosts[i].name, "result", "failed", NULL},
+		       LOAD(m.hosts[i].connects_failed));
+	}
+	family(&r, "tpops_db_reconnects", COUNTER,
+	       "Database connections opened to replace a lost or dropped one, by server.");
+	for (unsigned i = 0; i < nhosts; i++)
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].reconnects));
+	family(&r, "tpops_db_errors", COUNTER, "Failed database statements, by server.");
+	for (unsigned i = 0; i < nhosts; i++)
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].errors));
+
+	family(&r, "tpops_maildir_listing_cache", COUNTER,
+	       "Maildir logins served from the listing cache (hit) or by reading the directories (miss).");
+	sample(&r, (const char *[]){"result", "hit", NULL}, LOAD(m.listing_hits));
+	sample(&r, (const char *[]){"result", "miss", NULL}, LOAD(m.listing_misses));
+
+	if (format == METRICS_OPENMETRICS)
+		buf_append_str(out, "# EOF\n");
+}
