@@ -109,7 +109,7 @@ TSAN_TESTS ?= tests/integration/test_lifetime.py tests/integration/test_sessions
 tsan:
 	@scripts/deps.sh test
 	$(MAKE) BUILD=build-tsan all
-	TPOPS_BUILD=$(abspath build-tsan) TPOPS_SANITIZER=thread FAULT_SESSIONS=300 \
+	TPOPS_BUILD=$(abspath build-tsan) TPOPS_SANITIZER=thread FAULT_SESSIONS=300 FAULT_FREE_WITHIN=5 \
 		$(PYTEST) -q -ra $(TSAN_TESTS) $(PYTEST_ARGS)
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target.

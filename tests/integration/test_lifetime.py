@@ -128,14 +128,21 @@ def test_idle_timer_stops_during_the_login_delay(make_tpops, cert):
     assert "Disconnected for inactivity" not in t.read_log()
 
 
-def test_stalled_tls_handshake_ends_after_one_timeout(make_tpops, cert):
-    """A client that opens POP3S and never handshakes holds its slot for
-    CommandTimeout, not twice that (no -ERR queued that cannot be sent)."""
+def test_stalled_stls_handshake_ends_after_one_timeout(make_tpops, cert):
+    """A client that says STLS and never handshakes holds its slot for
+    CommandTimeout, not twice that (no -ERR queued that cannot be sent,
+    and no second wait for it). POP3S handshakes have their own deadline
+    from accept (handoff.c)."""
     t = make_tpops(CommandTimeout=3, **tls_settings(cert))
     t.start()
     times = []
     for _ in range(2):
-        s = socket.create_connection((HOST, t.settings["TLS_Port"]), timeout=20)
+        s = socket.create_connection((HOST, t.port), timeout=20)
+        buf = b""
+        _, buf = read_line(s, buf)
+        s.sendall(b"STLS\r\n")
+        reply, buf = read_line(s, buf)
+        assert reply.startswith(b"+OK"), reply
         start = time.monotonic()
         try:
             while s.recv(4096):
