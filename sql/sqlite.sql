@@ -14,6 +14,12 @@ CREATE TABLE IF NOT EXISTS "user" (
 	maildir TEXT NOT NULL DEFAULT '',
 	quota INTEGER NOT NULL DEFAULT 0
 );
+-- Logins and addresses name a user with ASCII letters in either case and
+-- every other octet exact (docs/SECURITY.md, "Logins"): SQLite's NOCASE is
+-- that rule. Unique under it, so that "Alice" and "alice" cannot be two
+-- users; the look-ups use these indexes.
+CREATE UNIQUE INDEX IF NOT EXISTS user_login_nocase ON "user" (login COLLATE NOCASE);
+CREATE UNIQUE INDEX IF NOT EXISTS user_mail_nocase ON "user" (mail COLLATE NOCASE);
 
 -- header || body is the message exactly as delivered: header holds the
 -- header lines and the empty line that ends them, body the rest.

@@ -149,6 +149,10 @@ static const struct key keys[] = {
 	BOOL_KEY("APOP", apop),
 	INT_KEY("IOThreads", io_threads, 0, 64),
 	INT_KEY("Workers", workers, 0, 256),
+	STR_KEY("LMTP_Listen", KEY_OPTIONAL, lmtp_listen,
+		"an absolute socket path, or inet:ADDRESS:PORT"),
+	INT_KEY("LMTP_MaxMessageSize", lmtp_max_message_size, 1024, CONFIG_INT_MAX),
+	INT_KEY("LMTP_Timeout", lmtp_timeout, 1, 86400),
 	STR_KEY("ControlSocket", KEY_SOCKET, control_socket,
 		"an absolute path of at most 107 bytes, or none"),
 	STR_KEY("MetricsListen", KEY_METRICS, metrics_listen,
@@ -240,6 +244,8 @@ void config_defaults(struct config *cfg)
 	cfg->foreground = false;
 	cfg->io_threads = 0;
 	cfg->workers = 0;
+	cfg->lmtp_max_message_size = DEFAULT_LMTP_MAX_MESSAGE_SIZE;
+	cfg->lmtp_timeout = DEFAULT_LMTP_TIMEOUT;
 	cfg->syslog_facility = LOG_MAIL;
 	/* Mechanisms that work with every password scheme; CRAM-MD5 and
 	 * SCRAM-SHA-256 need plaintext (or SCRAM) stored passwords, so the

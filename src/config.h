@@ -49,6 +49,9 @@ struct config {
 	bool apop;              /* APOP: the greeting offers APOP (a timestamp) */
 	int io_threads; /* IOThreads: event loops; 0 = one per core */
 	int workers;    /* Workers: storage worker threads; 0 = two per core */
+	char *lmtp_listen;         /* LMTP_Listen: Unix socket path or inet:HOST:PORT; NULL = off */
+	int lmtp_max_message_size; /* LMTP_MaxMessageSize: octets */
+	int lmtp_timeout;          /* LMTP_Timeout: seconds of silence */
 	char *control_socket; /* ControlSocket: tpops-admin's Unix socket; NULL = none */
 	/* MetricsListen: an IP address (with metrics_port) or the absolute
 	 * path of a Unix socket; NULL = no metrics listener */

@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "conn_limit.h"
 #include "db.h"
+#include "lmtp_server.h"
 #include "log.h"
 #include "privsep.h"
 #include "reload.h"
@@ -34,6 +35,7 @@ struct daemon_state {
 	bool verbose;
 	const struct config *cfg; /* the one in force */
 	struct server *srv;
+	struct lmtp_server *lmtp; /* NULL unless LMTP_Listen is set */
 	struct admin *admin; /* control socket and metrics listener */
 	struct event_base *base;
 	struct event *signals[3]; /* SIGTERM, SIGINT, SIGHUP */
@@ -89,6 +91,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: shutting down", (int)sig);
 	sdnotify_stopping();
 	server_shutdown(d->srv);
+	lmtp_server_shutdown(d->lmtp);
 	d->stop_deadline = time(NULL) + SHUTDOWN_GRACE_SECONDS;
 	d->grace_timer = event_new(d->base, -1, EV_PERSIST, check_stopped, d);
 	struct timeval tick = {0, 50 * 1000};
@@ -113,6 +116,8 @@ static void open_listeners(struct daemon_state *d)
 	char err[1024];
 	d->srv = server_bind(d->cfg, err, sizeof err);
 	if (d->srv == NULL)
+		log_fatal("%s", err);
+	if (lmtp_server_bind(d->cfg, &d->lmtp, err, sizeof err) != 0)
 		log_fatal("%s", err);
 	d->admin = admin_bind(d->cfg, err, sizeof err);
 	if (d->admin == NULL)
@@ -141,6 +146,7 @@ static void start_threads(struct daemon_state *d)
 	d->workers = d->cfg->workers > 0 ? d->cfg->workers : 2 * cpu_count();
 	worker_pool_start(d->cfg, d->workers);
 	server_start(d->srv, d->io_threads);
+	lmtp_server_start(d->lmtp);
 	admin_start(d->admin, d->srv, d->base, reload_now, d);
 }
 
@@ -174,9 +180,10 @@ static void daemon_teardown(struct daemon_state *d)
 {
 	admin_free(d->admin); /* before the I/O threads it asks go */
 	server_stop(d->srv);
+	bool lmtp_done = lmtp_server_stop(d->lmtp, SHUTDOWN_GRACE_SECONDS);
 	/* jobs still queued (a QUIT commit) finish; a hung database does not
 	 * hold the exit: its transaction rolls back when the process ends */
-	if (conn_limit_total() == 0)
+	if (conn_limit_total() == 0 && lmtp_done)
 		worker_pool_stop();
 	for (size_t i = 0; i < sizeof d->signals / sizeof d->signals[0]; i++)
 		event_free(d->signals[i]);

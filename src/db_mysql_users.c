@@ -1,8 +1,10 @@
 /* The MySQL engine's users: look-ups by login and address, adding,
  * deleting, changing a password, listing. */
 #include <mysql.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "auth_login.h"
 #include "db_mysql.h"
 
 static int user_from_row(struct db_mysql *d, MYSQL_STMT *s, struct user *u)
@@ -40,6 +42,14 @@ static int user_lookup(struct db_mysql *d, enum stmt_id id, const char *key, str
 		return status;
 	status = user_from_row(d, s, u);
 	dbm_done(s);
+	/* The column's collation also folds accents and ignores trailing
+	 * spaces ("ÄLICE", "alice   " find alice): the row it finds counts
+	 * only under tpops' one rule (auth_login.h), as in SQLite. */
+	const char *found = id == ST_USER_BY_MAIL ? u->mail : u->login;
+	if (status == DB_OK && !auth_login_same(found, key)) {
+		user_clear(u);
+		status = DB_NOT_FOUND;
+	}
 	return status;
 }
 
@@ -71,10 +81,26 @@ int mysql_user_add(struct db *db, const struct user *u)
 	return dbm_exec_stmt(d, ST_USER_ADD, params, "adding a user", NULL);
 }
 
-int mysql_user_delete(struct db *db, const char *login)
+/* The login as stored, when login names a user by tpops' rule: deleting
+ * or changing by it then touches that row only (the unique key's
+ * collation makes it match that row alone). */
+static int stored_login(struct db *db, const char *login, char **stored_r)
+{
+	struct user u = {0};
+	int status = mysql_user_by_login(db, login, &u);
+	if (status == DB_OK) {
+		*stored_r = u.login;
+		u.login = NULL;
+	}
+	user_clear(&u);
+	return status;
+}
+
+int mysql_user_delete(struct db *db, const char *given)
 {
 	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
+	char *login = NULL;
+	int status = stored_login(db, given, &login);
 	if (status != DB_OK)
 		return status;
 	unsigned long len;
@@ -82,13 +108,15 @@ int mysql_user_delete(struct db *db, const char *login)
 	dbm_bind_text(&param, login, &len);
 	uint64_t affected = 0;
 	status = dbm_exec_stmt(d, ST_USER_DELETE, &param, "deleting a user", &affected);
+	free(login);
 	return dbm_changed_one(status, affected);
 }
 
-int mysql_user_set_password(struct db *db, const char *login, const char *passwd)
+int mysql_user_set_password(struct db *db, const char *given, const char *passwd)
 {
 	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
+	char *login = NULL;
+	int status = stored_login(db, given, &login);
 	if (status != DB_OK)
 		return status;
 	unsigned long len[2];
@@ -98,6 +126,7 @@ int mysql_user_set_password(struct db *db, const char *login, const char *passwd
 	dbm_bind_text(&params[1], login, &len[1]);
 	uint64_t affected = 0;
 	status = dbm_exec_stmt(d, ST_USER_SET_PASSWORD, params, "changing a password", &affected);
+	free(login);
 	return dbm_changed_one(status, affected);
 }
 

@@ -41,12 +41,14 @@ enum stmt_id {
 
 #define USER_COLUMNS "uid, login, passwd, mail, maildir, quota"
 static const char *const stmt_sql[ST_COUNT] = {
-	[ST_USER_BY_LOGIN] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE login = ?1",
-	[ST_USER_BY_MAIL] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE mail = ?1",
+	/* NOCASE folds ASCII letters only: tpops' login rule
+	 * (auth_login.h), served by the NOCASE unique indexes */
+	[ST_USER_BY_LOGIN] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE login = ?1 COLLATE NOCASE",
+	[ST_USER_BY_MAIL] = "SELECT " USER_COLUMNS " FROM \"user\" WHERE mail = ?1 COLLATE NOCASE",
 	[ST_USER_ADD] = "INSERT INTO \"user\" (login, passwd, mail, maildir, quota) "
 			"VALUES (?1, ?2, ?3, ?4, ?5)",
-	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1",
-	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1",
+	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1 COLLATE NOCASE",
+	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
 	/* one statement, one write transaction: a free maildrop, or one
 	 * whose lease expired, is taken; a held one is left alone (no row

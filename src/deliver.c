@@ -1,7 +1,10 @@
 /* One delivery, shared by tpops-store and the LMTP listener (see deliver.h). */
 #include "deliver.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "maildrop.h"
 
@@ -40,11 +43,27 @@ static enum deliver_result result_of(int status)
 	}
 }
 
-enum deliver_result deliver_resolve(struct db *db, const char *address, struct user *u,
-				    char *err, size_t errlen)
+enum deliver_result deliver_resolve(struct db *db, const char *address, bool fold_case,
+				    struct user *u, char *err, size_t errlen)
 {
 	struct user found = {0};
 	int status = db->ops->user_by_mail(db, address, &found);
+	if (status == DB_NOT_FOUND && fold_case) {
+		/* Addresses are stored as tpops-useradd was given them, mostly
+		 * in lower case, while an MTA passes them on as the sender
+		 * wrote them ("Alice@Example.COM"). */
+		char folded[512];
+		size_t n = strlen(address);
+		bool differs = false;
+		if (n < sizeof folded) {
+			for (size_t i = 0; i <= n; i++) {
+				folded[i] = (char)tolower((unsigned char)address[i]);
+				differs |= folded[i] != address[i];
+			}
+			if (differs)
+				status = db->ops->user_by_mail(db, folded, &found);
+		}
+	}
 	if (status == DB_OK) {
 		*u = found;
 		return DELIVER_STORED;

@@ -8,6 +8,7 @@
  * tool, with that thread's database connection. */
 #ifndef TPOPS_DELIVER_H
 #define TPOPS_DELIVER_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,9 +28,12 @@ enum deliver_result {
 const char *deliver_result_name(enum deliver_result r);
 
 /* The user whose address is `address` (u to be user_clear()ed after
- * DELIVER_STORED; untouched otherwise). DELIVER_STORED here means "found". */
-enum deliver_result deliver_resolve(struct db *db, const char *address, struct user *u,
-				    char *err, size_t errlen);
+ * DELIVER_STORED; untouched otherwise). DELIVER_STORED here means "found".
+ * With fold_case, an address no user has exactly is tried again in lower
+ * case: for LMTP, where the MTA passes addresses on as the sender wrote
+ * them; Postfix's pipe folds them itself (its h and u flags). */
+enum deliver_result deliver_resolve(struct db *db, const char *address, bool fold_case,
+				    struct user *u, char *err, size_t errlen);
 
 /* Whether u's quota still has room for `size` more octets (0: any room at
  * all), counting what is stored now; DELIVER_STORED means "room". An

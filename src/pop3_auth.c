@@ -281,7 +281,9 @@ static void login_finish(struct session_job *sj)
 
 /* The session closed during the hold (the client left, SIGTERM, a
  * timeout): nobody to answer, so the check does not run at all (running
- * it would let a client skip the hold by hanging up). */
+ * it would let a client skip the hold by hanging up), and takes no slot
+ * (a guesser who hangs up does not fill the queue for the checks of
+ * others). */
 static void hold_cancel(struct session *s)
 {
 	struct pop3_attempt *a = s->attempt;

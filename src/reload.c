@@ -31,7 +31,10 @@ static bool startup_settings_differ(const struct config *next, const struct conf
 	       next->syslog_facility != old->syslog_facility ||
 	       strs_differ(next->control_socket, old->control_socket) ||
 	       strs_differ(next->metrics_listen, old->metrics_listen) ||
-	       next->metrics_port != old->metrics_port || next->metrics_public != old->metrics_public;
+	       next->metrics_port != old->metrics_port || next->metrics_public != old->metrics_public ||
+	       strs_differ(next->lmtp_listen, old->lmtp_listen) ||
+	       next->lmtp_max_message_size != old->lmtp_max_message_size ||
+	       next->lmtp_timeout != old->lmtp_timeout;
 }
 
 /* The storage workers keep their open database connections. */
@@ -59,8 +62,8 @@ static void warn_restart_only(const struct config *next, const struct config *ol
 {
 	if (startup_settings_differ(next, old))
 		note(report, "Port, Listen, TLS_Port, User, Group, IOThreads, Workers, Log, "
-			     "SyslogFacility, ControlSocket and MetricsListen changes take effect at "
-			     "the next restart");
+			     "SyslogFacility, ControlSocket, MetricsListen and LMTP_* changes take "
+			     "effect at the next restart");
 	if (database_settings_differ(next, old))
 		note(report, "database connection changes (Database, SQLite_Path, MySQL_*) take "
 			     "effect at the next restart");

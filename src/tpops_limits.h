@@ -57,6 +57,11 @@
  * to this many seconds. */
 #define DEFAULT_AUTH_FAILURE_DELAY_MAX 30
 #define DEFAULT_LOCK_LEASE 60
+/* LMTP: larger than Postfix's default message_size_limit (10240000), so
+ * that Postfix refuses a too large message before it is queued. */
+#define DEFAULT_LMTP_MAX_MESSAGE_SIZE (64 * 1024 * 1024)
+/* RFC 5321 4.5.3.2: 5 minutes for a command, 3 for each data block. */
+#define DEFAULT_LMTP_TIMEOUT 300
 /* TLS session tickets: a new key every hour; a ticket opens for one to two
  * hours, so a client that polls every few minutes resumes, and a key that
  * leaks reveals at most two hours of sessions. */

@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	struct db *db = store_open(&cfg, &exit_status);
 	struct user u = {0};
 	enum deliver_result found =
-		db ? deliver_resolve(db, mail, &u, err, sizeof err) : DELIVER_TEMPORARY;
+		db ? deliver_resolve(db, mail, false, &u, err, sizeof err) : DELIVER_TEMPORARY;
 	if (db == NULL) {
 		/* exit_status and the message are store_open's */
 	} else if (found != DELIVER_STORED) {

@@ -115,6 +115,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+lmtp      unix  -       -       n       -       -       lmtp
 tpops     unix  -       n       n       -       -       pipe
   flags={flags} user={user} argv={wrapper} ${{recipient}}
 """
@@ -557,3 +558,68 @@ def test_postfix_virtual_maildir_served_by_tpops(make_tpops, postfix_for):
     assert b"\r\n" not in on_disk and on_disk.endswith(sent.replace(b"\r\n", b"\n"))
     assert os.stat(os.path.join(new, files[0])).st_uid == uid
     assert_delivered_once(t, "erin", "pw", token, sent, rcpt)
+
+
+def test_postfix_delivers_over_lmtp(make_tpops, backend, postfix_for):
+    """docs/POSTFIX.md's LMTP setup with each store: `virtual_transport =
+    lmtp:unix:` the daemon's LMTP_Listen socket. Delivered octet for octet
+    and once; an unknown user bounced 5.1.1 and an over-quota message
+    bounced 5.2.2 (both at RCPT: Postfix sends SIZE); the store down
+    deferred, then delivered once; one message to several users delivered
+    once to each over one connection."""
+    t = make_tpops(backend=backend)
+    socket_path = os.path.join(t.dir, "lmtp")
+    t.write_config(LMTP_Listen=socket_path)
+    alice = t.add_user("alice", "secret", f"alice@{VIRTUAL}")
+    carol = t.add_user("carol", "pw", f"carol@{VIRTUAL}", "--quota", "4000")
+    t.add_user("dave", "pw", f"dave@{VIRTUAL}")
+    t.add_user("erin", "pw", f"erin@{VIRTUAL}")
+    t.start()
+    pf = postfix_for(t, virtual_transport=f"lmtp:unix:{socket_path}")
+
+    token = token_of("lmtp")
+    sent = message(token, alice)
+    qid = pf.send([alice], sent)
+    dsn, text = pf.wait_for(qid, alice, "sent")
+    assert dsn == "2.0.0" and "2.0.0 <alice@" in text, text
+    assert_delivered_once(t, "alice", "secret", token, sent, alice)
+
+    unknown = f"nosuchuser@{VIRTUAL}"
+    qid = pf.send([unknown], message(token_of("unknown"), unknown))
+    dsn, text = pf.wait_for(qid, unknown, "bounced")
+    assert dsn == "5.1.1" and "user unknown" in text.lower(), (dsn, text)
+
+    small, big = token_of("fits"), token_of("over-quota")
+    qid = pf.send([carol], message(small, carol))
+    pf.wait_for(qid, carol, "sent")
+    qid = pf.send([carol], message(big, carol, BODY * 3))
+    dsn, text = pf.wait_for(qid, carol, "bounced")
+    assert dsn == "5.2.2" and "quota" in text, (dsn, text)
+    msgs = fetch_all(t, "carol", "pw")
+    assert len(with_token(msgs, small)) == 1 and not with_token(msgs, big)
+
+    # several recipients, one of them in capitals: one LMTP transaction,
+    # one reply and one copy each
+    token = token_of("multi")
+    rcpts = [alice, f"Dave@{VIRTUAL.upper()}", f"erin@{VIRTUAL}"]
+    sent = message(token, ", ".join(rcpts))
+    qid = pf.send(rcpts, sent)
+    for (login, password), rcpt in zip((("alice", "secret"), ("dave", "pw"), ("erin", "pw")), rcpts):
+        pf.wait_for(qid, rcpt, "sent")
+        pf.sent_once(qid, rcpt)
+        assert_delivered_once(t, login, password, token, sent, rcpt)
+
+    token = token_of("deferred")
+    sent = message(token, alice)
+    with store_down(t, backend):
+        qid = pf.send([alice], sent)
+        dsn, text = pf.wait_for(qid, alice, "deferred")
+        assert dsn == "4.3.0" and "Temporary failure" in text, (dsn, text)
+        assert qid in pf.queued()
+    pf.flush()
+    pf.wait_for(qid, alice, "sent")
+    pf.sent_once(qid, alice)
+    assert_delivered_once(t, "alice", "secret", token, sent, alice)
+
+    pf.wait_queue_empty()
+    t.assert_alive()
