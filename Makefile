@@ -42,7 +42,7 @@ PROGRAMS := $(BUILD)/tpops $(TOOLS)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check unit integration tsan fuzz fuzz-check bench install uninstall clean format
+.PHONY: all deps run check check-galera unit integration tsan fuzz fuzz-check bench install uninstall clean format
 all: $(PROGRAMS)
 
 deps:
@@ -111,6 +111,14 @@ tsan:
 	$(MAKE) BUILD=build-tsan all
 	TPOPS_BUILD=$(abspath build-tsan) TPOPS_SANITIZER=thread FAULT_SESSIONS=300 FAULT_FREE_WITHIN=5 \
 		$(PYTEST) -q -ra $(TSAN_TESTS) $(PYTEST_ARGS)
+
+# tpops on a real 3-node MariaDB Galera cluster on loopback (tests/galera):
+# failover, conflicts, the ledger. A few minutes; not part of `make check`
+# (CI runs it on its own, under a time limit).
+check-galera:
+	@scripts/deps.sh test
+	$(MAKE) BUILD=build-asan all
+	TPOPS_BUILD=$(abspath build-asan) $(PYTEST) -q -ra -s tests/galera $(PYTEST_ARGS)
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20

@@ -283,6 +283,7 @@ static double probe_uidl_end, probe_conn_start;
 static uint64_t probe_uidl_bytes;
 static int active;
 static SSL_CTX *tls_ctx;
+static volatile sig_atomic_t stop_requested; /* SIGTERM: start no more sessions */
 static long tls_handshakes, tls_resumed;
 
 static void watch(struct conn *c, uint32_t events, int op)
@@ -295,7 +296,11 @@ static void watch(struct conn *c, uint32_t events, int op)
 static void conn_close(struct conn *c)
 {
 	if (c->ssl != NULL) {
-		SSL_free(c->ssl); /* no close_notify: the server ends sessions itself */
+		/* no close_notify (the server ends sessions itself), but marked
+		 * as shut down: OpenSSL makes the session of an SSL freed in
+		 * the middle unresumable */
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
 	if (c->fd >= 0) {
@@ -755,6 +760,8 @@ static void session_start_next(struct conn *c)
 	if (sessions_started >= opt.total)
 		return;
 	if (opt.duration > 0 && t_first > 0 && now() - t_first >= opt.duration)
+		return;
+	if (stop_requested)
 		return;
 	int round = (int)(sessions_started / opt.conc);
 	c->user = opt.users >= 2 * opt.conc ? c->slot + (round % 2) * opt.conc : c->slot % opt.users;
@@ -1368,6 +1375,13 @@ static int run_raw(void)
 
 /* ---- main ---- */
 
+/* sessions: a storm ended from outside finishes the sessions under way
+ * and reports, as when its -d runs out */
+static void on_sigterm(int sig)
+{
+	stop_requested = 1;
+}
+
 static void usage(FILE *out)
 {
 	fputs("usage: loadgen sessions|retr|idle|raw|probe [options]\n"
@@ -1493,6 +1507,7 @@ int main(int argc, char **argv)
 	if (opt.tls || opt.stls)
 		tls_init();
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_sigterm);
 	set_target(opt.host, opt.port);
 	switch (opt.mode) {
 	case MODE_SESSIONS: return run_sessions();

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Turns bench/run.sh's results.tsv (scenario, metric, server, round, value)
-into tables of medians, the tpops/Dovecot ratios and the targets of issue 7.
+into tables of medians, the tpops/Dovecot ratios and the targets of issues
+7 (plaintext) and 17 (TLS).
 
   report.py RESULTS.tsv [NOTE...]
 """
@@ -8,9 +9,12 @@ import statistics
 import sys
 from collections import defaultdict
 
-SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr"]
+SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr",
+           "tpops-metrics-off", "tpops-metrics-on"]
 TPOPS = ["tpops", "tpops-maildir"]
-ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss"]
+ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "metrics",
+         "tls-sessions", "tls-retr", "tls-storm", "lmtp"]
+NOT_SHOWN = ("other_load_pct", "loadavg_1min")
 TITLES = {
     "sessions": "(1) full sessions: USER PASS STAT LIST UIDL QUIT (10 messages)",
     "retr": "(2) RETR throughput, MB/s (10^6 octets/s); loopback: a plain TCP sender "
@@ -19,7 +23,45 @@ TITLES = {
     "maildir": "(4) 100,000-message Maildir: ms from connect to the end of STAT / UIDL",
     "deliver": "(5) deliveries per second (tpops-store vs dovecot-lda), one process per message",
     "rss": "(6) RETR of a 100 MiB message: RSS growth of the server (MiB), MB/s",
+    "metrics": "(7) sessions per second (plaintext) and the daemon's CPU microseconds per "
+               "session, with the counters off and on (ControlSocket and MetricsListen, "
+               "scraped every second)",
+    "tls-sessions": "(8) TLS sessions/s (POP3S, STLS; ECDSA P-256, RSA-2048), full handshakes "
+                    "and resumed (_resume: each client offers its last ticket)",
+    "tls-retr": "(9) RETR over TLS, MB/s: 10 MiB LF / CRLF and 1000 x 100 KiB (half LF, half "
+                "CRLF), 1 and 8 connections",
+    "tls-storm": "(10) RETR of 4 POP3S connections, MB/s, alone and while 64 others do full "
+                 "handshakes",
+    "lmtp": "(11) deliveries per second: the pipe (a tpops-store / dovecot-lda process per "
+            "message) and LMTP (connections kept open, pipelined transactions)",
 }
+
+
+def tls_target(metric, med, tp):
+    """(text, verdict) of issue 17 for a TLS metric; med maps (metric,
+    server) to the median, since some targets compare two metrics."""
+    t = med.get((metric, tp))
+    f = med.get((metric, "dovecot-fast"))
+
+    def verdict(ok):
+        return "MET" if ok else "MISSED"
+
+    if t is None:
+        return "", ""
+    if metric.startswith("rate_") and "_resume_" in metric:
+        full = med.get((metric.replace("_resume", ""), tp))
+        return ">= 2 x own full handshakes", verdict(full and t >= 2 * full)
+    if metric.startswith("rate_") and not metric.endswith("_c1"):
+        return ">= 3 x fast", verdict(f and t >= 3 * f)
+    if metric.startswith("mbps_k4_storm_"):
+        alone = med.get((metric.replace("_storm_", "_alone_"), tp))
+        return ">= 70% of alone", verdict(alone and t >= 0.7 * alone)
+    if metric.startswith("mbps_") and metric.endswith("_k8") and "_k4_" not in metric:
+        one = med.get((metric[:-1] + "1", tp))
+        return ">= 4 x fast, >= k1", verdict(f and t >= 4 * f and one and t >= one)
+    if metric.startswith("mbps_") and metric.endswith("_k1"):
+        return ">= 4 x fast", verdict(f and t >= 4 * f)
+    return "", ""
 
 
 def target(metric, med, tp="tpops"):
@@ -31,6 +73,12 @@ def target(metric, med, tp="tpops"):
     def ratio_ok(r):
         return "MET" if r else "MISSED"
 
+    if metric.startswith("rate_") and "tpops-metrics-off" in med:
+        off, on = med.get("tpops-metrics-off"), med.get("tpops-metrics-on")
+        return "on >= 98% of off (issue 15)", ratio_ok(off and on is not None and on >= 0.98 * off)
+    if metric.startswith("cpu_us_") and "tpops-metrics-off" in med:
+        off, on = med.get("tpops-metrics-off"), med.get("tpops-metrics-on")
+        return "on <= 102% of off", ratio_ok(off and on is not None and on <= 1.02 * off)
     if t is None:
         return "", ""
     if metric.startswith("rate_plain_c") and metric not in ("rate_plain_c1",):
@@ -108,22 +156,27 @@ def main():
     for scenario in ORDER:
         if scenario not in metrics:
             continue
-        shown = [m for m in metrics[scenario] if m != "other_load_pct"]
+        shown = [m for m in metrics[scenario] if m not in NOT_SHOWN]
         present = [s for s in SERVERS
                    if any((scenario, m, s) in values for m in shown)]
         variants = [t for t in TPOPS if t in present]
+        if scenario == "metrics":
+            variants = ["tpops-metrics-on"]
         print()
         print("### %s — medians of %d round(s)" % (TITLES[scenario], len(rounds[scenario])))
         print()
         head = ["metric"] + present
         ratios = []
         for tp in variants:
-            for ref in ("dovecot-fast", "dovecot-stock", "loopback"):
+            for ref in ("dovecot-fast", "dovecot-stock", "loopback", "tpops-metrics-off"):
                 if ref in present:
                     ratios.append((tp, ref))
         head += ["%s/%s" % (tp.replace("tpops-", ""), ref.replace("dovecot-", ""))
                  for tp, ref in ratios]
-        head += ["target (issue 7)", "verdict"]
+        issue = "17" if scenario.startswith("tls-") else "7"
+        head += ["target (issue %s)" % issue, "verdict"]
+        allmed = {(m, s): statistics.median(values[(scenario, m, s)])
+                  for m in shown for s in present if values.get((scenario, m, s))}
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         for metric in shown:
@@ -135,7 +188,10 @@ def main():
             row += [ratio(med[tp], med[ref]) for tp, ref in ratios]
             text, verdicts = "", []
             for tp in variants:
-                t_text, verdict = target(metric, med, tp)
+                if scenario.startswith("tls-"):
+                    t_text, verdict = tls_target(metric, allmed, tp)
+                else:
+                    t_text, verdict = target(metric, med, tp)
                 if t_text:
                     text = t_text
                     verdicts.append(verdict if len(variants) == 1
@@ -147,6 +203,10 @@ def main():
             print()
             print("Other load on the machine just before each server's turn: median %.0f %%, "
                   "max %.0f %% of all CPUs." % (statistics.median(load), max(load)))
+        avg = values_for(values, scenario, "loadavg_1min")
+        if avg:
+            print("Load average (1 min) at those moments: median %.1f, max %.1f (on %s)."
+                  % (statistics.median(avg), max(avg), "this many CPUs: see nproc above"))
     for note in sys.argv[2:]:
         print()
         print(note)

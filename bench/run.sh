@@ -3,7 +3,23 @@
 #
 #   bench/run.sh                 every scenario (what `make bench` runs)
 #   bench/run.sh sessions retr   some of them: sessions retr idle maildir
-#                                deliver rss
+#                                deliver rss metrics tls-sessions tls-retr tls-storm lmtp
+#
+# The metrics scenario is tpops against itself: sessions per second, and
+# the daemon's CPU time per session, with the counters off (no
+# ControlSocket, no MetricsListen) and on (both, the metrics page scraped
+# every second); both daemons run at once and take turns,
+# BENCH_METRICS_REPEAT rounds (default 5); Dovecot takes no part.
+#
+# The TLS scenarios (issue 17) run every server with each certificate of
+# BENCH_CERTS in turn, over POP3S and STLS (BENCH_TLS_MODES):
+#   tls-sessions  full sessions at each concurrency, with full handshakes
+#                 and with resumption (each client slot offers its last
+#                 session ticket: loadgen --resume)
+#   tls-retr      RETR 10 MiB (LF and CRLF) and 1000 x 100 KiB at 1 and 8
+#                 connections
+#   tls-storm     RETR of 4 connections alone, then while 64 others do
+#                 nothing but full TLS handshakes (POP3S)
 #
 # Environment:
 #   BENCH_REPEAT=3        repetitions of each scenario (servers alternate)
@@ -19,6 +35,10 @@
 #   BENCH_QUIET_WAIT=3    before each server's turn, wait up to this many
 #                         seconds for the machine's other load to drop
 #   BENCH_MAILDIR_COUNT=100000    BENCH_DELIVER=300
+#   BENCH_LMTP_CONNECTIONS="1 4"  LMTP connections kept open (lmtp scenario)
+#   BENCH_CERTS="ecdsa rsa"       ECDSA P-256 and RSA-2048 certificates
+#   BENCH_TLS_MODES="pop3s stls"  implicit TLS, STLS
+#   BENCH_RESUME=1        tls-sessions also with resumption (0: not)
 #   BENCH_DIR=DIR         work directory (default: a new one under /tmp,
 #                         removed at the end); fixtures already in DIR are
 #                         reused
@@ -48,7 +68,13 @@ SERVERS=${BENCH_SERVERS:-"tpops tpops-maildir dovecot-fast dovecot-stock"}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-3}
 MAILDIR_COUNT=${BENCH_MAILDIR_COUNT:-100000}
 DELIVER_COUNT=${BENCH_DELIVER:-300}
+METRICS_REPEAT=${BENCH_METRICS_REPEAT:-5}
+METRICS_CONCS=${BENCH_METRICS_CONCURRENCY:-"16 64"}
 POP3_CLIENT_LIMIT=${DOVECOT_POP3_CLIENT_LIMIT:-1}
+LMTP_CONNECTIONS=${BENCH_LMTP_CONNECTIONS:-"1 4"}
+# Dovecot's LMTP server (Debian dovecot-lmtpd), for the lmtp scenario
+DOVECOT_LMTP=no
+[ -x /usr/lib/dovecot/lmtp ] && DOVECOT_LMTP=yes
 NPROC=$(nproc)
 PY=/usr/bin/python3
 RUN_USER=nobody
@@ -56,7 +82,11 @@ RUN_GROUP=nogroup
 RUN_UID=$(id -u $RUN_USER)
 RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
 
-ALL_SCENARIOS="sessions retr idle maildir deliver rss"
+TLS_MODES=${BENCH_TLS_MODES:-"pop3s stls"}
+RESUME=${BENCH_RESUME:-1}
+CERT=ecdsa # the certificate the servers start with
+
+ALL_SCENARIOS="sessions retr idle maildir deliver rss metrics tls-sessions tls-retr tls-storm lmtp"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -156,6 +186,9 @@ MaxConnections: 20000
 MaxConnectionsPerIP: 20000
 AuthFailureDelay: 0
 ControlSocket: $T/control
+TLS_Port: $(free_port)
+TLS_Cert: $W/certs/ecdsa.crt
+TLS_Key: $W/certs/ecdsa.key
 EOF
 	"$BIN/tpops-dbinit" -c "$TCONF" >/dev/null || die "tpops-dbinit failed"
 	touch "$T/.done"
@@ -195,14 +228,36 @@ wait_port() { # PORT PID NAME LOG
 	die "$3 does not answer on port $1"
 }
 
+# certificates: ECDSA P-256 and RSA-2048, self-signed for bench.test
+make_certs() {
+	mkdir -p "$W/certs"
+	[ -e "$W/certs/rsa.key" ] && return
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-subj /CN=bench.test -keyout "$W/certs/ecdsa.key" -out "$W/certs/ecdsa.crt" 2>/dev/null &&
+		openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench.test \
+			-keyout "$W/certs/rsa.key" -out "$W/certs/rsa.crt" 2>/dev/null ||
+		die "openssl req failed"
+	chmod 600 "$W"/certs/*.key
+}
+
+# cert_conf CONF: CONF with the certificate $CERT (a file beside it)
+cert_conf() {
+	local out=${1%.conf}-$CERT.conf
+	sed -e "s|^TLS_Cert: .*|TLS_Cert: $W/certs/$CERT.crt|" \
+		-e "s|^TLS_Key: .*|TLS_Key: $W/certs/$CERT.key|" "$1" > "$out"
+	echo "$out"
+}
+
 start_tpops() { # [CONF]
-	local conf=${1:-$TCONF}
+	local conf
+	conf=$(cert_conf "${1:-$TCONF}")
 	"$BIN/tpops" -c "$conf" >> "$T/tpops.log" 2>&1 &
 	TPOPS_PID=$!
 	PIDS="$PIDS $TPOPS_PID"
 	wait_port "$(sed -n 's/^Port: //p' "$conf")" "$TPOPS_PID" tpops "$T/tpops.log"
 	SERVER_PID=$TPOPS_PID
 	SERVER_PORT=$(sed -n 's/^Port: //p' "$conf")
+	SERVER_TLS_PORT=$(sed -n 's/^TLS_Port: //p' "$conf")
 }
 
 stop_pid() { # PID
@@ -220,12 +275,22 @@ stop_pid() { # PID
 # ---- Dovecot ----
 MAIL=$W/mail            # Dovecot's Maildirs: MAIL/LOGIN/Maildir
 PASSWD=$W/dovecot.passwd
-declare -A DOVECOT_PORT
+declare -A DOVECOT_PORT DOVECOT_TLS_PORT
+
+dovecot_ssl_conf() { # MODE: Dovecot with the certificate $CERT
+	cat > "$W/$1/ssl.conf" <<EOF
+ssl = yes
+ssl_cert = <$W/certs/$CERT.crt
+ssl_key = <$W/certs/$CERT.key
+EOF
+}
 
 dovecot_conf() { # MODE
 	local mode=$1 d=$W/$1
 	mkdir -p "$d/run" "$d/state"
+	dovecot_ssl_conf "$mode"
 	DOVECOT_PORT[$mode]=$(free_port)
+	DOVECOT_TLS_PORT[$mode]=$(free_port)
 	{
 		cat <<EOF
 # tpops benchmark: private Dovecot, $mode
@@ -233,9 +298,10 @@ dovecot_conf() { # MODE
 base_dir = $d/run
 state_dir = $d/state
 instance_name = tpops-bench-$mode
-protocols = pop3
+protocols = pop3$([ $DOVECOT_LMTP = yes ] && echo " lmtp")
 listen = 127.0.0.1
-ssl = no
+# the certificate: ssl.conf, written before each start (BENCH_CERTS)
+!include $d/ssl.conf
 disable_plaintext_auth = no
 auth_mechanisms = plain
 default_internal_user = dovecot
@@ -252,6 +318,11 @@ passdb {
   driver = passwd-file
   args = $PASSWD
 }
+# LMTP (the lmtp scenario): RCPT TO:<d0@bench.test> is the user d0; the
+# socket is base_dir/lmtp
+protocol lmtp {
+  auth_username_format = %Ln
+}
 userdb {
   driver = passwd-file
   args = $PASSWD
@@ -264,6 +335,11 @@ service pop3-login {
   inet_listener pop3 {
     address = 127.0.0.1
     port = ${DOVECOT_PORT[$mode]}
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = ${DOVECOT_TLS_PORT[$mode]}
+    ssl = yes
   }
   service_count = 0
   process_min_avail = $NPROC
@@ -283,6 +359,11 @@ service pop3-login {
     address = 127.0.0.1
     port = ${DOVECOT_PORT[$mode]}
   }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = ${DOVECOT_TLS_PORT[$mode]}
+    ssl = yes
+  }
 }
 # (Dovecot's own default for pop3 is 1024, below default_process_limit)
 service pop3 {
@@ -298,22 +379,35 @@ EOF
 start_dovecot() { # MODE
 	local mode=$1 d=$W/$1
 	[ -e "$d/dovecot.conf" ] || dovecot_conf "$mode"
+	dovecot_ssl_conf "$mode"
 	dovecot -F -c "$d/dovecot.conf" >> "$d/dovecot.log" 2>&1 &
 	local pid=$!
 	PIDS="$PIDS $pid"
 	wait_port "${DOVECOT_PORT[$mode]}" "$pid" "dovecot ($mode)" "$d/dovecot.log"
 	SERVER_PID=$pid
 	SERVER_PORT=${DOVECOT_PORT[$mode]}
+	SERVER_TLS_PORT=${DOVECOT_TLS_PORT[$mode]}
 	# fast: let process_min_avail start its processes
 	[ "$mode" = dovecot-fast ] && sleep 0.5
 	return 0
 }
 
+# lmtp_conf CONF: CONF itself, or in the lmtp scenario a copy that also
+# listens for LMTP on $T/lmtp
+lmtp_conf() {
+	if [ "${SCENARIO:-}" = lmtp ]; then
+		{ grep -v '^LMTP_Listen:' "$1"; echo "LMTP_Listen: $T/lmtp"; } > "$1.lmtp"
+		echo "$1.lmtp"
+	else
+		echo "$1"
+	fi
+}
+
 start_server() { # NAME
 	quiet_gate "$1"
 	case $1 in
-	tpops) start_tpops ;;
-	tpops-maildir) start_tpops "$T/tpops-maildir.conf" ;;
+	tpops) start_tpops "$(lmtp_conf "$TCONF")" ;;
+	tpops-maildir) start_tpops "$(lmtp_conf "$T/tpops-maildir.conf")" ;;
 	dovecot-*) start_dovecot "$1" ;;
 	esac
 }
@@ -341,11 +435,99 @@ while True:
 PYEOF
 )
 	record "$SCENARIO" other_load_pct "$1" "$busy"
+	record "$SCENARIO" loadavg_1min "$1" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 stop_server() {
+	stop_scraper
 	stop_pid "$SERVER_PID"
 	SERVER_PID=""
+}
+
+# ---- the metrics scenario: counters off and on ----
+METRICS_PORT=""
+SCRAPER_PID=""
+
+# The scraper Prometheus would be, once a second (15 s is usual).
+start_scraper() {
+	(while :; do
+		curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics"
+		sleep 1
+	done) &
+	SCRAPER_PID=$!
+}
+
+stop_scraper() {
+	[ -n "$SCRAPER_PID" ] || return 0
+	kill "$SCRAPER_PID" 2>/dev/null
+	wait "$SCRAPER_PID" 2>/dev/null
+	SCRAPER_PID=""
+}
+
+fixtures_metrics() {
+	fixtures_sessions
+	METRICS_PORT=$(free_port)
+	# both run at once: POP3S off (TLS_Port 0), or they would share its port
+	sed -e "s/^Port: .*/Port: $(free_port)/" -e 's|^ControlSocket: .*|ControlSocket: none|' \
+		-e 's/^TLS_Port: .*/TLS_Port: 0/' "$TCONF" > "$T/tpops-metrics-off.conf"
+	sed -e "s/^Port: .*/Port: $(free_port)/" -e "s|^ControlSocket: .*|ControlSocket: $T/control-on|" \
+		-e 's/^TLS_Port: .*/TLS_Port: 0/' "$TCONF" > "$T/tpops-metrics-on.conf"
+	echo "MetricsListen: 127.0.0.1:$METRICS_PORT" >> "$T/tpops-metrics-on.conf"
+}
+
+# CPU ticks (user + system) the process has used so far
+cpu_ticks() { # PID
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+metrics_one() { # SERVER PID PORT CONC
+	local srv=$1 pid=$2 port=$3 conc=$4 line t0 t1 ok
+	t0=$(cpu_ticks "$pid")
+	line=$("$LOADGEN" sessions -p "$port" --user 'p%d' --users 128 \
+		-n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)))
+	t1=$(cpu_ticks "$pid")
+	ok=$(field ok "$line")
+	note "  $srv plain c=$conc: $line cpu_ticks=$((t1 - t0))"
+	record metrics "rate_plain_c$conc" "$srv" "$(field rate "$line")"
+	record metrics "cpu_us_per_session_c$conc" "$srv" \
+		"$($PY -c "print(round(($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / max(1, ${ok:-0}), 1))")"
+	record metrics "errors_plain_c$conc" "$srv" "$(field err "$line")"
+}
+
+# Both daemons run at once and take turns in short measurements, the
+# order swapped each round, so that the other load on a shared machine
+# falls on both alike; the daemon's own CPU time per session is the
+# steadier figure there.
+metrics_run() {
+	local started=$(date +%s) off_pid off_port on_pid on_port conc
+	SCENARIO=metrics
+	REP=0
+	quiet_gate tpops-metrics
+	start_tpops "$T/tpops-metrics-off.conf"
+	off_pid=$SERVER_PID off_port=$SERVER_PORT
+	start_tpops "$T/tpops-metrics-on.conf"
+	on_pid=$SERVER_PID on_port=$SERVER_PORT
+	start_scraper
+	for p in $off_port $on_port; do
+		"$LOADGEN" sessions -p "$p" --user 'p%d' --users 128 -n 256 -c 64 -T 120 >/dev/null 2>&1
+	done
+	for REP in $(seq 1 "$METRICS_REPEAT"); do
+		note "metrics: round $REP of $METRICS_REPEAT"
+		for conc in $METRICS_CONCS; do
+			if [ $((REP % 2)) = 1 ]; then
+				metrics_one tpops-metrics-off "$off_pid" "$off_port" "$conc"
+				metrics_one tpops-metrics-on "$on_pid" "$on_port" "$conc"
+			else
+				metrics_one tpops-metrics-on "$on_pid" "$on_port" "$conc"
+				metrics_one tpops-metrics-off "$off_pid" "$off_port" "$conc"
+			fi
+		done
+	done
+	stop_scraper
+	stop_pid "$on_pid"
+	stop_pid "$off_pid"
+	note "metrics: done in $(($(date +%s) - started)) s"
+	SCENARIO=""
 }
 
 passwd_refresh() {
@@ -453,6 +635,10 @@ fixtures_deliver() {
 	gen messages "$MSGS/deliver" "$DELIVER_COUNT" 6000 5000
 	tpops_user d0 pw plain "$MAIL/d0/Maildir"
 	fixture_done deliver
+}
+
+fixtures_lmtp() {
+	fixtures_deliver
 }
 
 fixtures_rss() {
@@ -585,8 +771,8 @@ maildir_measure() { # SERVER
 	done
 }
 
-deliver_measure() { # SERVER
-	local srv=$1 start end f n=0
+deliver_measure() { # SERVER [SCENARIO METRIC]
+	local srv=$1 scenario=${2:-deliver} metric=${3:-deliveries_per_s} start end f n=0
 	start=$(date +%s.%N)
 	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ]; then
 		local conf=$TCONF
@@ -606,7 +792,32 @@ deliver_measure() { # SERVER
 	local rate
 	rate=$($PY -c "print(round($n / ($end - $start), 1))")
 	note "  $srv: $n deliveries, $rate/s"
-	record deliver deliveries_per_s "$srv" "$rate"
+	record "$scenario" "$metric" "$srv" "$rate"
+}
+
+# The same messages as the deliver scenario, to the same user: through the
+# pipe (one tpops-store or dovecot-lda process per message, as Postfix's
+# pipe(8) runs them) and over LMTP with connections kept open (as
+# Postfix's lmtp(8) with its connection cache), to tpops's LMTP_Listen and
+# to Dovecot's lmtp service.
+lmtp_measure() { # SERVER
+	local srv=$1 sock line c
+	deliver_measure "$srv" lmtp pipe_per_s
+	case $srv in
+	tpops|tpops-maildir) sock=$T/lmtp ;;
+	dovecot-*)
+		if [ $DOVECOT_LMTP = no ]; then
+			note "  $srv: no LMTP (install dovecot-lmtpd)"
+			return 0
+		fi
+		sock=$W/$srv/run/lmtp ;;
+	esac
+	for c in $LMTP_CONNECTIONS; do
+		line=$($PY "$ROOT/bench/lmtp_send.py" "$sock" d0@bench.test "$MSGS/deliver" "$c") ||
+			die "LMTP deliveries to $srv failed"
+		note "  $srv LMTP, $c connection(s): $line"
+		record lmtp "lmtp_per_s_c$c" "$srv" "$(field per_s "$line")"
+	done
 }
 
 rss_measure() { # SERVER
@@ -617,13 +828,128 @@ rss_measure() { # SERVER
 	record rss mbps_100m "$srv" "$(field mbps "$line")"
 }
 
+# ---- TLS (issue 17) ----
+
+# tls_args MODE: loadgen's port and TLS option for pop3s or stls
+tls_args() {
+	case $1 in
+	pop3s) echo "-p $SERVER_TLS_PORT --tls" ;;
+	stls) echo "-p $SERVER_PORT --stls" ;;
+	*) die "unknown TLS mode '$1' (pop3s or stls)" ;;
+	esac
+}
+
+fixtures_tls-sessions() { fixtures_sessions; }
+fixtures_tls-storm() { fixtures_retr; }
+fixtures_tls-retr() {
+	fixtures_retr
+	fixture retr-crlf || return 0
+	gen message "$MSGS/10mcrlf" 10485760 crlf 11
+	local i
+	for i in $(seq 0 7); do
+		both_user "bigc$i" plain "$MSGS/10mcrlf"
+	done
+	fixture_done retr-crlf
+}
+
+tls-sessions_measure() { # SERVER
+	local srv=$1 mode args conc line resume ropt tag
+	for mode in $TLS_MODES; do
+		args=$(tls_args "$mode")
+		# warm up: processes, indexes, and the ticket key
+		"$LOADGEN" sessions $args --user 'p%d' --users 128 -n 256 -c 64 -T 120 >/dev/null 2>&1
+		for conc in $CONCS; do
+			for resume in 0 1; do
+				[ $resume = 1 ] && [ "$RESUME" != 1 ] && continue
+				ropt="" tag=""
+				[ $resume = 1 ] && ropt=--resume tag=_resume
+				line=$("$LOADGEN" sessions $args $ropt --user 'p%d' --users 128 \
+					-n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)))
+				note "  $srv $mode $CERT$tag c=$conc: $line"
+				record tls-sessions "rate_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field rate "$line")"
+				record tls-sessions "p99ms_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field p99_ms "$line")"
+				record tls-sessions "errors_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field err "$line")"
+				if [ $resume = 1 ]; then
+					local resumed handshakes
+					resumed=$(field resumed "$line")
+					handshakes=$(field tls "$line")
+					record tls-sessions "resumed_pct_${mode}_${CERT}_c$conc" "$srv" \
+						"$($PY -c "print(round(100 * ${resumed:-0} / max(1, ${handshakes:-0}), 1))")"
+				fi
+			done
+		done
+	done
+}
+
+tls_retr_one() { # SERVER METRIC LOADGEN-ARGS...
+	local srv=$1 metric=$2 line
+	shift 2
+	line=$("$LOADGEN" retr -T 300 "$@")
+	note "  $srv $metric: $line"
+	record tls-retr "$metric" "$srv" "$(field mbps "$line")"
+}
+
+tls-retr_measure() { # SERVER
+	local srv=$1 mode args m
+	for mode in $TLS_MODES; do
+		args=$(tls_args "$mode")
+		m="mbps_${mode}_${CERT}"
+		"$LOADGEN" retr $args -k 8 --user 'big%d' -T 300 >/dev/null 2>&1
+		"$LOADGEN" retr $args -k 8 --user 'many%d' -T 300 >/dev/null 2>&1
+		tls_retr_one "$srv" "${m}_10m_k1" $args -k 1 --user 'big%d' --repeat 20
+		tls_retr_one "$srv" "${m}_10m_k8" $args -k 8 --user 'big%d' --repeat 3
+		tls_retr_one "$srv" "${m}_10mcrlf_k1" $args -k 1 --user 'bigc%d' --repeat 20
+		tls_retr_one "$srv" "${m}_10mcrlf_k8" $args -k 8 --user 'bigc%d' --repeat 3
+		tls_retr_one "$srv" "${m}_100k_k1" $args -k 1 --user 'manyall%d'
+		tls_retr_one "$srv" "${m}_100k_k8" $args -k 8 --user 'many%d'
+	done
+}
+
+# RETR of 4 POP3S connections alone, then while 64 more connections do
+# nothing but full handshakes (greeting, QUIT) as fast as they can
+tls-storm_measure() { # SERVER
+	local srv=$1 args="-p $SERVER_TLS_PORT --tls" alone during storm_pid storm
+	"$LOADGEN" retr $args -k 4 --user 'big%d' -T 300 >/dev/null 2>&1
+	alone=$("$LOADGEN" retr $args -k 4 --user 'big%d' --repeat 3 -T 300)
+	"$LOADGEN" sessions $args --handshake-only -c 64 -n 100000000 -d 120 -T 180 \
+		--user 'p%d' > "$W/storm.out" 2>/dev/null &
+	storm_pid=$!
+	sleep 1 # the storm is under way
+	during=$("$LOADGEN" retr $args -k 4 --user 'big%d' --repeat 3 -T 300)
+	kill -TERM "$storm_pid" 2>/dev/null # loadgen ends its run and reports
+	wait "$storm_pid" 2>/dev/null
+	storm=$(cat "$W/storm.out")
+	note "  $srv $CERT alone: $alone"
+	note "  $srv $CERT during the storm: $during"
+	note "  $srv $CERT storm: $storm"
+	record tls-storm "mbps_k4_alone_$CERT" "$srv" "$(field mbps "$alone")"
+	record tls-storm "mbps_k4_storm_$CERT" "$srv" "$(field mbps "$during")"
+	record tls-storm "storm_handshakes_per_s_$CERT" "$srv" "$(field rate "$storm")"
+}
+
 # run SCENARIO: REPEAT rounds, the servers alternating in each
 run_scenario() {
 	local srv rounds=$REPEAT started=$(date +%s)
 	SCENARIO=$1
 	[ "$SCENARIO" = idle ] && rounds=$IDLE_REPEAT
+	if [ "$SCENARIO" = metrics ]; then
+		metrics_run
+		return
+	fi
 	for REP in $(seq 1 "$rounds"); do
 		note "$SCENARIO: round $REP of $rounds"
+		case $SCENARIO in
+		tls-*)
+			for CERT in $CERTS; do
+				for srv in $SERVERS; do
+					start_server "$srv"
+					"${SCENARIO}_measure" "$srv"
+					stop_server
+				done
+			done
+			CERT=ecdsa
+			continue ;;
+		esac
 		for srv in $SERVERS; do
 			case $SCENARIO:$srv in
 			maildir:dovecot-*|maildir:tpops-maildir)
@@ -658,7 +984,13 @@ run_scenario() {
 # ---- main ----
 START=$(date +%s)
 SCENARIO=setup
+make_certs
 tpops_setup
+# a work directory from before the TLS scenarios: the certificate lines
+if ! grep -q '^TLS_Port:' "$TCONF"; then
+	printf 'TLS_Port: %s\nTLS_Cert: %s\nTLS_Key: %s\n' "$(free_port)" "$W/certs/ecdsa.crt" \
+		"$W/certs/ecdsa.key" >> "$TCONF"
+fi
 if [[ " $SERVERS " == *" tpops-maildir "* ]] && ! tpops_maildir_available; then
 	echo "tpops-maildir: skipped: Maildir backend not available (\`tpops -t\` refuses Mailbox: Maildir)"
 	SERVERS=$(sed 's/ *tpops-maildir//' <<<" $SERVERS")

@@ -20,6 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The list must stay NULL-terminated and non-empty whatever happened. */
 	if (cfg.listen == NULL || cfg.listen[0] == NULL)
 		__builtin_trap();
+	/* MetricsListen: a socket path, or an address with a port; one that
+	 * is not loopback only when "public" was written */
+	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '/' &&
+	    (cfg.metrics_port < 1 || cfg.metrics_port > 65535))
+		__builtin_trap();
+	if (cfg.control_socket != NULL && cfg.control_socket[0] != '/')
+		__builtin_trap();
 	config_free(&cfg);
 	config_free(&cfg);
 	return 0;

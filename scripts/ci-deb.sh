@@ -73,7 +73,8 @@ getent group tpops || fail "no tpops group"
 	fail "/etc/tpops/tpops.conf is $(stat -c %a:%U:%G /etc/tpops/tpops.conf), not 640 root:tpops"
 [ "$(stat -c %U /var/lib/tpops/tpops.db)" = tpops ] || fail "the SQLite database was not created by tpops-dbinit as tpops"
 for f in /usr/sbin/tpops /usr/sbin/tpops-store /usr/sbin/tpops-useradd /usr/sbin/tpops-userdel \
-	/usr/sbin/tpops-passwd /usr/sbin/tpops-users /usr/sbin/tpops-dbinit \
+	/usr/sbin/tpops-passwd /usr/sbin/tpops-users /usr/sbin/tpops-dbinit /usr/sbin/tpops-admin \
+	/usr/share/man/man8/tpops-admin.8.gz \
 	/lib/systemd/system/tpops.service /lib/systemd/system/tpops.socket \
 	/usr/share/man/man8/tpops.8.gz /usr/share/man/man5/tpops.conf.5.gz \
 	/usr/share/man/man8/tpops-store.8.gz /usr/share/tpops/tpops.conf.example \
@@ -152,14 +153,22 @@ pop "QUIT"
 exec 3<&-
 /usr/sbin/tpops-userdel ci-user
 
+step "tpops-admin on the default control socket"
+[ "$(stat -c %a:%U:%G /run/tpops/control)" = 660:root:tpops ] ||
+	fail "/run/tpops/control is $(stat -c %a:%U:%G /run/tpops/control), not 660 root:tpops"
+/usr/sbin/tpops-admin who || fail "tpops-admin who"
+/usr/sbin/tpops-admin stats | grep -q 'Connections accepted' || fail "tpops-admin stats"
+/usr/sbin/tpops-admin reload | grep -q 'reload applied' || fail "tpops-admin reload"
+
 step "reload with SIGHUP"
+reloads() { grep -c 'configuration reloaded from /etc/tpops/tpops.conf' "$work/tpops.log" || true; }
+before=$(reloads)
 kill -HUP "$daemon_pid"
 for _ in $(seq 50); do
-	grep -q 'configuration reloaded from /etc/tpops/tpops.conf' "$work/tpops.log" && break
+	[ "$(reloads)" -gt "$before" ] && break
 	sleep 0.2
 done
-grep -q 'configuration reloaded from /etc/tpops/tpops.conf' "$work/tpops.log" ||
-	{ cat "$work/tpops.log"; fail "no reload after SIGHUP"; }
+[ "$(reloads)" -gt "$before" ] || { cat "$work/tpops.log"; fail "no reload after SIGHUP"; }
 kill -0 "$daemon_pid" 2>/dev/null || fail "tpops died on SIGHUP"
 
 step "stop with SIGTERM"

@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS msg (
 	KEY msg_arrival (uid, timestamp, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Every UIDL tpops-import has brought into a user's maildrop, kept after
+-- the message is deleted, so that a later import from the same server
+-- does not bring a deleted message back.
+CREATE TABLE IF NOT EXISTS msg_imported (
+	uid INT NOT NULL,
+	uidl VARCHAR(70) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+	PRIMARY KEY (uid, uidl)
+) ENGINE=InnoDB;
+
 -- The rest of a large message, in pieces of at most 1 MiB: data holds the
 -- octets at pos (counted from the end of header || body). Reading a piece
 -- costs its own size, where reading any part of one LONGBLOB costs the
@@ -59,11 +68,14 @@ CREATE TABLE IF NOT EXISTS msg_part (
 -- One row per locked maildrop: a lease held by owner until expires (the
 -- database server's Unix time), renewed while the session lives; an expired
 -- row (a seed-era row has expires 0) is free. timestamp is the seed's
--- column (when the lock was taken).
+-- column (when the lock was taken). uid is the primary key (the seed had a
+-- UNIQUE key): Galera needs one on every table (wsrep_mode=
+-- REQUIRED_PRIMARY_KEY refuses a table without), and two servers taking
+-- one lease through two nodes conflict on it.
 CREATE TABLE IF NOT EXISTS locks (
 	uid INT NOT NULL,
 	timestamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
 	owner VARCHAR(255) NOT NULL DEFAULT '',
 	expires BIGINT NOT NULL DEFAULT 0,
-	UNIQUE KEY uid (uid)
+	PRIMARY KEY (uid)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

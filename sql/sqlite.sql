@@ -46,6 +46,15 @@ CREATE INDEX IF NOT EXISTS msg_uid_listing ON msg (uid, timestamp, id, size, uid
 DROP INDEX IF EXISTS msg_uid_list;
 DROP INDEX IF EXISTS msg_uid;
 
+-- Every UIDL tpops-import has brought into a user's maildrop, kept after
+-- the message is deleted, so that a later import from the same server
+-- does not bring a deleted message back.
+CREATE TABLE IF NOT EXISTS msg_imported (
+	uid INTEGER NOT NULL,
+	uidl TEXT NOT NULL,
+	PRIMARY KEY (uid, uidl)
+) WITHOUT ROWID;
+
 -- A body over 1 MiB is stored here in pieces of 256 KiB (pos 0, 1, ...)
 -- and msg.body is empty: the message is header || body || the parts in
 -- order. RETR then reads any piece of it with one indexed lookup.

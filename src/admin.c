@@ -70,8 +70,10 @@ static int unix_listen(const char *path, const struct config *cfg, const char *k
 	if (slash != NULL && slash != dir) {
 		*slash = '\0';
 		if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: cannot make the directory %s: %s", key, dir,
-				 strerror(errno));
+			snprintf(err, errlen,
+				 "%s: cannot make the directory %s: %s (set %s to another path in "
+				 "tpops.conf, or to none)",
+				 key, dir, strerror(errno), key);
 			return -1;
 		}
 	}
@@ -99,7 +101,9 @@ static int unix_listen(const char *path, const struct config *cfg, const char *k
 	umask(old);
 	if (rc != 0 || (gid != (gid_t)-1 && chown(path, 0, gid) != 0) || chmod(path, 0660) != 0 ||
 	    listen(fd, 64) != 0) {
-		snprintf(err, errlen, "%s: cannot listen on %s: %s", key, path, strerror(errno));
+		snprintf(err, errlen, "%s: cannot listen on %s: %s (set %s to another path in "
+			 "tpops.conf, or to none)",
+			 key, path, strerror(errno), key);
 		close(fd);
 		return -1;
 	}
@@ -218,6 +222,7 @@ void admin_free(struct admin *a)
 	if (a == NULL)
 		return;
 	if (a->started) {
+		__atomic_store_n(&a->stopping, true, __ATOMIC_RELAXED);
 		event_base_loopexit(a->base, NULL);
 		pthread_join(a->thread, NULL);
 	}

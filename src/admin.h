@@ -34,6 +34,7 @@ struct admin {
 	struct event_base *base;
 	pthread_t thread;
 	bool started;
+	bool stopping; /* set by admin_free: long waits give up (atomic) */
 	struct evhttp *http;
 	struct evconnlistener *control;
 };

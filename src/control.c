@@ -130,13 +130,15 @@ static void cmd_who(struct control_client *c)
 
 /* Waits until the kicked sessions are gone (their leases released), so
  * that a new login of that user succeeds as soon as kick returns. */
-static size_t wait_gone(const struct census *kicked)
+static size_t wait_gone(struct admin *a, const struct census *kicked)
 {
 	uint64_t *ids = xcalloc(kicked->nrows ? kicked->nrows : 1, sizeof *ids);
 	for (size_t i = 0; i < kicked->nrows; i++)
 		ids[i] = kicked->rows[i].id;
 	size_t left = kicked->nrows;
-	for (int waited = 0; left > 0 && waited < KICK_WAIT_MS; waited += KICK_POLL_MS) {
+	for (int waited = 0; left > 0 && waited < KICK_WAIT_MS &&
+			     !__atomic_load_n(&a->stopping, __ATOMIC_RELAXED);
+	     waited += KICK_POLL_MS) {
 		struct timespec pause = {0, KICK_POLL_MS * 1000000L};
 		nanosleep(&pause, NULL);
 		struct census *cs = census_take(CENSUS_FIND, NULL, ids, kicked->nrows,
@@ -165,7 +167,7 @@ static void cmd_kick(struct control_client *c, const char *login)
 	}
 	log_info("control: kick user=%s: %zu %s ended (uid %d)", shown, cs->nrows,
 		 sessions_word(cs->nrows), (int)c->uid);
-	size_t left = wait_gone(cs);
+	size_t left = wait_gone(c->admin, cs);
 	struct buf body = BUF_INIT;
 	add_session_rows(&body, cs->rows, cs->nrows);
 	if (left > 0)
@@ -243,13 +245,20 @@ static void cmd_reload(struct control_client *c)
 		finish(c, NULL, false, "the daemon is stopping");
 		return;
 	}
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += RELOAD_WAIT_SECONDS;
+	/* in short steps: at a shutdown the main thread may never run it */
 	pthread_mutex_lock(&r->mutex);
-	while (!r->done)
-		if (pthread_cond_timedwait(&r->cond, &r->mutex, &deadline) != 0)
-			break;
+	for (int step = 0; !r->done && step < RELOAD_WAIT_SECONDS * 10 &&
+			   !__atomic_load_n(&c->admin->stopping, __ATOMIC_RELAXED);
+	     step++) {
+		struct timespec next;
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		next.tv_nsec += 100 * 1000000L;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cond, &r->mutex, &next);
+	}
 	if (!r->done)
 		finish(c, NULL, false, "no answer from the main thread within %d s (stopping?)",
 		       RELOAD_WAIT_SECONDS);

@@ -46,6 +46,10 @@ struct db;
 
 struct db_ops {
 	const char *name;
+	/* The engine reconnects by itself after a lost connection (and
+	 * decides which failures need it): a temporary failure is no reason
+	 * to close it. */
+	bool reconnects;
 	/* Opens an existing database; never creates one. */
 	int (*open)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	/* Optional: open, making the database where the engine keeps it in a
@@ -62,6 +66,11 @@ struct db_ops {
 	int (*user_delete)(struct db *db, const char *login);
 	int (*user_set_password)(struct db *db, const char *login, const char *passwd);
 	int (*user_list)(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+	/* One user (the newest) of each password scheme stored with a
+	 * "{SCHEME}" or "$id$" prefix: what the stand-in for unknown users is
+	 * measured against (auth_standin.h). */
+	int (*user_samples)(struct db *db, void (*each)(const struct user *u, void *ctx),
+			    void *ctx);
 
 	/* Lease locks: a row (uid, owner, expiry). acquire -> DB_CONFLICT when
 	 * another owner holds an unexpired lease; renew -> DB_NOT_FOUND when
@@ -85,10 +94,14 @@ struct db_ops {
 	int (*msg_store)(struct db *db, int64_t uid, int64_t quota, const char *header,
 			 size_t header_len, const char *body, size_t body_len, uint64_t size);
 	/* tpops-import: stores one message with the UIDL it had on another
-	 * server (msg.uidl), in one transaction, without a quota check (the
-	 * mail was the user's before the move). */
+	 * server (msg.uidl, and a msg_imported row), in one transaction,
+	 * without a quota check (the mail was the user's before the move). */
 	int (*msg_import)(struct db *db, int64_t uid, const char *header, size_t header_len,
 			  const char *body, size_t body_len, uint64_t size, const char *uidl);
+	/* tpops-import: every UIDL msg_import has stored for uid, whether or
+	 * not that message is still there (the msg_imported table). */
+	int (*msg_imported)(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+			    void *ctx);
 	/* Total `size` of a user's messages (quota accounting). */
 	int (*msg_usage)(struct db *db, int64_t uid, uint64_t *bytes_r);
 
@@ -111,5 +124,9 @@ void user_clear(struct user *u);
 
 extern const struct db_ops db_sqlite_ops;
 extern const struct db_ops db_mysql_ops;
+
+/* SIGHUP: every MySQL connection that failed over to another MySQL_Server
+ * host moves back to the first at its next operation. Thread-safe. */
+void db_mysql_failback(void);
 
 #endif

@@ -10,6 +10,7 @@
 
 const struct db_ops db_mysql_ops = {
 	.name = "mysql",
+	.reconnects = true,
 	.open = mysql_open,
 	.close = mysql_close_db,
 	.schema_install = mysql_schema_install,
@@ -19,6 +20,7 @@ const struct db_ops db_mysql_ops = {
 	.user_delete = mysql_user_delete,
 	.user_set_password = mysql_user_set_password,
 	.user_list = mysql_user_list,
+	.user_samples = mysql_user_samples,
 	.lock_acquire = mysql_lock_acquire,
 	.lock_renew = mysql_lock_renew,
 	.lock_release = mysql_lock_release,
@@ -27,6 +29,7 @@ const struct db_ops db_mysql_ops = {
 	.msg_delete = mysql_msg_delete,
 	.msg_store = mysql_msg_store,
 	.msg_import = mysql_msg_import,
+	.msg_imported = mysql_msg_imported,
 	.msg_usage = mysql_msg_usage,
 	.error = mysql_error_text,
 };

@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "db.h"
+#include "db_mysql_hosts.h"
 
 enum stmt_id {
 	ST_USER_BY_LOGIN,
@@ -18,11 +20,13 @@ enum stmt_id {
 	ST_USER_DELETE,
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
-	ST_USER_LOCK_ROW,
+	ST_USER_SAMPLES,
+	ST_USER_CLAIM,
+	ST_USER_UNCLAIM,
 	ST_LOCK_EXPIRE,
 	ST_LOCK_INSERT,
 	ST_LOCK_OWNED,
-	ST_LOCK_OWNED_FOR_UPDATE,
+	ST_LOCK_CLAIM,
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
 	ST_MSG_LIST,
@@ -35,6 +39,8 @@ enum stmt_id {
 	ST_MSG_INSERT,
 	ST_MSG_PART_INSERT,
 	ST_MSG_USAGE,
+	ST_IMPORTED_ADD,
+	ST_IMPORTED_LIST,
 	ST_COLUMN_INFO,
 	ST_TABLE_ENGINE,
 	ST_INDEX_COLUMNS,
@@ -48,11 +54,21 @@ struct db_mysql {
 	MYSQL *conn;
 	MYSQL_STMT *stmts[ST_COUNT];
 	/* where to (re)connect */
-	char *host, *user, *pass, *dbname, *socket;
-	unsigned int port;
+	struct mysql_hosts hosts;
+	char *user, *pass, *dbname, *socket;
+	size_t host_at;      /* the host of conn */
+	size_t next_host;    /* where the next connection starts looking */
+	time_t connected_at; /* monotonic seconds, for the move back */
+	unsigned int generation; /* of db_mysql_failback() when connected */
+	bool galera;         /* the server is a Galera node (wsrep_on) */
 	bool broken;         /* the connection was lost: reconnect before use */
-	bool op_fresh;       /* this operation made its connection */
-	int op_statements;   /* statements this operation has sent */
+	/* the attempt under way (db_mysql_retry.c) */
+	int attempt;           /* 1, 2... */
+	unsigned int last_err; /* the error that ended it */
+	bool in_txn;           /* between START TRANSACTION and its end */
+	bool committing;       /* COMMIT sent, no answer yet */
+	bool outcome_unknown;  /* lost while a change may have been committed */
+	uint64_t random;       /* jitter */
 	/* sizes bounded by the server's max_allowed_packet */
 	uint64_t inline_max; /* largest message kept in header and body */
 	size_t part_size;    /* msg_part rows written */
@@ -69,12 +85,33 @@ static inline struct db_mysql *db_mysql(struct db *db)
 	return (struct db_mysql *)db;
 }
 
-/* connection and retry policy (db_mysql_conn.c) */
-int dbm_fail_stmt(struct db_mysql *d, MYSQL_STMT *s, const char *what);
-int dbm_fail_conn(struct db_mysql *d, const char *what);
+/* connection (db_mysql_conn.c) */
 void dbm_close_statements(struct db_mysql *d);
 int dbm_ready(struct db_mysql *d);
-bool dbm_retry(struct db_mysql *d, int status);
+/* Drops the connection after a node failure: the next one starts looking
+ * at the host after this one. */
+void dbm_drop_host(struct db_mysql *d);
+/* Host i as the metrics name it (host:port, or the socket). */
+const char *dbm_server_label(const struct db_mysql *d, size_t i, char *buf, size_t len);
+
+/* retry policy (db_mysql_retry.c) */
+enum dbm_repeat {
+	/* running it again changes nothing more than running it once: reads,
+	 * lease statements, QUIT's deletes (message ids are never reused) */
+	DBM_REPEATABLE,
+	/* run again only when the server cannot have committed it */
+	DBM_ONCE,
+};
+/* Runs attempt_once (which starts with a ready connection) until it
+ * succeeds, answers (not found, conflict, quota) or fails in a way the
+ * retry policy reports; returns its status. */
+int dbm_run(struct db_mysql *d, enum dbm_repeat repeat,
+	    int (*attempt_once)(struct db_mysql *d, void *arg), void *arg);
+/* Records a failure (d->error, d->last_err, a lost connection) and maps
+ * the error to a db_status. */
+int dbm_fail_code(struct db_mysql *d, unsigned int err, const char *msg, const char *what);
+int dbm_fail_stmt(struct db_mysql *d, MYSQL_STMT *s, const char *what);
+int dbm_fail_conn(struct db_mysql *d, const char *what);
 
 /* statements (db_mysql_stmt.c) */
 MYSQL_STMT *dbm_stmt(struct db_mysql *d, enum stmt_id id);
@@ -111,6 +148,7 @@ int mysql_user_add(struct db *db, const struct user *u);
 int mysql_user_delete(struct db *db, const char *login);
 int mysql_user_set_password(struct db *db, const char *login, const char *passwd);
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
 int mysql_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease);
 int mysql_lock_renew(struct db *db, int64_t uid, const char *owner, int lease);
 int mysql_lock_release(struct db *db, int64_t uid, const char *owner);
@@ -124,6 +162,8 @@ int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *heade
 		    size_t header_len, const char *body, size_t body_len, uint64_t size);
 int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
 		     const char *body, size_t body_len, uint64_t size, const char *uidl);
+int mysql_msg_imported(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+		       void *ctx);
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r);
 
 #endif

@@ -1,102 +1,36 @@
-/* The MySQL engine's connection: connecting (and reconnecting after a lost
- * connection), how a server error maps to a db_status, and when an
- * operation may run again. */
+/* The MySQL engine's connection: one of the MySQL_Server hosts, in order
+ * of preference. A connection goes to the first host that answers and is
+ * ready (a Galera node that left the primary component answers, but is
+ * not); after a node failure (db_mysql_retry.c) the next connection starts
+ * at the host after the failed one. A connection on any host but the first
+ * moves back to the first at the next operation after SIGHUP
+ * (db_mysql_failback()) or MYSQL_FAILBACK_SECONDS after it was made. */
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "db_mysql.h"
+#include "log.h"
 #include "metrics.h"
 #include "tpops_limits.h"
 #include "xalloc.h"
 
-/* Lost connections, timeouts, lock waits, deadlocks, a full disk or a
- * server going down may go away; duplicates are conflicts; anything else
- * (schema, syntax, access) is permanent. */
-static int status_of(unsigned int err)
-{
-	switch (err) {
-	case 0:
-		return DB_OK;
-	case ER_DUP_ENTRY:
-	case ER_DUP_ENTRY_WITH_KEY_NAME:
-	case ER_DUP_KEY:
-		return DB_CONFLICT;
-	case ER_LOCK_WAIT_TIMEOUT:
-	case ER_LOCK_DEADLOCK:
-	case ER_LOCK_TABLE_FULL:
-	case ER_CON_COUNT_ERROR:
-	case ER_TOO_MANY_USER_CONNECTIONS:
-	case ER_OUT_OF_RESOURCES:
-	case ER_DISK_FULL:
-	case ER_RECORD_FILE_FULL:
-	case ER_SERVER_SHUTDOWN:
-	case ER_CONNECTION_KILLED:
-	case ER_QUERY_INTERRUPTED:
-	case ER_STATEMENT_TIMEOUT:
-	case ER_OPTION_PREVENTS_STATEMENT: /* read-only during a failover */
-	case ER_READ_ONLY_MODE:
-	case ER_UNKNOWN_COM_ERROR: /* Galera: node not ready */
-	case ER_TOO_MANY_CONCURRENT_TRXS:
-	case ER_HOST_IS_BLOCKED:
-	case CR_ERR_NET_READ:
-	case CR_ERR_NET_WRITE:
-		return DB_TEMPFAIL;
-	default:
-		/* the client library's own errors: no server, lost server,
-		 * out of memory, commands out of sync */
-		return err >= CR_MIN_ERROR && err <= CR_MAX_ERROR ? DB_TEMPFAIL : DB_PERMFAIL;
-	}
-}
-
-static bool connection_lost(unsigned int err)
-{
-	return err == CR_SERVER_GONE_ERROR || err == CR_SERVER_LOST ||
-	       err == CR_SERVER_LOST_EXTENDED || err == CR_CONNECTION_ERROR ||
-	       err == CR_CONN_HOST_ERROR || err == CR_ERR_NET_READ || err == CR_ERR_NET_WRITE ||
-	       err == ER_CONNECTION_KILLED || err == ER_SERVER_SHUTDOWN ||
-	       err == CR_COMMANDS_OUT_OF_SYNC;
-}
-
-/* The server as the metrics name it: host:port, or the socket. */
-static const char *server_label(const struct db_mysql *d, char *buf, size_t len)
-{
-	if (d->socket != NULL)
-		return d->socket;
-	snprintf(buf, len, "%s:%u", d->host ? d->host : "localhost", d->port);
-	return buf;
-}
-
-static int fail_code(struct db_mysql *d, unsigned int err, const char *msg, const char *what)
-{
-	char label[160];
-	if (status_of(err) < 0)
-		metrics_db_error(server_label(d, label, sizeof label));
-	if (err == ER_NET_PACKET_TOO_LARGE)
-		snprintf(d->error, sizeof d->error,
-			 "mysql: %s: %s (raise the server's max_allowed_packet)", what, msg);
-	else
-		snprintf(d->error, sizeof d->error, "mysql: %s: %s", what, msg);
-	if (connection_lost(err))
-		d->broken = true;
-	return status_of(err);
-}
-
-int dbm_fail_stmt(struct db_mysql *d, MYSQL_STMT *s, const char *what)
-{
-	return fail_code(d, mysql_stmt_errno(s), mysql_stmt_error(s), what);
-}
-
-int dbm_fail_conn(struct db_mysql *d, const char *what)
-{
-	return fail_code(d, mysql_errno(d->conn), mysql_error(d->conn), what);
-}
-
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+/* bumped by SIGHUP; each connection compares it with the one it saw */
+static atomic_uint failback_generation;
+
+void db_mysql_failback(void)
+{
+	atomic_fetch_add(&failback_generation, 1);
+}
 
 static void library_init(void)
 {
@@ -121,12 +55,85 @@ static void disconnect(struct db_mysql *d)
 	d->conn = NULL;
 }
 
-static int connect_server(struct db_mysql *d)
+static time_t monotonic_seconds(void)
 {
-	pthread_once(&library_once, library_init);
-	disconnect(d);
-	d->broken = false;
-	d->cached_id = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static const char *host_name(const struct db_mysql *d, size_t i)
+{
+	return d->socket && (d->hosts.host[i].name == NULL ||
+			     strcmp(d->hosts.host[i].name, "localhost") == 0)
+		       ? d->socket
+	       : d->hosts.host[i].name ? d->hosts.host[i].name
+					: "localhost";
+}
+
+/* The server as the metrics name it: host:port, or the socket. */
+const char *dbm_server_label(const struct db_mysql *d, size_t i, char *buf, size_t len)
+{
+	const struct mysql_host *h = &d->hosts.host[i < d->hosts.count ? i : 0];
+	if (d->socket != NULL && (h->name == NULL || strcmp(h->name, "localhost") == 0))
+		return d->socket;
+	snprintf(buf, len, "%s:%u", h->name ? h->name : "localhost", h->port);
+	return buf;
+}
+
+/* A one-row, one-column answer of a constant query; "" when it has none. */
+static int query_value(struct db_mysql *d, const char *sql, char *out, size_t outlen,
+		       const char *what)
+{
+	out[0] = '\0';
+	if (mysql_real_query(d->conn, sql, (unsigned long)strlen(sql)) != 0)
+		return dbm_fail_conn(d, what);
+	MYSQL_RES *res = mysql_store_result(d->conn);
+	MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+	unsigned int columns = res ? mysql_num_fields(res) : 0;
+	if (row != NULL && columns > 0 && row[columns - 1] != NULL)
+		snprintf(out, outlen, "%s", row[columns - 1]);
+	mysql_free_result(res);
+	return DB_OK;
+}
+
+/* After the connection is up: the packet size, and whether this is a
+ * Galera node, and a ready one. */
+static int setup_session(struct db_mysql *d, size_t i)
+{
+	char value[64];
+	int status = query_value(d, "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'", value, sizeof value,
+				 "asking for Galera");
+	if (status != DB_OK)
+		return status;
+	d->galera = strcmp(value, "ON") == 0;
+	if (d->galera) {
+		status = query_value(d, "SHOW GLOBAL STATUS LIKE 'wsrep_ready'", value,
+				     sizeof value, "asking whether the Galera node is ready");
+		if (status != DB_OK)
+			return status;
+		if (strcmp(value, "ON") != 0) {
+			snprintf(d->error, sizeof d->error,
+				 "mysql: %s:%u: the Galera node is not ready (wsrep_ready %s)",
+				 host_name(d, i), d->hosts.host[i].port, value[0] ? value : "unset");
+			d->last_err = ER_UNKNOWN_COM_ERROR;
+			return DB_TEMPFAIL;
+		}
+	}
+	/* Values read or written in one piece must fit in a packet. */
+	status = query_value(d, "SELECT @@max_allowed_packet", value, sizeof value,
+			     "reading max_allowed_packet");
+	if (status != DB_OK)
+		return status;
+	uint64_t packet = value[0] ? strtoull(value, NULL, 10) : 16 * 1024 * 1024;
+	d->inline_max = packet / 2 < MYSQL_INLINE_MAX ? packet / 2 : MYSQL_INLINE_MAX;
+	d->part_size = packet / 4 < MYSQL_PART_SIZE ? (size_t)(packet / 4) : MYSQL_PART_SIZE;
+	d->read_max = packet / 2 < SIZE_MAX ? (size_t)(packet / 2) : SIZE_MAX;
+	return DB_OK;
+}
+
+static int connect_host(struct db_mysql *d, size_t i)
+{
 	MYSQL *m = mysql_init(NULL);
 	if (m == NULL) {
 		snprintf(d->error, sizeof d->error, "mysql: out of memory");
@@ -147,15 +154,17 @@ static int connect_server(struct db_mysql *d)
 		       "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'");
 	/* CLIENT_FOUND_ROWS: an UPDATE reports the rows it matched, so that a
 	 * lease renewed twice in one second is not taken for a lost one. */
-	if (mysql_real_connect(m, d->host, d->user, d->pass, d->dbname, d->port, d->socket,
+	const struct mysql_host *h = &d->hosts.host[i];
+	if (mysql_real_connect(m, h->name, d->user, d->pass, d->dbname, h->port, d->socket,
 			       CLIENT_FOUND_ROWS) == NULL) {
 		unsigned int err = mysql_errno(m);
 		char label[160];
-		metrics_db_connect(server_label(d, label, sizeof label), false);
-		snprintf(d->error, sizeof d->error, "mysql: cannot connect to %s%s%s: %s",
-			 d->socket ? d->socket : d->host ? d->host : "localhost",
-			 d->dbname ? " database " : "", d->dbname ? d->dbname : "", mysql_error(m));
+		metrics_db_connect(dbm_server_label(d, i, label, sizeof label), false);
+		snprintf(d->error, sizeof d->error, "mysql: cannot connect to %s:%u%s%s: %s",
+			 host_name(d, i), h->port, d->dbname ? " database " : "",
+			 d->dbname ? d->dbname : "", mysql_error(m));
 		mysql_close(m);
+		d->last_err = err;
 		/* a wrong password or database needs the administrator */
 		return err == ER_ACCESS_DENIED_ERROR || err == ER_DBACCESS_DENIED_ERROR ||
 				       err == ER_BAD_DB_ERROR
@@ -164,43 +173,64 @@ static int connect_server(struct db_mysql *d)
 	}
 	d->conn = m;
 	char label[160];
-	metrics_db_connect(server_label(d, label, sizeof label), true);
-	/* Values read or written in one piece must fit in a packet. */
-	uint64_t packet = 16 * 1024 * 1024;
-	if (mysql_real_query(m, "SELECT @@max_allowed_packet", 27) != 0)
-		return dbm_fail_conn(d, "reading max_allowed_packet");
-	MYSQL_RES *res = mysql_store_result(m);
-	MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-	if (row != NULL && row[0] != NULL)
-		packet = strtoull(row[0], NULL, 10);
-	d->inline_max = packet / 2 < MYSQL_INLINE_MAX ? packet / 2 : MYSQL_INLINE_MAX;
-	d->part_size = packet / 4 < MYSQL_PART_SIZE ? (size_t)(packet / 4) : MYSQL_PART_SIZE;
-	d->read_max = packet / 2 < SIZE_MAX ? (size_t)(packet / 2) : SIZE_MAX;
-	mysql_free_result(res);
-	return DB_OK;
+	metrics_db_connect(dbm_server_label(d, i, label, sizeof label), true);
+	int status = setup_session(d, i);
+	if (status != DB_OK)
+		disconnect(d);
+	return status;
 }
 
-/* Before each operation: reconnect after a lost connection. */
+/* Connects to the first host, from d->next_host on, that answers and is
+ * ready. A permanent failure (access denied) stops the search: every host
+ * of one cluster has the same users. */
+static int connect_server(struct db_mysql *d)
+{
+	pthread_once(&library_once, library_init);
+	disconnect(d);
+	d->broken = false;
+	d->cached_id = 0;
+	int status = DB_TEMPFAIL;
+	for (size_t n = 0; n < d->hosts.count; n++) {
+		size_t i = (d->next_host + n) % d->hosts.count;
+		status = connect_host(d, i);
+		if (status == DB_OK) {
+			if (i != d->host_at && d->hosts.count > 1 && d->connected_at != 0)
+				log_warn("mysql: now using %s:%u", host_name(d, i),
+					 d->hosts.host[i].port);
+			d->host_at = i;
+			d->next_host = i;
+			d->connected_at = monotonic_seconds();
+			d->generation = atomic_load(&failback_generation);
+			return DB_OK;
+		}
+		if (status == DB_PERMFAIL)
+			return status;
+		if (d->hosts.count > 1)
+			log_warn("%s", d->error);
+	}
+	return status;
+}
+
+void dbm_drop_host(struct db_mysql *d)
+{
+	disconnect(d);
+	d->broken = true;
+	d->next_host = (d->host_at + 1) % d->hosts.count;
+}
+
+/* Before each attempt of an operation: reconnect after a lost connection,
+ * and move back to the first host when it is time to. */
 int dbm_ready(struct db_mysql *d)
 {
-	d->op_statements = 0;
-	d->op_fresh = d->conn == NULL || d->broken;
-	return d->op_fresh ? connect_server(d) : DB_OK;
-}
-
-/* After an operation failed: true when it found its connection dead
- * before it had executed anything but its first statement (the server
- * restarted, or closed an idle connection) and a new connection is up,
- * so that running the operation again is safe. A failed login or delivery
- * then costs nothing; a failure in the middle of an operation is not
- * retried (it may have changed something) and reports DB_TEMPFAIL. */
-bool dbm_retry(struct db_mysql *d, int status)
-{
-	if (status != DB_TEMPFAIL || !d->broken || d->op_fresh || d->op_statements > 1)
-		return false;
-	if (connect_server(d) != DB_OK)
-		return false;
-	return true;
+	if (d->conn != NULL && !d->broken && d->host_at != 0 &&
+	    (atomic_load(&failback_generation) != d->generation ||
+	     monotonic_seconds() - d->connected_at >= MYSQL_FAILBACK_SECONDS)) {
+		d->next_host = 0;
+		disconnect(d);
+	}
+	if (d->conn != NULL && !d->broken)
+		return DB_OK;
+	return connect_server(d);
 }
 
 static char *dup_or_null(const char *s)
@@ -212,15 +242,20 @@ int mysql_open(const struct config *cfg, struct db **db_r, char *err, size_t err
 {
 	struct db_mysql *d = xcalloc(1, sizeof *d);
 	d->db.ops = &db_mysql_ops;
-	d->host = dup_or_null(cfg->mysql_server);
 	d->user = dup_or_null(cfg->mysql_user);
 	d->pass = cfg->mysql_pass ? xstrdup(cfg->mysql_pass) : NULL;
 	d->dbname = dup_or_null(cfg->mysql_db);
 	d->socket = dup_or_null(cfg->mysql_socket);
-	d->port = (unsigned int)cfg->mysql_port;
+	d->random = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)d;
+	d->random |= 1;
 	if (d->dbname == NULL) {
 		snprintf(err, errlen, "mysql: MySQL_DB is not set in %s",
 			 cfg->path ? cfg->path : "the configuration");
+		db_mysql_ops.close(&d->db);
+		return DB_PERMFAIL;
+	}
+	if (mysql_hosts_parse(cfg->mysql_server, (unsigned int)cfg->mysql_port, &d->hosts, err,
+			      errlen) != 0) {
 		db_mysql_ops.close(&d->db);
 		return DB_PERMFAIL;
 	}
@@ -238,7 +273,7 @@ void mysql_close_db(struct db *db)
 {
 	struct db_mysql *d = db_mysql(db);
 	disconnect(d);
-	free(d->host);
+	mysql_hosts_free(&d->hosts);
 	free(d->user);
 	if (d->pass != NULL)
 		free_secret(d->pass, strlen(d->pass));

@@ -16,16 +16,23 @@
 #include "tpops_limits.h"
 #include "xalloc.h"
 
-static int msg_list_once(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r)
+struct listing {
+	int64_t uid;
+	struct db_msg **msgs_r;
+	size_t *count_r;
+};
+
+static int msg_list_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
-	if (status != DB_OK)
-		return status;
+	struct listing *l = arg;
+	struct db_msg **msgs_r = l->msgs_r;
+	size_t *count_r = l->count_r;
+	int64_t uid = l->uid;
 	MYSQL_BIND param;
 	dbm_bind_i64(&param, &uid);
 	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_LIST);
-	if ((status = dbm_execute(d, s, &param, "listing messages")) != DB_OK)
+	int status = dbm_execute(d, s, &param, "listing messages");
+	if (status != DB_OK)
 		return status;
 	int64_t id = 0, size = 0;
 	char stamp[32];
@@ -194,13 +201,24 @@ static int read_parts(struct db_mysql *d, int64_t msg_id, uint64_t offset, char 
 	return DB_OK;
 }
 
-static int msg_read_once(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
-			 size_t *got_r)
+struct piece {
+	int64_t id;
+	uint64_t offset;
+	void *buf;
+	size_t len;
+	size_t *got_r;
+};
+
+static int msg_read_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
+	struct piece *p = arg;
+	int64_t id = p->id;
+	uint64_t offset = p->offset;
+	void *buf = p->buf;
+	size_t len = p->len, *got_r = p->got_r;
 	d->error[0] = '\0';
-	int status = dbm_ready(d);
-	if (status != DB_OK || (status = message_lengths(d, id)) != DB_OK)
+	int status = message_lengths(d, id);
+	if (status != DB_OK)
 		return status;
 	if (len > d->read_max) /* a reply must fit in a packet */
 		len = d->read_max;
@@ -235,24 +253,43 @@ static int msg_read_once(struct db *db, int64_t id, uint64_t offset, void *buf, 
 	return DB_OK;
 }
 
-static int msg_delete_once(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
-			   size_t count)
+struct deletion {
+	int64_t uid;
+	const char *owner;
+	const int64_t *ids;
+	size_t count;
+};
+
+/* QUIT: safe to run again, also after a COMMIT whose answer was lost (ids
+ * are never reused: a message deleted once is not found again, and the
+ * lease is still this server's until it releases it after QUIT). */
+static int msg_delete_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
-	if (status != DB_OK || (status = dbm_begin(d)) != DB_OK)
+	const struct deletion *del = arg;
+	int64_t uid = del->uid;
+	int status = dbm_begin(d);
+	if (status != DB_OK)
 		return status;
-	/* FOR UPDATE: the lease cannot expire and pass to another server
-	 * between this check and the commit. */
-	status = dbm_lock_owned(d, ST_LOCK_OWNED_FOR_UPDATE, uid, owner);
+	/* A write on the lease row, in the deleting transaction: on one
+	 * server its row lock keeps the lease from passing to another server
+	 * before the commit; on Galera, a server that took it meanwhile
+	 * through another node conflicts at certification, and then this
+	 * runs again and finds the lease gone. */
+	uint64_t matched = 0;
+	unsigned long owner_len;
+	MYSQL_BIND claim[2];
+	dbm_bind_i64(&claim[0], &uid);
+	dbm_bind_text(&claim[1], del->owner, &owner_len);
+	status = dbm_exec_stmt(d, ST_LOCK_CLAIM, claim, "checking the lock", &matched);
+	status = dbm_changed_one(status, matched);
 	if (status == DB_NOT_FOUND) { /* the lease was lost: someone else may hold it */
 		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
 		goto fail;
 	}
 	if (status != DB_OK)
 		goto fail;
-	for (size_t i = 0; i < count; i++) {
-		int64_t id = ids[i];
+	for (size_t i = 0; i < del->count; i++) {
+		int64_t id = del->ids[i];
 		MYSQL_BIND params[2];
 		dbm_bind_i64(&params[0], &id);
 		dbm_bind_i64(&params[1], &uid);
@@ -285,11 +322,15 @@ int dbm_usage_of(struct db_mysql *d, int64_t uid, uint64_t *bytes_r)
 	return status;
 }
 
-static int msg_usage_once(struct db *db, int64_t uid, uint64_t *bytes_r)
+struct usage {
+	int64_t uid;
+	uint64_t *bytes_r;
+};
+
+static int msg_usage_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
-	return status == DB_OK ? dbm_usage_of(d, uid, bytes_r) : status;
+	struct usage *u = arg;
+	return dbm_usage_of(d, u->uid, u->bytes_r);
 }
 
 /* Binds a column value; a long one is sent in pieces once the parameters
@@ -357,22 +398,41 @@ static int store_parts(struct db_mysql *d, int64_t id, const struct spill *sp)
 }
 
 /* uidl: NULL for mail delivered here, else the imported UIDL. */
-static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char *header,
-			  size_t header_len, const char *body, size_t body_len, uint64_t size,
-			  const char *uidl)
+struct delivery {
+	int64_t uid, quota;
+	const char *header, *body;
+	size_t header_len, body_len;
+	uint64_t size;
+	const char *uidl;
+};
+
+/* A delivery runs again after a conflict, or after a connection lost
+ * before COMMIT; never after one lost during COMMIT, which may have stored
+ * the message (the MTA tries again later: DB_TEMPFAIL). */
+static int msg_store_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
+	const struct delivery *dl = arg;
+	int64_t uid = dl->uid, quota = dl->quota;
+	const char *header = dl->header, *body = dl->body;
+	size_t header_len = dl->header_len, body_len = dl->body_len;
+	uint64_t size = dl->size;
+	const char *uidl = dl->uidl;
 	MYSQL_STMT *s = NULL;
-	int status = dbm_ready(d);
-	if (status != DB_OK || (status = dbm_begin(d)) != DB_OK)
+	int status = dbm_begin(d);
+	if (status != DB_OK)
 		return status;
+	MYSQL_BIND user_param;
+	dbm_bind_i64(&user_param, &uid);
 	if (quota > 0) {
-		/* The user's row lock serialises concurrent deliveries, so
-		 * that two of them cannot both fit under the quota. */
-		MYSQL_BIND param;
-		dbm_bind_i64(&param, &uid);
-		int64_t locked_uid = 0;
-		status = dbm_query_i64(d, ST_USER_LOCK_ROW, &param, &locked_uid, "locking the user");
+		/* A write on the user's row: its row lock serialises the
+		 * deliveries to one server, and on Galera two deliveries
+		 * through two nodes conflict (one runs again and counts the
+		 * other's message), so that both cannot fit under the quota.
+		 * ST_USER_UNCLAIM puts the row back before COMMIT. */
+		uint64_t matched = 0;
+		status = dbm_exec_stmt(d, ST_USER_CLAIM, &user_param, "claiming the user's quota",
+				       &matched);
+		status = dbm_changed_one(status, matched);
 		if (status == DB_NOT_FOUND) {
 			snprintf(d->error, sizeof d->error, "user %lld is gone", (long long)uid);
 			goto fail;
@@ -429,7 +489,6 @@ static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char 
 	if ((status = send_long_value(d, s, 1, h, hl)) != DB_OK ||
 	    (status = send_long_value(d, s, 2, b, bl)) != DB_OK)
 		goto fail;
-	d->op_statements++;
 	if (mysql_stmt_execute(s) != 0) {
 		status = dbm_fail_stmt(d, s, "storing a message");
 		goto fail;
@@ -437,7 +496,19 @@ static int msg_store_once(struct db *db, int64_t uid, int64_t quota, const char 
 	int64_t id = (int64_t)mysql_stmt_insert_id(s);
 	if (long_data)
 		mysql_stmt_reset(s); /* forget the long data for the next use */
+	if (uidl != NULL) {
+		MYSQL_BIND rec[2];
+		unsigned long rec_len;
+		dbm_bind_i64(&rec[0], &uid64);
+		dbm_bind_text(&rec[1], uidl, &rec_len);
+		if ((status = dbm_exec_stmt(d, ST_IMPORTED_ADD, rec, "recording an imported UIDL",
+					    NULL)) != DB_OK)
+			goto fail;
+	}
 	if (sp.n[0] + sp.n[1] > 0 && (status = store_parts(d, id, &sp)) != DB_OK)
+		goto fail;
+	if (quota > 0 && (status = dbm_exec_stmt(d, ST_USER_UNCLAIM, &user_param,
+						  "claiming the user's quota", NULL)) != DB_OK)
 		goto fail;
 	if ((status = dbm_commit(d)) != DB_OK)
 		goto fail;
@@ -449,29 +520,24 @@ fail:
 	return status;
 }
 
-/* ---- operations that may run again on a new connection ---- */
-
 int mysql_msg_list(struct db *db, int64_t uid, struct db_msg **msgs_r, size_t *count_r)
 {
-	int status = msg_list_once(db, uid, msgs_r, count_r);
-	if (dbm_retry(db_mysql(db), status))
-		status = msg_list_once(db, uid, msgs_r, count_r);
-	return status;
+	struct listing l = {uid, msgs_r, count_r};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, msg_list_once, &l);
 }
 
 /* Fills buf unless the message ends first (the db.h contract): a reply
  * holds at most read_max octets, so a small max_allowed_packet takes
  * several statements. */
 int mysql_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t len,
-			  size_t *got_r)
+		   size_t *got_r)
 {
 	struct db_mysql *d = db_mysql(db);
 	size_t got = 0;
 	while (got < len) {
 		size_t want = len - got, n = 0;
-		int status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
-		if (dbm_retry(d, status))
-			status = msg_read_once(db, id, offset + got, (char *)buf + got, want, &n);
+		struct piece p = {id, offset + got, (char *)buf + got, want, &n};
+		int status = dbm_run(d, DBM_REPEATABLE, msg_read_once, &p);
 		if (status != DB_OK)
 			return status;
 		got += n;
@@ -485,37 +551,72 @@ int mysql_msg_read(struct db *db, int64_t id, uint64_t offset, void *buf, size_t
 }
 
 int mysql_msg_delete(struct db *db, int64_t uid, const char *owner, const int64_t *ids,
-			    size_t count)
+		     size_t count)
 {
-	int status = msg_delete_once(db, uid, owner, ids, count);
-	if (dbm_retry(db_mysql(db), status))
-		status = msg_delete_once(db, uid, owner, ids, count);
-	return status;
+	struct deletion del = {uid, owner, ids, count};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, msg_delete_once, &del);
 }
 
 int mysql_msg_store(struct db *db, int64_t uid, int64_t quota, const char *header,
-			   size_t header_len, const char *body, size_t body_len, uint64_t size)
+		    size_t header_len, const char *body, size_t body_len, uint64_t size)
 {
-	int status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size, NULL);
-	if (dbm_retry(db_mysql(db), status))
-		status = msg_store_once(db, uid, quota, header, header_len, body, body_len, size,
-					NULL);
-	return status;
+	struct delivery dl = {uid, quota, header, body, header_len, body_len, size, NULL};
+	return dbm_run(db_mysql(db), DBM_ONCE, msg_store_once, &dl);
 }
 
 int mysql_msg_import(struct db *db, int64_t uid, const char *header, size_t header_len,
 		     const char *body, size_t body_len, uint64_t size, const char *uidl)
 {
-	int status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
-	if (dbm_retry(db_mysql(db), status))
-		status = msg_store_once(db, uid, 0, header, header_len, body, body_len, size, uidl);
-	return status;
+	struct delivery dl = {uid, 0, header, body, header_len, body_len, size, uidl};
+	return dbm_run(db_mysql(db), DBM_ONCE, msg_store_once, &dl);
+}
+
+static int msg_imported_once(struct db *db, int64_t uid,
+			     void (*each)(const char *uidl, void *ctx), void *ctx)
+{
+	struct db_mysql *d = db_mysql(db);
+	int status = dbm_ready(d);
+	if (status != DB_OK)
+		return status;
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &uid);
+	MYSQL_STMT *s = dbm_stmt(d, ST_IMPORTED_LIST);
+	if ((status = dbm_execute(d, s, &param, "listing imported UIDLs")) != DB_OK)
+		return status;
+	char uidl[POP3_MAX_UIDL + 1];
+	unsigned long len = 0;
+	my_bool is_null = 0;
+	MYSQL_BIND out;
+	memset(&out, 0, sizeof out);
+	out.buffer_type = MYSQL_TYPE_STRING;
+	out.buffer = uidl;
+	out.buffer_length = sizeof uidl;
+	out.length = &len;
+	out.is_null = &is_null;
+	if (mysql_stmt_bind_result(s, &out) != 0) {
+		status = dbm_fail_stmt(d, s, "listing imported UIDLs");
+		dbm_done(s);
+		return status;
+	}
+	while ((status = dbm_fetch(d, s, NULL, "listing imported UIDLs")) == DB_OK) {
+		if (is_null || len > POP3_MAX_UIDL)
+			continue;
+		uidl[len] = '\0';
+		each(uidl, ctx);
+	}
+	dbm_done(s);
+	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+/* Not retried: each() may have seen rows already (tpops-import runs again). */
+int mysql_msg_imported(struct db *db, int64_t uid, void (*each)(const char *uidl, void *ctx),
+		       void *ctx)
+{
+	return msg_imported_once(db, uid, each, ctx);
 }
 
 int mysql_msg_usage(struct db *db, int64_t uid, uint64_t *bytes_r)
 {
-	int status = msg_usage_once(db, uid, bytes_r);
-	if (dbm_retry(db_mysql(db), status))
-		status = msg_usage_once(db, uid, bytes_r);
-	return status;
+	struct usage u = {uid, bytes_r};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, msg_usage_once, &u);
 }

@@ -274,10 +274,14 @@ static int upgrade_msg(struct db_mysql *d)
 static int upgrade_locks(struct db_mysql *d)
 {
 	struct column owner, expires, pid, stamp;
-	char engine[64];
+	char engine[64], primary[128], seed_index[128];
 	int status;
 	if ((status = text_query(d, ST_TABLE_ENGINE, "locks", NULL, engine, sizeof engine)) !=
 		    DB_OK ||
+	    (status = text_query(d, ST_INDEX_COLUMNS, "locks", "PRIMARY", primary,
+				 sizeof primary)) != DB_OK ||
+	    (status = text_query(d, ST_INDEX_COLUMNS, "locks", "uid", seed_index,
+				 sizeof seed_index)) != DB_OK ||
 	    (status = column_info(d, "locks", "owner", &owner)) != DB_OK ||
 	    (status = column_info(d, "locks", "expires", &expires)) != DB_OK ||
 	    (status = column_info(d, "locks", "pid", &pid)) != DB_OK ||
@@ -295,6 +299,19 @@ static int upgrade_locks(struct db_mysql *d)
 		alter_add(&a, "MODIFY pid INT NOT NULL DEFAULT 0");
 	if (stamp.exists && !stamp.has_default)
 		alter_add(&a, "MODIFY timestamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP");
+	/* The seed (and earlier versions of this schema) made uid a UNIQUE key: Galera
+	 * needs a primary key on every table it replicates (and refuses
+	 * tables without one under wsrep_mode=REQUIRED_PRIMARY_KEY). The
+	 * unique key guarantees that there is no duplicate to refuse. In the
+	 * same ALTER as the rest, so that no statement meets the table
+	 * without its key. */
+	if (strcmp(primary, "uid") != 0) {
+		if (primary[0] != '\0')
+			alter_add(&a, "DROP PRIMARY KEY");
+		if (strcmp(seed_index, "uid") == 0)
+			alter_add(&a, "DROP INDEX `uid`");
+		alter_add(&a, "ADD PRIMARY KEY (uid)");
+	}
 	return alter_run(d, &a, "upgrading table locks");
 }
 

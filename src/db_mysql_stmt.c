@@ -32,13 +32,28 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM `user` WHERE login = ?",
 	[ST_USER_SET_PASSWORD] = "UPDATE `user` SET passwd = ? WHERE login = ?",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM `user` ORDER BY login",
-	[ST_USER_LOCK_ROW] = "SELECT uid FROM `user` WHERE uid = ? FOR UPDATE",
+	/* the newest user of each password scheme prefix */
+	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM `user` WHERE uid IN "
+			    "(SELECT MAX(uid) FROM `user` WHERE passwd LIKE '{%' OR passwd LIKE '$%' "
+			    "GROUP BY CASE WHEN passwd LIKE '{%' "
+			    "THEN SUBSTR(passwd, 1, INSTR(passwd, '}')) "
+			    "ELSE SUBSTR(passwd, 1, 4) END)",
+	/* Galera certifies writes, not SELECT ... FOR UPDATE: a delivery
+	 * under a quota writes the user's row (and puts it back before
+	 * COMMIT), so that two deliveries on two nodes conflict, and one
+	 * runs again and sees the other's message. A single UPDATE that sets
+	 * the same value would change no row and certify nothing. */
+	[ST_USER_CLAIM] = "UPDATE `user` SET quota = quota + 1 WHERE uid = ?",
+	[ST_USER_UNCLAIM] = "UPDATE `user` SET quota = quota - 1 WHERE uid = ?",
 	/* The server's clock, so that every tpops server agrees on expiry. */
 	[ST_LOCK_EXPIRE] = "DELETE FROM locks WHERE uid = ? AND expires < UNIX_TIMESTAMP()",
 	[ST_LOCK_INSERT] = "INSERT IGNORE INTO locks (uid, owner, expires, timestamp) "
 			   "VALUES (?, ?, UNIX_TIMESTAMP() + ?, NOW())",
 	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ? AND owner = ?",
-	[ST_LOCK_OWNED_FOR_UPDATE] = "SELECT 1 FROM locks WHERE uid = ? AND owner = ? FOR UPDATE",
+	/* QUIT's ownership check, a write for Galera to certify: a server
+	 * that took the expired lease meanwhile on another node conflicts
+	 * with it. It adds a second to the lease, which QUIT releases next. */
+	[ST_LOCK_CLAIM] = "UPDATE locks SET expires = expires + 1 WHERE uid = ? AND owner = ?",
 	[ST_LOCK_RENEW] = "UPDATE locks SET expires = UNIX_TIMESTAMP() + ? "
 			  "WHERE uid = ? AND owner = ?",
 	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ? AND owner = ?",
@@ -57,6 +72,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
+	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
+	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
 	[ST_COLUMN_INFO] = "SELECT DATA_TYPE, CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED), "
 			   "COALESCE(CHARACTER_SET_NAME, ''), COLUMN_DEFAULT IS NOT NULL "
 			   "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
@@ -80,6 +97,19 @@ static const char *const stmt_sql[ST_COUNT] = {
 			    "WHERE tpops_seed_format = 1 LIMIT ?",
 };
 
+/* Reads (and writes) that must see every commit of the cluster, also one
+ * made through another Galera node a moment ago: wsrep_sync_wait's mask
+ * (1 reads, 2 UPDATE and DELETE, 4 INSERT) for the statement alone. The
+ * listing at login follows a delivery through another node; the lock
+ * statements decide who holds a maildrop. */
+static const int stmt_sync_wait[ST_COUNT] = {
+	[ST_MSG_LIST] = 1,
+	[ST_MSG_USAGE] = 1,
+	[ST_LOCK_INSERT] = 4,
+	[ST_LOCK_OWNED] = 1,
+	[ST_LOCK_CLAIM] = 2,
+};
+
 MYSQL_STMT *dbm_stmt(struct db_mysql *d, enum stmt_id id)
 {
 	if (d->stmts[id] == NULL) {
@@ -88,7 +118,15 @@ MYSQL_STMT *dbm_stmt(struct db_mysql *d, enum stmt_id id)
 			dbm_fail_conn(d, "preparing a statement");
 			return NULL;
 		}
-		if (mysql_stmt_prepare(s, stmt_sql[id], (unsigned long)strlen(stmt_sql[id])) != 0) {
+		/* only on Galera: MySQL has no such variable */
+		int wait = d->galera ? stmt_sync_wait[id] : 0;
+		char sql[4096];
+		if (wait != 0)
+			snprintf(sql, sizeof sql, "SET STATEMENT wsrep_sync_wait = %d FOR %s", wait,
+				 stmt_sql[id]);
+		else
+			snprintf(sql, sizeof sql, "%s", stmt_sql[id]);
+		if (mysql_stmt_prepare(s, sql, (unsigned long)strlen(sql)) != 0) {
 			dbm_fail_stmt(d, s, "preparing a statement");
 			mysql_stmt_close(s);
 			return NULL;
@@ -151,7 +189,6 @@ int dbm_execute(struct db_mysql *d, MYSQL_STMT *s, MYSQL_BIND *params, const cha
 		return d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
 	if (params != NULL && mysql_stmt_bind_param(s, params) != 0)
 		return dbm_fail_stmt(d, s, what);
-	d->op_statements++;
 	if (mysql_stmt_execute(s) != 0)
 		return dbm_fail_stmt(d, s, what);
 	return DB_OK;
@@ -235,7 +272,6 @@ int dbm_query_i64(struct db_mysql *d, enum stmt_id id, MYSQL_BIND *params, int64
 
 int dbm_plain_query(struct db_mysql *d, const char *sql, const char *what)
 {
-	d->op_statements++;
 	if (mysql_real_query(d->conn, sql, (unsigned long)strlen(sql)) != 0)
 		return dbm_fail_conn(d, what);
 	MYSQL_RES *res = mysql_store_result(d->conn);
@@ -245,21 +281,27 @@ int dbm_plain_query(struct db_mysql *d, const char *sql, const char *what)
 
 int dbm_begin(struct db_mysql *d)
 {
-	return dbm_plain_query(d, "START TRANSACTION", "starting a transaction");
+	int status = dbm_plain_query(d, "START TRANSACTION", "starting a transaction");
+	d->in_txn = status == DB_OK;
+	return status;
 }
 
+/* A connection lost here leaves the outcome unknown (db_mysql_retry.c). */
 int dbm_commit(struct db_mysql *d)
 {
-	d->op_statements++;
-	if (mysql_commit(d->conn) != 0)
-		return dbm_fail_conn(d, "commit");
-	return DB_OK;
+	d->committing = true;
+	int status = mysql_commit(d->conn) != 0 ? dbm_fail_conn(d, "commit") : DB_OK;
+	d->committing = false;
+	if (status == DB_OK)
+		d->in_txn = false;
+	return status;
 }
 
 void dbm_rollback(struct db_mysql *d)
 {
 	if (!d->broken)
 		mysql_rollback(d->conn);
+	d->in_txn = false;
 }
 
 int dbm_changed_one(int status, uint64_t affected)

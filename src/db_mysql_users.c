@@ -29,46 +29,52 @@ static int user_from_row(struct db_mysql *d, MYSQL_STMT *s, struct user *u)
 	return DB_OK;
 }
 
-static int user_lookup(struct db_mysql *d, enum stmt_id id, const char *key, struct user *u)
+struct lookup {
+	enum stmt_id id;
+	const char *key;
+	struct user *u;
+};
+
+static int user_lookup_once(struct db_mysql *d, void *arg)
 {
-	int status = dbm_ready(d);
-	if (status != DB_OK)
-		return status;
+	struct lookup *l = arg;
 	unsigned long key_len;
 	MYSQL_BIND param;
-	dbm_bind_text(&param, key, &key_len);
-	MYSQL_STMT *s = dbm_stmt(d, id);
-	if ((status = dbm_execute(d, s, &param, "looking up a user")) != DB_OK)
+	dbm_bind_text(&param, l->key, &key_len);
+	MYSQL_STMT *s = dbm_stmt(d, l->id);
+	int status = dbm_execute(d, s, &param, "looking up a user");
+	if (status != DB_OK)
 		return status;
-	status = user_from_row(d, s, u);
+	status = user_from_row(d, s, l->u);
 	dbm_done(s);
 	/* The column's collation also folds accents and ignores trailing
 	 * spaces ("ÄLICE", "alice   " find alice): the row it finds counts
 	 * only under tpops' one rule (auth_login.h), as in SQLite. */
-	const char *found = id == ST_USER_BY_MAIL ? u->mail : u->login;
-	if (status == DB_OK && !auth_login_same(found, key)) {
-		user_clear(u);
+	const char *found = l->id == ST_USER_BY_MAIL ? l->u->mail : l->u->login;
+	if (status == DB_OK && !auth_login_same(found, l->key)) {
+		user_clear(l->u);
 		status = DB_NOT_FOUND;
 	}
 	return status;
 }
 
-static int user_by_login_once(struct db *db, const char *login, struct user *u)
+int mysql_user_by_login(struct db *db, const char *login, struct user *u)
 {
-	return user_lookup(db_mysql(db), ST_USER_BY_LOGIN, login, u);
+	struct lookup l = {ST_USER_BY_LOGIN, login, u};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_lookup_once, &l);
 }
 
-static int user_by_mail_once(struct db *db, const char *mail, struct user *u)
+int mysql_user_by_mail(struct db *db, const char *mail, struct user *u)
 {
-	return user_lookup(db_mysql(db), ST_USER_BY_MAIL, mail, u);
+	struct lookup l = {ST_USER_BY_MAIL, mail, u};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_lookup_once, &l);
 }
 
-int mysql_user_add(struct db *db, const struct user *u)
+/* The tools' changes run once more only when the server cannot have made
+ * them: a second INSERT would report the first one's row as a duplicate. */
+static int user_add_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
-	if (status != DB_OK)
-		return status;
+	const struct user *u = arg;
 	unsigned long len[4];
 	int64_t quota = u->quota;
 	MYSQL_BIND params[5];
@@ -79,6 +85,11 @@ int mysql_user_add(struct db *db, const struct user *u)
 	params[1].buffer_type = params[3].buffer_type = MYSQL_TYPE_BLOB;
 	dbm_bind_i64(&params[4], &quota);
 	return dbm_exec_stmt(d, ST_USER_ADD, params, "adding a user", NULL);
+}
+
+int mysql_user_add(struct db *db, const struct user *u)
+{
+	return dbm_run(db_mysql(db), DBM_ONCE, user_add_once, (void *)u);
 }
 
 /* The login as stored, when login names a user by tpops' rule: deleting
@@ -96,48 +107,72 @@ static int stored_login(struct db *db, const char *login, char **stored_r)
 	return status;
 }
 
-int mysql_user_delete(struct db *db, const char *given)
+static int user_delete_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	char *login = NULL;
-	int status = stored_login(db, given, &login);
-	if (status != DB_OK)
-		return status;
+	const char *login = arg;
 	unsigned long len;
 	MYSQL_BIND param;
 	dbm_bind_text(&param, login, &len);
 	uint64_t affected = 0;
-	status = dbm_exec_stmt(d, ST_USER_DELETE, &param, "deleting a user", &affected);
+	int status = dbm_exec_stmt(d, ST_USER_DELETE, &param, "deleting a user", &affected);
+	return dbm_changed_one(status, affected);
+}
+
+int mysql_user_delete(struct db *db, const char *given)
+{
+	char *login = NULL;
+	int status = stored_login(db, given, &login);
+	if (status != DB_OK)
+		return status;
+	status = dbm_run(db_mysql(db), DBM_ONCE, user_delete_once, login);
 	free(login);
+	return status;
+}
+
+struct password_change {
+	const char *login, *passwd;
+};
+
+static int user_set_password_once(struct db_mysql *d, void *arg)
+{
+	const struct password_change *c = arg;
+	unsigned long len[2];
+	MYSQL_BIND params[2];
+	dbm_bind_text(&params[0], c->passwd, &len[0]);
+	params[0].buffer_type = MYSQL_TYPE_BLOB;
+	dbm_bind_text(&params[1], c->login, &len[1]);
+	uint64_t affected = 0;
+	int status =
+		dbm_exec_stmt(d, ST_USER_SET_PASSWORD, params, "changing a password", &affected);
 	return dbm_changed_one(status, affected);
 }
 
 int mysql_user_set_password(struct db *db, const char *given, const char *passwd)
 {
-	struct db_mysql *d = db_mysql(db);
 	char *login = NULL;
 	int status = stored_login(db, given, &login);
 	if (status != DB_OK)
 		return status;
-	unsigned long len[2];
-	MYSQL_BIND params[2];
-	dbm_bind_text(&params[0], passwd, &len[0]);
-	params[0].buffer_type = MYSQL_TYPE_BLOB;
-	dbm_bind_text(&params[1], login, &len[1]);
-	uint64_t affected = 0;
-	status = dbm_exec_stmt(d, ST_USER_SET_PASSWORD, params, "changing a password", &affected);
+	struct password_change c = {login, passwd};
+	status = dbm_run(db_mysql(db), DBM_ONCE, user_set_password_once, &c);
 	free(login);
-	return dbm_changed_one(status, affected);
+	return status;
 }
 
-static int user_list_once(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+struct listing {
+	enum stmt_id id; /* ST_USER_LIST or ST_USER_SAMPLES */
+	void (*each)(const struct user *u, void *ctx);
+	void *ctx;
+};
+
+/* Every row is in memory before the first call of each(): a failure
+ * comes before any, so running the listing again repeats none. */
+static int user_list_once(struct db_mysql *d, void *arg)
 {
-	struct db_mysql *d = db_mysql(db);
-	int status = dbm_ready(d);
+	struct listing *l = arg;
+	MYSQL_STMT *s = dbm_stmt(d, l->id);
+	int status = dbm_execute(d, s, NULL, "listing users");
 	if (status != DB_OK)
-		return status;
-	MYSQL_STMT *s = dbm_stmt(d, ST_USER_LIST);
-	if ((status = dbm_execute(d, s, NULL, "listing users")) != DB_OK)
 		return status;
 	if (mysql_stmt_store_result(s) != 0)
 		return dbm_fail_stmt(d, s, "listing users");
@@ -146,35 +181,21 @@ static int user_list_once(struct db *db, void (*each)(const struct user *u, void
 		status = user_from_row(d, s, &u);
 		if (status != DB_OK)
 			break;
-		each(&u, ctx);
+		l->each(&u, l->ctx);
 		user_clear(&u);
 	}
 	dbm_done(s);
 	return status == DB_NOT_FOUND ? DB_OK : status;
 }
 
-/* ---- operations that may run again on a new connection ---- */
-
-int mysql_user_by_login(struct db *db, const char *login, struct user *u)
-{
-	int status = user_by_login_once(db, login, u);
-	if (dbm_retry(db_mysql(db), status))
-		status = user_by_login_once(db, login, u);
-	return status;
-}
-
-int mysql_user_by_mail(struct db *db, const char *mail, struct user *u)
-{
-	int status = user_by_mail_once(db, mail, u);
-	if (dbm_retry(db_mysql(db), status))
-		status = user_by_mail_once(db, mail, u);
-	return status;
-}
-
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
 {
-	int status = user_list_once(db, each, ctx);
-	if (dbm_retry(db_mysql(db), status))
-		status = user_list_once(db, each, ctx);
-	return status;
+	struct listing l = {ST_USER_LIST, each, ctx};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_list_once, &l);
+}
+
+int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	struct listing l = {ST_USER_SAMPLES, each, ctx};
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_list_once, &l);
 }

@@ -20,6 +20,7 @@ enum stmt_id {
 	ST_USER_DELETE,
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
+	ST_USER_SAMPLES,
 	ST_LOCK_TAKE,
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
@@ -28,6 +29,8 @@ enum stmt_id {
 	ST_MSG_DELETE,
 	ST_MSG_INSERT,
 	ST_MSG_USAGE,
+	ST_IMPORTED_ADD,
+	ST_IMPORTED_LIST,
 	ST_MSG_LENGTHS,
 	ST_PART_READ,
 	ST_PART_INSERT,
@@ -40,6 +43,12 @@ enum stmt_id {
 };
 
 #define USER_COLUMNS "uid, login, passwd, mail, maildir, quota"
+/* the newest user of each password scheme prefix */
+#define USER_SAMPLES_WHERE(table)                                                              \
+	" WHERE uid IN (SELECT MAX(uid) FROM " table                                           \
+	" WHERE passwd LIKE '{%' OR passwd LIKE '$%'"                                          \
+	" GROUP BY CASE WHEN passwd LIKE '{%' THEN SUBSTR(passwd, 1, INSTR(passwd, '}'))"      \
+	" ELSE SUBSTR(passwd, 1, 4) END)"
 static const char *const stmt_sql[ST_COUNT] = {
 	/* NOCASE folds ASCII letters only: tpops' login rule
 	 * (auth_login.h), served by the NOCASE unique indexes */
@@ -50,6 +59,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
+	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM \"user\"" USER_SAMPLES_WHERE("\"user\""),
 	/* one statement, one write transaction: a free maildrop, or one
 	 * whose lease expired, is taken; a held one is left alone (no row
 	 * changes) */
@@ -69,6 +79,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_INSERT] = "INSERT INTO msg (uid, msgno, timestamp, header, body, size, uidl) "
 			  "VALUES (?1, 0, datetime('now', 'localtime'), ?2, ?3, ?4, ?5)",
 	[ST_MSG_USAGE] = "SELECT COALESCE(SUM(size), 0) FROM msg WHERE uid = ?1",
+	[ST_IMPORTED_ADD] = "INSERT OR IGNORE INTO msg_imported (uid, uidl) VALUES (?1, ?2)",
+	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?1",
 	[ST_MSG_LENGTHS] = "SELECT length(header), length(body) FROM msg WHERE id = ?1",
 	[ST_PART_READ] = "SELECT data FROM msg_part WHERE id = ?1 AND pos = ?2",
 	[ST_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?1, ?2, ?3)",
@@ -362,10 +374,11 @@ static int sqlite_user_set_password(struct db *db, const char *login, const char
 	return status;
 }
 
-static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+static int users_of(struct db *db, int id, void (*each)(const struct user *u, void *ctx),
+		    void *ctx)
 {
 	struct db_sqlite *d = db_sqlite(db);
-	sqlite3_stmt *s = stmt(d, ST_USER_LIST);
+	sqlite3_stmt *s = stmt(d, id);
 	if (s == NULL)
 		return DB_PERMFAIL;
 	int rc;
@@ -377,6 +390,17 @@ static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, vo
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? DB_OK : fail(d, rc, "listing users");
+}
+
+static int sqlite_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx)
+{
+	return users_of(db, ST_USER_LIST, each, ctx);
+}
+
+static int sqlite_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx),
+			       void *ctx)
+{
+	return users_of(db, ST_USER_SAMPLES, each, ctx);
 }
 
 static int sqlite_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease)
@@ -701,6 +725,16 @@ static int store_message(struct db *db, int64_t uid, int64_t quota, const char *
 	if (status != DB_OK)
 		goto fail;
 	int64_t id = sqlite3_last_insert_rowid(d->handle);
+	if (uidl != NULL) {
+		if ((s = stmt(d, ST_IMPORTED_ADD)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(s, 1, uid);
+		sqlite3_bind_text(s, 2, uidl, -1, SQLITE_STATIC);
+		status = exec_stmt(d, s, "recording an imported UIDL");
+		sqlite3_clear_bindings(s);
+		if (status != DB_OK)
+			goto fail;
+	}
 	for (size_t pos = 0; in_parts && pos * MSG_PART_SIZE < body_len; pos++) {
 		size_t off = pos * MSG_PART_SIZE;
 		size_t n = body_len - off < MSG_PART_SIZE ? body_len - off : MSG_PART_SIZE;
@@ -734,6 +768,21 @@ static int sqlite_msg_import(struct db *db, int64_t uid, const char *header, siz
 	return store_message(db, uid, 0, header, header_len, body, body_len, size, uidl);
 }
 
+static int sqlite_msg_imported(struct db *db, int64_t uid,
+			       void (*each)(const char *uidl, void *ctx), void *ctx)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_IMPORTED_LIST);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	sqlite3_bind_int64(s, 1, uid);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		each((const char *)sqlite3_column_text(s, 0), ctx);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? DB_OK : fail(d, rc, "listing imported UIDLs");
+}
+
 static const char *sqlite_error(struct db *db)
 {
 	return db_sqlite(db)->error;
@@ -751,6 +800,7 @@ const struct db_ops db_sqlite_ops = {
 	.user_delete = sqlite_user_delete,
 	.user_set_password = sqlite_user_set_password,
 	.user_list = sqlite_user_list,
+	.user_samples = sqlite_user_samples,
 	.lock_acquire = sqlite_lock_acquire,
 	.lock_renew = sqlite_lock_renew,
 	.lock_release = sqlite_lock_release,
@@ -759,6 +809,7 @@ const struct db_ops db_sqlite_ops = {
 	.msg_delete = sqlite_msg_delete,
 	.msg_store = sqlite_msg_store,
 	.msg_import = sqlite_msg_import,
+	.msg_imported = sqlite_msg_imported,
 	.msg_usage = sqlite_msg_usage,
 	.error = sqlite_error,
 };

@@ -124,8 +124,8 @@ void imported_uidls_parse(struct imported_uidls *u, char *text, size_t len)
 		struct imported_uidl *e;
 		if (*slot == 0) {
 			e = &u->entries[u->count];
-			*e = (struct imported_uidl){.base = base, .base_len = base_len,
-						    .order = u->count};
+			*e = (struct imported_uidl){
+				.base = base, .base_len = base_len, .order = u->count};
 			*slot = ++u->count;
 		} else {
 			e = &u->entries[*slot - 1];
@@ -141,7 +141,8 @@ void imported_uidls_parse(struct imported_uidls *u, char *text, size_t len)
 int imported_uidls_load(int maildir_fd, struct imported_uidls *u, char *err, size_t errlen)
 {
 	memset(u, 0, sizeof *u);
-	int fd = maildir_openat(maildir_fd, IMPORTED_UIDLS_FILE, O_RDONLY);
+	/* O_NONBLOCK: a FIFO put there must not hold up the worker */
+	int fd = maildir_openat(maildir_fd, IMPORTED_UIDLS_FILE, O_RDONLY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return DB_OK;
@@ -149,7 +150,8 @@ int imported_uidls_load(int maildir_fd, struct imported_uidls *u, char *err, siz
 		return DB_TEMPFAIL;
 	}
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > IMPORTED_UIDLS_MAX) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > IMPORTED_UIDLS_MAX) {
 		snprintf(err, errlen, "%s: %s", IMPORTED_UIDLS_FILE,
 			 !S_ISREG(st.st_mode) ? "not a regular file" : "too large");
 		close(fd);
@@ -166,7 +168,8 @@ int imported_uidls_load(int maildir_fd, struct imported_uidls *u, char *err, siz
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			snprintf(err, errlen, "reading %s: %s", IMPORTED_UIDLS_FILE, strerror(errno));
+			snprintf(err, errlen, "reading %s: %s", IMPORTED_UIDLS_FILE,
+				 strerror(errno));
 			free(text);
 			close(fd);
 			return DB_TEMPFAIL;
@@ -236,8 +239,8 @@ int imported_uidls_append(int maildir_fd, char mark, const char *base, const cha
 		int t = maildir_openat(maildir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC);
 		if (t < 0)
 			return -1;
-		if (fchmod(t, 0600) != 0 || write_all(t, IMPORTED_UIDLS_MAGIC,
-						       strlen(IMPORTED_UIDLS_MAGIC)) != 0 ||
+		if (fchmod(t, 0600) != 0 ||
+		    write_all(t, IMPORTED_UIDLS_MAGIC, strlen(IMPORTED_UIDLS_MAGIC)) != 0 ||
 		    fsync(t) != 0) {
 			int e = errno;
 			close(t);
@@ -247,7 +250,8 @@ int imported_uidls_append(int maildir_fd, char mark, const char *base, const cha
 		}
 		close(t);
 		/* never over a file another importer made meanwhile */
-		if (renameat2(maildir_fd, tmp, maildir_fd, IMPORTED_UIDLS_FILE, RENAME_NOREPLACE) != 0 &&
+		if (renameat2(maildir_fd, tmp, maildir_fd, IMPORTED_UIDLS_FILE, RENAME_NOREPLACE) !=
+			    0 &&
 		    errno != EEXIST) {
 			int e = errno;
 			unlinkat(maildir_fd, tmp, 0);

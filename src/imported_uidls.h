@@ -22,7 +22,7 @@
 
 #include "tpops_limits.h"
 
-#define IMPORTED_UIDLS_FILE "tpops-uidls"
+#define IMPORTED_UIDLS_FILE  "tpops-uidls"
 #define IMPORTED_UIDLS_MAGIC "tpops-uidls 1\n"
 /* A file larger than this is not one tpops-import wrote (a million
  * messages take about 120 MB). */
@@ -33,8 +33,8 @@ struct imported_uidl {
 	size_t base_len;
 	const char *uidl; /* into the text; uidl_len octets */
 	size_t uidl_len;
-	size_t order;  /* of the first line naming base */
-	bool done;     /* the last line was "+" */
+	size_t order; /* of the first line naming base */
+	bool done; /* the last line was "+" */
 };
 
 struct imported_uidls {

@@ -81,8 +81,9 @@ static int bind_unix(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-/* inet:ADDRESS:PORT, ADDRESS an IPv4 address or a bracketed IPv6 one. */
-static int bind_inet(const char *spec, char *err, size_t errlen)
+/* inet:ADDRESS:PORT, ADDRESS an IPv4 address or a bracketed IPv6 one:
+ * the socket address (numeric only: no lookup), *ai_r to be freed. */
+static int resolve_inet(const char *spec, struct addrinfo **ai_r, char *err, size_t errlen)
 {
 	const char *hostport = spec + strlen(INET_PREFIX);
 	const char *colon = strrchr(hostport, ':');
@@ -105,12 +106,19 @@ static int bind_inet(const char *spec, char *err, size_t errlen)
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+	int rc = getaddrinfo(host, colon + 1, &hints, ai_r);
 	if (rc != 0) {
 		snprintf(err, errlen, "LMTP_Listen: \"%s\": %s", spec, gai_strerror(rc));
 		return -1;
 	}
+	return 0;
+}
+
+static int bind_inet(const char *spec, char *err, size_t errlen)
+{
+	struct addrinfo *ai = NULL;
+	if (resolve_inet(spec, &ai, err, errlen) != 0)
+		return -1;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int on = 1;
 	if (fd >= 0)
@@ -125,6 +133,36 @@ static int bind_inet(const char *spec, char *err, size_t errlen)
 	return fd;
 }
 
+int lmtp_server_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *spec = cfg->lmtp_listen;
+	if (spec == NULL)
+		return 0;
+	if (spec[0] == '/') {
+		struct sockaddr_un sun;
+		if (strlen(spec) >= sizeof sun.sun_path) {
+			snprintf(err, errlen, "%s: LMTP_Listen: %s: longer than a socket path may be",
+				 cfg->path, spec);
+			return -1;
+		}
+		return 0;
+	}
+	if (strncmp(spec, INET_PREFIX, strlen(INET_PREFIX)) == 0) {
+		struct addrinfo *ai = NULL;
+		char why[256];
+		if (resolve_inet(spec, &ai, why, sizeof why) != 0) {
+			snprintf(err, errlen, "%s: %s", cfg->path, why);
+			return -1;
+		}
+		freeaddrinfo(ai);
+		return 0;
+	}
+	snprintf(err, errlen,
+		 "%s: LMTP_Listen: \"%s\" is neither an absolute socket path nor inet:ADDRESS:PORT",
+		 cfg->path, spec);
+	return -1;
+}
+
 int lmtp_server_bind(const struct config *cfg, struct lmtp_server **srv_r, char *err,
 		     size_t errlen)
 {
@@ -132,18 +170,9 @@ int lmtp_server_bind(const struct config *cfg, struct lmtp_server **srv_r, char 
 	const char *spec = cfg->lmtp_listen;
 	if (spec == NULL)
 		return 0;
-	int fd;
-	if (spec[0] == '/') {
-		fd = bind_unix(spec, err, errlen);
-	} else if (strncmp(spec, INET_PREFIX, strlen(INET_PREFIX)) == 0) {
-		fd = bind_inet(spec, err, errlen);
-	} else {
-		snprintf(err, errlen,
-			 "LMTP_Listen: \"%s\" is neither an absolute socket path nor "
-			 "inet:ADDRESS:PORT",
-			 spec);
+	if (lmtp_server_check_config(cfg, err, errlen) != 0)
 		return -1;
-	}
+	int fd = spec[0] == '/' ? bind_unix(spec, err, errlen) : bind_inet(spec, err, errlen);
 	if (fd < 0)
 		return -1;
 	/* The storage workers write the database and Maildirs for LMTP: a

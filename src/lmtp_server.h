@@ -12,6 +12,11 @@
 
 struct lmtp_server;
 
+/* The form of LMTP_Listen (start-up, `tpops -t`, SIGHUP): -1 with a
+ * message in err when it is neither an absolute socket path nor
+ * inet:ADDRESS:PORT with a numeric address. */
+int lmtp_server_check_config(const struct config *cfg, char *err, size_t errlen);
+
 /* As root, before the privilege drop: binds LMTP_Listen (a Unix socket,
  * mode 0666 as Dovecot's lmtp socket, access being decided by its
  * directory; or inet:ADDRESS:PORT). *srv_r is NULL when LMTP is off.

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,6 +255,17 @@ static const char *with_envelope(struct lmtp_job *job, const struct rcpt *r, siz
 	return start;
 }
 
+/* SQLite has one writer at a time and makes the others wait in sleeps of
+ * up to 100 ms (its busy handler): with several LMTP connections storing
+ * at once, deliveries were slower than over one. They queue here instead;
+ * other databases and Maildirs take concurrent deliveries as they are. */
+static pthread_mutex_t sqlite_store_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static bool serialized_store(const struct config *cfg)
+{
+	return cfg->database == DATABASE_SQLITE && cfg->mailbox == MAILBOX_SQL;
+}
+
 static void store_run(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
@@ -278,7 +290,12 @@ static void store_run(struct job *base)
 		size_t len;
 		const char *msg = with_envelope(job, r, &len);
 		char err[512] = "";
+		bool serialize = serialized_store(job->cfg);
+		if (serialize)
+			pthread_mutex_lock(&sqlite_store_mutex);
 		r->result = deliver_store(db, job->cfg, &r->user, msg, len, err, sizeof err);
+		if (serialize)
+			pthread_mutex_unlock(&sqlite_store_mutex);
 		uint64_t size = job->msg.len - HEADER_ROOM;
 		if (r->result == DELIVER_STORED)
 			log_info("lmtp: delivered from=<%s> to=<%s> size=%llu", job->sender, r->path,

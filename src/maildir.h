@@ -43,6 +43,14 @@ int maildir_write_all(int fd, const char *data, size_t len);
 int maildir_open_dir(const char *root, const char *maildir, bool create, int *fd_r, char *err,
 		     size_t errlen);
 
+/* maildir_open_dir for a login: when the Maildir itself is missing but
+ * the directory it would be in exists, it is made (mode 0700, with tmp/
+ * new/ cur/) and opened, empty: a new user's mailbox before its first
+ * delivery (*made_r true). Directories above it are never made: a missing
+ * one (a volume not mounted, a wrong path) stays an error that says so. */
+int maildir_open_or_make(const char *root, const char *maildir, int *fd_r, bool *made_r,
+			 char *err, size_t errlen);
+
 /* maildir_open_dir without create, for an I/O thread: only from the
  * kernel's lookup caches, never waiting for the disk. DB_AGAIN when that is
  * not enough, and on any error: maildir_open_dir on a worker then does it,

@@ -418,3 +418,133 @@ int maildir_list(int dir_fd, const char *what,
 	closedir(d);
 	return status;
 }
+
+/* ---- a new user's Maildir, made at the first login ---- */
+
+/* The directory the Maildir is (to be) in, opened as maildir_open_dir
+ * would reach it, and the Maildir's own name (malloc'd) in it. -1 with
+ * errno when that directory cannot be opened; 0 with *name_r NULL when the
+ * path has no name of its own to make ("a/." or no MaildirRoot and a
+ * relative path: maildir_open_dir's error stands). */
+static int open_parent(const char *root, const char *maildir, int *parent_r, char **name_r)
+{
+	*name_r = NULL;
+	const char *path = maildir;
+	if (root != NULL && root[0] != '\0') {
+		char ignored[8];
+		if (relative_to_root(root, maildir, true, &path, ignored, sizeof ignored) != DB_OK)
+			return 0;
+	} else if (maildir[0] != '/') {
+		return 0;
+	}
+	char *copy = xstrdup(path);
+	size_t n = strlen(copy);
+	while (n > 1 && copy[n - 1] == '/')
+		copy[--n] = '\0';
+	char *slash = strrchr(copy, '/');
+	const char *name = slash != NULL ? slash + 1 : copy;
+	if (name[0] == '\0' || strcmp(name, ".") == 0) {
+		free(copy);
+		return 0;
+	}
+	int fd;
+	if (root != NULL && root[0] != '\0') {
+		int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (root_fd < 0 || slash == NULL) {
+			fd = root_fd;
+		} else {
+			*slash = '\0';
+			fd = open_beneath(root_fd, copy, O_RDONLY | O_DIRECTORY, false);
+			int e = errno;
+			close(root_fd);
+			errno = e;
+		}
+	} else {
+		if (slash == copy) /* "/name": the parent is "/" */
+			fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		else {
+			*slash = '\0';
+			fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		}
+	}
+	if (fd < 0) {
+		int e = errno;
+		free(copy);
+		errno = e;
+		return -1;
+	}
+	*parent_r = fd;
+	*name_r = xstrdup(name);
+	free(copy);
+	return 0;
+}
+
+/* Makes the Maildir's own directory when it is missing and the directory
+ * above it exists. DB_OK when made (or made meanwhile by a delivery);
+ * DB_NOT_FOUND when there is nothing to make here (the path exists as
+ * something maildir_open_dir refused, or names nothing makeable);
+ * DB_PERMFAIL with err when the directory above is missing too;
+ * DB_TEMPFAIL with err when mkdir fails. */
+static int make_maildir_itself(const char *root, const char *maildir, char *err, size_t errlen)
+{
+	int parent;
+	char *name;
+	if (open_parent(root, maildir, &parent, &name) != 0) {
+		if (errno != ENOENT)
+			return DB_NOT_FOUND; /* maildir_open_dir's reason says it */
+		snprintf(err, errlen,
+			 "Maildir %s does not exist, and neither does the directory it would be "
+			 "made in; tpops makes only the Maildir itself: check the path, or make "
+			 "the directories above it",
+			 maildir);
+		return DB_PERMFAIL;
+	}
+	if (name == NULL)
+		return DB_NOT_FOUND;
+	struct stat st;
+	int status = DB_NOT_FOUND;
+	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+		if (mkdirat(parent, name, 0700) == 0) {
+			(void)fsync(parent);
+			status = DB_OK;
+		} else if (errno == EEXIST) {
+			status = DB_OK;
+		} else {
+			snprintf(err, errlen, "making the Maildir %s: %s", maildir, strerror(errno));
+			status = DB_TEMPFAIL;
+		}
+	}
+	free(name);
+	close(parent);
+	return status;
+}
+
+int maildir_open_or_make(const char *root, const char *maildir, int *fd_r, bool *made_r,
+			 char *err, size_t errlen)
+{
+	*made_r = false;
+	int status = maildir_open_dir(root, maildir, false, fd_r, err, errlen);
+	if (status != DB_PERMFAIL || maildir == NULL || maildir[0] == '\0')
+		return status;
+	char made_err[512];
+	int made = make_maildir_itself(root, maildir, made_err, sizeof made_err);
+	if (made == DB_NOT_FOUND)
+		return status; /* the first reason stands */
+	if (made != DB_OK) {
+		snprintf(err, errlen, "%s", made_err);
+		return made;
+	}
+	status = maildir_open_dir(root, maildir, false, fd_r, err, errlen);
+	if (status != DB_OK)
+		return status;
+	int subdirs[3];
+	status = maildir_open_subdirs(*fd_r, true, subdirs, err, errlen);
+	if (status != DB_OK) {
+		close(*fd_r);
+		return status;
+	}
+	for (int i = 0; i < 3; i++)
+		close(subdirs[i]);
+	*made_r = true;
+	return DB_OK;
+}

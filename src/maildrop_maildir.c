@@ -431,9 +431,13 @@ static int maildir_open(struct db *db, const struct config *cfg, const struct us
 			struct maildrop **md_r, char *err, size_t errlen)
 {
 	int dir_fd;
-	int status = maildir_open_dir(cfg->maildir_root, u->maildir, false, &dir_fd, err, errlen);
+	bool made;
+	int status = maildir_open_or_make(cfg->maildir_root, u->maildir, &dir_fd, &made, err,
+					  errlen);
 	if (status != DB_OK)
 		return status;
+	if (made)
+		log_info("Maildir %s made for %s: a new user's empty mailbox", u->maildir, u->login);
 	struct maildir_drop *cached_dm = open_from_index(cfg, u, dir_fd);
 	metrics_listing_cache(cached_dm != NULL);
 	if (cached_dm != NULL) {

@@ -77,7 +77,8 @@ void metrics_job_observe(enum job_kind kind, double seconds);
 void metrics_db_connect(const char *host, bool ok);
 void metrics_db_error(const char *host);
 
-/* The current monotonic time in seconds, for job timing. */
+/* The current monotonic time in seconds, for job timing; 0 while
+ * counting is off. */
 double metrics_now(void);
 
 /* What the I/O threads report when asked (census.c), and what the

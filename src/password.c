@@ -519,3 +519,92 @@ bool password_scheme_known(const char *scheme)
 	const struct scheme *s = scheme_find(scheme, strlen(scheme));
 	return s != NULL && s->hashable;
 }
+
+/* The scheme and the data after its prefix ("{SCHEME}" or none for a bare
+ * crypt string); NULL for plaintext and unknown schemes. */
+static const struct scheme *scheme_of(const char *stored, const char **data_r)
+{
+	if (stored[0] == '{') {
+		const char *end = strchr(stored, '}');
+		if (end == NULL)
+			return NULL;
+		const struct scheme *s = scheme_find(stored + 1, (size_t)(end - stored - 1));
+		*data_r = end + 1;
+		return s;
+	}
+	if (stored[0] != '$')
+		return NULL;
+	*data_r = stored;
+	return has_prefix(stored, prefixes_argon2id) ? scheme_find("ARGON2ID", 8)
+						      : scheme_find("CRYPT", 5);
+}
+
+static char *standin_argon2id(const char *name, const char *data, const char *password)
+{
+	unsigned m = 0, t = 0, p = 0;
+	const char *params = strstr(data, "$m=");
+	if (params == NULL || sscanf(params, "$m=%u,t=%u,p=%u", &m, &t, &p) != 3 || m == 0 ||
+	    t == 0 || p == 0)
+		return NULL;
+	unsigned char salt[ARGON2_SALT_LEN];
+	if (RAND_bytes(salt, sizeof(salt)) != 1)
+		return NULL;
+	size_t enc_len = argon2_encodedlen(t, m, p, ARGON2_SALT_LEN, ARGON2_HASH_LEN, Argon2_id);
+	char *enc = xmalloc(enc_len);
+	char *res = NULL;
+	if (argon2id_hash_encoded(t, m, p, password, strlen(password), salt, sizeof(salt),
+				  ARGON2_HASH_LEN, enc, enc_len) == ARGON2_OK)
+		res = name != NULL ? with_prefix(name, enc) : xstrdup(enc);
+	free(enc);
+	return res;
+}
+
+static char *standin_crypt(const char *name, const char *data, const char *password)
+{
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	/* crypt(3) takes the setting (scheme, cost, salt) from the front of
+	 * a whole hash: the result has the same cost */
+	const char *out = crypt_rn(password, data, cd, (int)sizeof(*cd));
+	char *res = NULL;
+	if (out != NULL && out[0] != '*' && strlen(out) == strlen(data))
+		res = name != NULL ? with_prefix(name, out) : xstrdup(out);
+	free(cd);
+	return res;
+}
+
+char *password_standin(const char *stored)
+{
+	const char *data = NULL;
+	const struct scheme *s = stored ? scheme_of(stored, &data) : NULL;
+	if (s == NULL || data == NULL || data[0] == '\0')
+		return NULL;
+	unsigned char random[18];
+	char password[BASE64_ENCODED_LEN(sizeof(random)) + 1];
+	if (RAND_bytes(random, sizeof(random)) != 1)
+		return NULL;
+	base64_encode(random, sizeof(random), password);
+	const char *name = stored[0] == '{' ? s->name : NULL;
+	switch (s->kind) {
+	case KIND_PLAIN:
+		return NULL;
+	case KIND_CRYPT:
+		return standin_crypt(name, data, password);
+	case KIND_ARGON2ID:
+		return standin_argon2id(name, data, password);
+	case KIND_SCRAM: {
+		struct password_scram want, made;
+		if (scram_parse(data, &want) != 0)
+			return NULL;
+		unsigned char salt[SCRAM_SALT_LEN];
+		char *res = NULL;
+		if (RAND_bytes(salt, sizeof(salt)) == 1 &&
+		    password_scram_derive(password, strlen(password), salt, sizeof(salt),
+					  want.iterations, &made) == 0)
+			res = password_scram_format(&made);
+		password_scram_clear(&want);
+		password_scram_clear(&made);
+		return res;
+	}
+	}
+	return NULL;
+}

@@ -15,6 +15,14 @@ int password_verify(const char *stored, const char *given, size_t given_len);
  * used for unknown users so that they answer as slowly as wrong passwords. */
 void password_verify_dummy(const char *given, size_t given_len);
 
+/* A stored password of the same scheme and cost as stored (the same
+ * crypt setting, Argon2id memory/time/lanes, SCRAM iterations) for a
+ * random password nobody knows: verifying against it costs what verifying
+ * against stored costs, and never succeeds. malloc'd; NULL for plaintext
+ * and unknown or malformed values (and when hashing fails). Costs one
+ * hash: call on a worker. */
+char *password_standin(const char *stored);
+
 /* The plaintext password when stored as {PLAIN} or unprefixed plaintext,
  * else NULL (APOP and CRAM-MD5 need it). Points into stored. */
 const char *password_plaintext(const char *stored);

@@ -14,6 +14,7 @@
 
 #include "auth_login.h"
 #include "auth_penalty.h"
+#include "auth_standin.h"
 #include "buf.h"
 #include "ioloop.h"
 #include "log.h"
@@ -47,6 +48,13 @@ struct login_job {
 	char error[512];
 };
 
+static double seconds_since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
 static bool credentials_ok(struct login_job *lj)
 {
 	int match;
@@ -62,15 +70,20 @@ static bool credentials_ok(struct login_job *lj)
 			return false;
 		}
 		break;
-	default:
+	default: {
+		struct timespec start;
+		clock_gettime(CLOCK_MONOTONIC, &start);
 		match = password_verify(lj->user.passwd, lj->secret, lj->secret_len);
 		/* A plaintext (or unusable) stored password is checked at once,
-		 * while an unknown user costs the dummy hash: without this the
-		 * time a wrong password takes tells which logins exist. A right
+		 * while an unknown user costs the stand-in: without this the
+		 * CPU a wrong password takes tells which logins exist. A right
 		 * password pays nothing extra (it reveals nothing). */
 		if (match != 1 && (match < 0 || password_plaintext(lj->user.passwd) != NULL))
-			password_verify_dummy(lj->secret, lj->secret_len);
+			auth_standin_verify(lj->secret, lj->secret_len);
+		else
+			auth_standin_note(lj->user.passwd, seconds_since(&start));
 		break;
+	}
 	}
 	if (match != 1)
 		snprintf(lj->error, sizeof lj->error, "%s",
@@ -85,7 +98,7 @@ static enum login_result login_check(struct login_job *lj, struct db *db)
 	if (status == DB_NOT_FOUND) {
 		/* an unknown user costs what a wrong password costs */
 		if (lj->method == LOGIN_USER_PASS || lj->method == LOGIN_SASL_PASSWORD)
-			password_verify_dummy(lj->secret, lj->secret_len);
+			auth_standin_verify(lj->secret, lj->secret_len);
 		snprintf(lj->error, sizeof lj->error, "unknown user");
 		return LOGIN_BAD;
 	}
@@ -126,6 +139,8 @@ static void login_work(struct session_job *sj)
 		lj->result = LOGIN_TEMP;
 		return;
 	}
+	/* the stand-in for unknown users is measured before the first check */
+	auth_standin_calibrate(db);
 	lj->result = login_check(lj, db);
 	if (lj->result == LOGIN_TEMP)
 		worker_db_discard(); /* reconnect for the next job */
@@ -148,12 +163,6 @@ struct pop3_attempt {
 	void *arg;
 };
 
-static double seconds_since(const struct timespec *t)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
 
 static struct pop3_attempt *attempt_new(struct session *s, const char *login, size_t len)
 {
@@ -166,6 +175,22 @@ static struct pop3_attempt *attempt_new(struct session *s, const char *login, si
 	clock_gettime(CLOCK_MONOTONIC, &a->asked);
 	a->checked = a->asked;
 	return a;
+}
+
+/* No failure is answered sooner than this after its check began:
+ * AuthFailureDelay, and at least comfortably more than a check of the
+ * costliest stored scheme takes (the stand-in's measured cost, plus the
+ * user look-up and the worker queue), so that neither the scheme of a
+ * user nor whether the user exists shows in the answer's time. */
+#define STANDIN_MARGIN 1.5
+#define STANDIN_OVERHEAD 0.05 /* seconds */
+#define STANDIN_FLOOR_MAX 5.0
+static double failure_floor(const struct config *cfg)
+{
+	double cost = STANDIN_MARGIN * auth_standin_seconds() + STANDIN_OVERHEAD;
+	if (cost > STANDIN_FLOOR_MAX)
+		cost = STANDIN_FLOOR_MAX;
+	return cfg->auth_failure_delay > cost ? cfg->auth_failure_delay : cost;
 }
 
 /* Ends the session's attempt; for a failure, the seconds its answer is
@@ -184,7 +209,7 @@ static double attempt_end(struct session *s, enum auth_outcome outcome)
 	 * the check took, which depends on the stored scheme and on whether
 	 * the user exists. */
 	double due = delay - seconds_since(&a->asked);
-	double floor = s->cfg->auth_failure_delay - seconds_since(&a->checked);
+	double floor = failure_floor(s->cfg) - seconds_since(&a->checked);
 	free(a);
 	if (outcome != AUTH_OUTCOME_FAILURE)
 		return 0;

@@ -1,9 +1,11 @@
 /* The wait for a PROXY header: peeked at until whole, one absolute timer. */
 #include "proxy_wait.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,10 +51,24 @@ static void proxy_wait_fail(struct proxy_wait *pw)
 	free(pw);
 }
 
+/* The connection's own address (the proxy's, or whoever connected),
+ * for the log. */
+static const char *peer_text(const struct proxy_wait *pw, char *out, size_t size)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&pw->peer;
+	const void *addr = sa->sa_family == AF_INET6
+				   ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+				   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, addr, out, (socklen_t)size) == NULL)
+		snprintf(out, size, "?");
+	return out;
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-	log_warn("PROXY header: none within %d s of the connection; closing",
-		 PROXY_HEADER_TIMEOUT);
+	char from[INET6_ADDRSTRLEN];
+	log_warn("PROXY header: none within %d s of the connection from %s; closing",
+		 PROXY_HEADER_TIMEOUT, peer_text(arg, from, sizeof from));
 	proxy_wait_fail(arg);
 }
 
@@ -96,13 +112,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	enum proxy_status status = proxy_parse(buf, (size_t)n, &hdr);
 	if (status == PROXY_NEED_MORE && (size_t)n < sizeof buf) {
 		if (peer_has_closed(fd)) {
-			log_warn("PROXY header refused: the connection closed inside it");
+			char from[INET6_ADDRSTRLEN];
+			log_warn("PROXY header refused: the connection from %s closed inside it",
+				 peer_text(pw, from, sizeof from));
 			proxy_wait_fail(pw);
 		}
 		return;
 	}
 	if (status != PROXY_DONE) {
-		log_warn("PROXY header refused: %s", status == PROXY_ERROR ? hdr.reason : "too long");
+		char from[INET6_ADDRSTRLEN];
+		log_warn("PROXY header refused from %s: %s", peer_text(pw, from, sizeof from),
+			 status == PROXY_ERROR ? hdr.reason : "too long");
 		proxy_wait_fail(pw);
 		return;
 	}

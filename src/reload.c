@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "db.h"
 #include "log.h"
 #include "startup_check.h"
 #include "tls.h"
@@ -88,6 +89,9 @@ struct config *reload_config(const char *path, const struct config *old, struct 
 	log_set_level(verbose ? LOGLEVEL_DEBUG : next->log_level);
 	server_set_config(srv, next);
 	worker_set_config(next);
+	/* a database connection that failed over moves back to the first
+	 * MySQL_Server host (the administrator says it is back) */
+	db_mysql_failback();
 	log_info("configuration reloaded from %s", next->path);
 	if (report != NULL)
 		buf_printf(report, "configuration reloaded from %s\n", next->path);

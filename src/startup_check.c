@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "db.h"
+#include "lmtp_server.h"
 #include "log.h"
 #include "maildrop.h"
 
@@ -49,5 +50,7 @@ int startup_check_config(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: RequireTLS: yes needs TLS_Cert and TLS_Key", cfg->path);
 		return -1;
 	}
+	if (lmtp_server_check_config(cfg, err, errlen) != 0)
+		return -1;
 	return 0;
 }

@@ -6,10 +6,34 @@
 #include <stdio.h>
 
 #include "metrics_tls.h"
+#include "ktls.h"
+#include "log.h"
 #include "tls_ticket.h"
 
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *current;
+static int kernel_tls = -1; /* -1: not asked yet; the kernel's answer at start-up */
+
+/* Asked once, at the first load (as root, so that asking may load the
+ * kernel module), and said in the log: which path encrypts. */
+static bool kernel_tls_offered(void)
+{
+	if (kernel_tls >= 0)
+		return kernel_tls == 1;
+	char why[256] = "";
+#ifdef OPENSSL_NO_KTLS
+	kernel_tls = 0;
+	snprintf(why, sizeof why, "this OpenSSL is built without kernel TLS");
+#else
+	kernel_tls = ktls_kernel_offers(why, sizeof why) ? 1 : 0;
+#endif
+	if (kernel_tls == 1)
+		log_info("TLS: kernel TLS (kTLS): after the handshake the kernel encrypts the records "
+			 "of POP3S sessions (STLS sessions: OpenSSL in user space)");
+	else
+		log_info("TLS: records are encrypted in user space by OpenSSL; no kernel TLS: %s", why);
+	return kernel_tls == 1;
+}
 
 static void openssl_error(char *err, size_t errlen, const char *what, const char *path)
 {
@@ -40,6 +64,12 @@ int tls_load(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle sessions keep no buffers */
 	metrics_tls_watch(ctx);
 	tls_ticket_attach(ctx, cfg->tls_ticket_key_lifetime);
+#ifndef OPENSSL_NO_KTLS
+	if (kernel_tls_offered())
+		SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+#else
+	kernel_tls_offered();
+#endif
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
 		openssl_error(err, errlen, "TLS_Cert", cfg->tls_cert);
 		SSL_CTX_free(ctx);

@@ -62,7 +62,9 @@ static int mac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
 /* OpenSSL's ticket key callback: enc 1 seals a new ticket under the
  * current key; enc 0 finds the key a ticket names. Returns -1 on error,
  * 0 for "no such key" (a full handshake), 1 to accept, 2 to accept and
- * issue a new ticket under the current key. */
+ * issue a new ticket under the current key. A resumed session always gets
+ * a new ticket: TLS 1.3 clients use a ticket once (RFC 8446 C.4), and
+ * without a new one their next connection would be a full handshake. */
 static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 			 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
@@ -80,7 +82,7 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 		result = 1;
 	} else if (memcmp(key_name, current.name, sizeof current.name) == 0) {
 		k = current;
-		result = 1;
+		result = 2;
 	} else if (previous.valid && memcmp(key_name, previous.name, sizeof previous.name) == 0) {
 		k = previous;
 		result = 2;

@@ -90,6 +90,23 @@
  * that gets no reply for MYSQL_IO_TIMEOUT seconds is a lost connection. */
 #define MYSQL_CONNECT_TIMEOUT 3
 #define MYSQL_IO_TIMEOUT 60
+/* The retry policy (db_mysql_retry.c): an operation runs at most
+ * MYSQL_RETRY_ATTEMPTS times, and no attempt starts after
+ * MYSQL_RETRY_BUDGET_MS. The wait before attempt n+1 is drawn from
+ * [0, base * 2^(n-1)] (base MYSQL_RETRY_CONFLICT_MS after a conflict,
+ * MYSQL_RETRY_NODE_MS after a node failure, none before the first attempt
+ * on the next host), at most MYSQL_RETRY_MAX_WAIT_MS. Two servers that
+ * collide on one lease resolve in one or two attempts; a Galera node that
+ * dies stalls the others' writes for a few seconds, which the budget
+ * covers. */
+#define MYSQL_RETRY_ATTEMPTS 8
+#define MYSQL_RETRY_BUDGET_MS 15000
+#define MYSQL_RETRY_CONFLICT_MS 10
+#define MYSQL_RETRY_NODE_MS 250
+#define MYSQL_RETRY_MAX_WAIT_MS 2000
+/* A connection that failed over to another MySQL_Server host moves back
+ * to the first one after this long (or at SIGHUP). */
+#define MYSQL_FAILBACK_SECONDS 300
 /* Largest message (header + body) stored in the seed's header and body
  * columns; larger ones keep the header there and the body in msg_part rows
  * of MYSQL_PART_SIZE. The seed's mediumtext held at most 16 MiB - 1, and a

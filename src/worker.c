@@ -45,12 +45,18 @@ void worker_set_config(const struct config *cfg)
 	config_release(old);
 }
 
-void worker_db_discard(void)
+static void close_thread_db(void)
 {
 	if (thread_db != NULL) {
 		db_close(thread_db);
 		thread_db = NULL;
 	}
+}
+
+void worker_db_discard(void)
+{
+	if (thread_db != NULL && !thread_db->ops->reconnects)
+		close_thread_db();
 }
 
 static void *worker_main(void *arg)
@@ -76,7 +82,7 @@ static void *worker_main(void *arg)
 		metrics_job_finished(job->kind, metrics_now() - job->submitted);
 		ioloop_post(job->loop, job);
 	}
-	worker_db_discard();
+	close_thread_db();
 	return NULL;
 }
 

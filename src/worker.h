@@ -31,8 +31,10 @@ void worker_submit(struct job *job);
 /* On a worker thread: this thread's database connection, (re)opened when
  * needed. NULL with a message in err when the database cannot be reached. */
 struct db *worker_db(char *err, size_t errlen);
-/* On a worker thread: drop this thread's connection after a temporary
- * failure, so that the next job reconnects. */
+/* On a worker thread: after a temporary failure, drop this thread's
+ * connection so that the next job reconnects -- unless the engine
+ * reconnects by itself (db_ops.reconnects: MySQL, which keeps a connection
+ * that only saw a deadlock or a Galera conflict). */
 void worker_db_discard(void);
 /* After a reload: connections opened from now on use cfg. */
 void worker_set_config(const struct config *cfg);

@@ -15,14 +15,14 @@
 #include "tpops_limits.h"
 
 struct import_options {
-	bool copy;      /* Maildir: copy the files instead of adopting them */
-	bool into_sql;  /* the target is the SQL store */
-	bool dry_run;   /* write nothing; say what would be done */
-	bool progress;  /* a progress line on the terminal (stderr) */
+	bool copy; /* Maildir: copy the files instead of adopting them */
+	bool into_sql; /* the target is the SQL store */
+	bool dry_run; /* write nothing; say what would be done */
+	bool progress; /* a progress line on the terminal (stderr) */
 	const char *maildir_template; /* dovecot: where the Maildirs are */
-	const char *dest_template;    /* --copy: the new Maildirs (below MaildirRoot) */
-	const char *uidl_format;      /* dovecot: pop3_uidl_format */
-	const char *domain;           /* dovecot: address domain for logins without one */
+	const char *dest_template; /* --copy: the new Maildirs (below MaildirRoot) */
+	const char *uidl_format; /* dovecot: pop3_uidl_format */
+	const char *domain; /* dovecot: address domain for logins without one */
 };
 
 /* One message of a source. For a Maildir source, file is the path below the
@@ -33,13 +33,14 @@ struct import_msg {
 	char *file;
 	char *base;
 	unsigned number; /* POP3 source: message number */
-	uint64_t size;   /* octets as POP3 sends them, for progress */
+	uint64_t size; /* octets as POP3 sends them, for progress */
 };
 
 struct import_list {
 	struct import_msg *msgs;
 	size_t count, cap;
-	size_t unseen; /* Maildir sources: files the old POP3 server had not listed yet */
+	size_t unseen; /* Maildir sources: files the old POP3 server had not listed
+			  yet */
 };
 
 struct import_msg *import_list_add(struct import_list *l);
@@ -66,6 +67,9 @@ void import_progress_user(const char *login, size_t msgs, uint64_t bytes);
 void import_progress_step(struct import_stats *st, uint64_t bytes);
 void import_progress_end(void);
 void import_summary(const struct import_stats *st, bool dry_run);
+/* --dry-run: one line per user, from the totals before and after it. */
+void import_dry_run_user(const struct user *u, const struct import_stats *before,
+			 const struct import_stats *after);
 
 /* ---- the target ---- */
 
@@ -73,8 +77,8 @@ void import_summary(const struct import_stats *st, bool dry_run);
  * it is added when missing (address mail, Maildir maildir); an existing
  * user is kept as it is. u is filled. 0, or -1 with a message printed. */
 int import_user(struct db *db, const struct config *cfg, const struct import_options *opt,
-		const char *login, const char *create_passwd, const char *mail,
-		const char *maildir, struct user *u);
+		const char *login, const char *create_passwd, const char *mail, const char *maildir,
+		struct user *u);
 
 /* Imports a Maildir source's messages for u (src_fd: the open source
  * Maildir). 0 when every message is in place, -1 otherwise (reported). */
@@ -103,8 +107,8 @@ int import_dovecot(int argc, char **argv, struct db *db, const struct config *cf
 		   struct import_options *opt, struct import_stats *st);
 int import_courier(int argc, char **argv, struct db *db, const struct config *cfg,
 		   struct import_options *opt, struct import_stats *st);
-/* --host, --port, --tls of the pop3 source. */
-void import_pop3_endpoint(const char *host, const char *port, bool tls);
+/* --host, --port, --tls, --tls-ca of the pop3 source. */
+void import_pop3_endpoint(const char *host, const char *port, bool tls, const char *ca_file);
 int import_pop3(int argc, char **argv, struct db *db, const struct config *cfg,
 		struct import_options *opt, struct import_stats *st);
 

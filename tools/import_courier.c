@@ -102,7 +102,8 @@ static int read_sizelist(int fd, struct cfiles *c, bool *present, char *err, siz
 	}
 	int version = 0;
 	unsigned long next, uidv;
-	if (len < 2 || text[0] != '/' || sscanf(text + 1, "%d %lu %lu", &version, &next, &uidv) < 2 ||
+	if (len < 2 || text[0] != '/' ||
+	    sscanf(text + 1, "%d %lu %lu", &version, &next, &uidv) < 2 ||
 	    (version != 2 && version != 3)) {
 		/* Courier ignores it then and starts afresh: so does nothing
 		 * a client saw survive; say so */
@@ -201,7 +202,7 @@ int import_courier(int argc, char **argv, struct db *db, const struct config *cf
 			m->file = xstrdup(f->file);
 			m->base = xstrdup(f->base);
 			struct stat sb;
-			m->size = f->size ? f->size
+			m->size = f->size			      ? f->size
 				  : fstatat(fd, f->file, &sb, 0) == 0 ? (uint64_t)sb.st_size
 								      : 0;
 			if (!seen) {
@@ -209,12 +210,14 @@ int import_courier(int argc, char **argv, struct db *db, const struct config *cf
 				l.unseen++;
 			} else if (f->uid != 0) {
 				if (f->uidv != 0)
-					snprintf(m->uidl, sizeof m->uidl, "UID%lu-%lu", f->uid, f->uidv);
+					snprintf(m->uidl, sizeof m->uidl, "UID%lu-%lu", f->uid,
+						 f->uidv);
 				else
 					snprintf(m->uidl, sizeof m->uidl, "UID%lu", f->uid);
 			} else if (!filename_uidl(f->base, m->uidl)) {
 				fprintf(stderr,
-					"tpops-import: %s: %s: Courier's UIDL of this name is longer "
+					"tpops-import: %s: %s: Courier's UIDL of this name is "
+					"longer "
 					"than POP3 allows; nothing imported\n",
 					login, f->file);
 				rc = EX_DATAERR;
@@ -236,20 +239,25 @@ int import_courier(int argc, char **argv, struct db *db, const struct config *cf
 	st->bytes_total += bytes;
 	import_progress_user(login, l.count, bytes);
 	if (!present)
-		printf("tpops-import: %s: no courierpop3dsizelist: the UIDLs are the file names "
+		printf("tpops-import: %s: no courierpop3dsizelist: the UIDLs are the file "
+		       "names "
 		       "(Courier before 0.43)\n",
 		       login);
 	if (l.unseen > 0)
-		printf("tpops-import: %s: %zu messages Courier had not listed yet get tpops's own "
+		printf("tpops-import: %s: %zu messages Courier had not listed yet get "
+		       "tpops's own "
 		       "UIDLs\n",
 		       login, l.unseen);
 	struct import_reader reader = {.read = import_read_file, .maildir_fd = fd};
+	struct import_stats before = *st;
 	if (import_messages(db, cfg, opt, &u, fd, &l, &reader, st) != 0) {
 		st->users_failed++;
 		rc = EX_TEMPFAIL;
 	} else {
 		st->users++;
 	}
+	if (opt->dry_run)
+		import_dry_run_user(&u, &before, st);
 out:
 	for (size_t i = 0; i < c.count; i++) {
 		free(c.f[i].file);

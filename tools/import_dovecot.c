@@ -114,8 +114,8 @@ bool dovecot_uidl_expand(const char *fmt, const struct dovecot_uidl_vars *v, cha
 			key = *p;
 		}
 #define IS(k, longname)                                                                            \
-	(key == (k) || (name != NULL && name_len == strlen(longname) &&                            \
-			memcmp(name, longname, name_len) == 0))
+	(key == (k) ||                                                                             \
+	 (name != NULL && name_len == strlen(longname) && memcmp(name, longname, name_len) == 0))
 		char num[32];
 		const char *val;
 		if (IS('u', "uid")) {
@@ -126,9 +126,11 @@ bool dovecot_uidl_expand(const char *fmt, const struct dovecot_uidl_vars *v, cha
 			val = num;
 		} else if (IS('m', "md5")) {
 			if (v->md5 == NULL) {
-				snprintf(err, errlen,
-					 "%%m (the header's MD5) is not something Dovecot gives for a "
-					 "Maildir: its POP3 server refused such a pop3_uidl_format");
+				snprintf(
+					err, errlen,
+					"%%m (the header's MD5) is not something Dovecot gives for "
+					"a "
+					"Maildir: its POP3 server refused such a pop3_uidl_format");
 				goto fail;
 			}
 			val = v->md5;
@@ -178,8 +180,8 @@ bool dovecot_uidl_expand(const char *fmt, const struct dovecot_uidl_vars *v, cha
 				break;
 			}
 			default:
-				snprintf(err, errlen, "%s: the %c modifier is not supported here", fmt,
-					 mods[i]);
+				snprintf(err, errlen, "%s: the %c modifier is not supported here",
+					 fmt, mods[i]);
 				buf_free(&m);
 				free(cur);
 				goto fail;
@@ -204,8 +206,9 @@ bool dovecot_uidl_expand(const char *fmt, const struct dovecot_uidl_vars *v, cha
 		} else if (!zero) {
 			if (width < 0)
 				width = (long)slen + width;
-			buf_append(&b, s, width > 0 && (size_t)width < slen ? (size_t)width
-									    : (width > 0 ? slen : 0));
+			buf_append(&b, s,
+				   width > 0 && (size_t)width < slen ? (size_t)width
+								     : (width > 0 ? slen : 0));
 		} else {
 			for (long k = (long)slen; k < width; k++)
 				buf_append_char(&b, '0');
@@ -214,7 +217,8 @@ bool dovecot_uidl_expand(const char *fmt, const struct dovecot_uidl_vars *v, cha
 		free(cur);
 	}
 	if (b.len >= outlen) {
-		snprintf(err, errlen, "the UIDL \"%s\" is longer than %zu octets", b.data, outlen - 1);
+		snprintf(err, errlen, "the UIDL \"%s\" is longer than %zu octets", b.data,
+			 outlen - 1);
 		goto fail;
 	}
 	memcpy(out, b.data, b.len + 1);
@@ -232,7 +236,7 @@ struct uidlist_rec {
 	unsigned long order; /* "O": 0 = none */
 	char *base;
 	char *pop3_uidl; /* "P": NULL = none, "" = the base name */
-	char *guid;      /* "G" */
+	char *guid; /* "G" */
 };
 
 struct uidlist {
@@ -284,7 +288,8 @@ static int uidlist_parse(char *text, size_t len, struct uidlist *u, char *err, s
 			unsigned long ver;
 			if (sp == NULL || !parse_ulong(line, (size_t)(sp - line), &ver) ||
 			    (ver != 1 && ver != 3)) {
-				snprintf(err, errlen, "dovecot-uidlist: unknown header \"%.60s\"", line);
+				snprintf(err, errlen, "dovecot-uidlist: unknown header \"%.60s\"",
+					 line);
 				return -1;
 			}
 			u->version = (unsigned)ver;
@@ -313,7 +318,8 @@ static int uidlist_parse(char *text, size_t len, struct uidlist *u, char *err, s
 		struct uidlist_rec r = {0};
 		size_t ulen = strspn(line, "0123456789");
 		if (!parse_ulong(line, ulen, &r.uid) || line[ulen] != ' ') {
-			snprintf(err, errlen, "dovecot-uidlist: line %zu is not a message", line_no);
+			snprintf(err, errlen, "dovecot-uidlist: line %zu is not a message",
+				 line_no);
 			return -1;
 		}
 		char *p = line + ulen + 1;
@@ -495,7 +501,8 @@ static int dovecot_list(int fd, const char *path, const char *format, struct imp
 			};
 			if (!dovecot_uidl_expand(format, &v, m->uidl, sizeof m->uidl, lerr,
 						 sizeof lerr)) {
-				snprintf(err, errlen, "Maildir %s: UID %lu: %s", path, r->uid, lerr);
+				snprintf(err, errlen, "Maildir %s: UID %lu: %s", path, r->uid,
+					 lerr);
 				rc = -1;
 				break;
 			}
@@ -569,8 +576,10 @@ static char *tpops_password(const char *stored, char *why, size_t whylen)
 	static const struct {
 		const char *dovecot, *tpops;
 	} aliases[] = {
-		{"{CLEARTEXT}", "{PLAIN}"},    {"{MD5-CRYPT}", "{CRYPT}"},
-		{"{SHA256-CRYPT}", "{CRYPT}"}, {"{DES-CRYPT}", "{CRYPT}"},
+		{"{CLEARTEXT}", "{PLAIN}"},
+		{"{MD5-CRYPT}", "{CRYPT}"},
+		{"{SHA256-CRYPT}", "{CRYPT}"},
+		{"{DES-CRYPT}", "{CRYPT}"},
 	};
 	struct buf b = BUF_INIT;
 	buf_append_str(&b, stored);
@@ -592,8 +601,9 @@ static char *tpops_password(const char *stored, char *why, size_t whylen)
 	 * whether tpops knows the scheme and the hash is whole */
 	if (password_verify(out, "\001", 1) < 0) {
 		size_t n = out[0] == '{' ? strcspn(out, "}") + 1 : 0;
-		snprintf(why, whylen, "password scheme %.*s is not one tpops verifies (or the hash "
-				      "is damaged)",
+		snprintf(why, whylen,
+			 "password scheme %.*s is not one tpops verifies (or the hash "
+			 "is damaged)",
 			 n ? (int)n : 9, n ? out : "(unknown)");
 		free(out);
 		return NULL;
@@ -603,11 +613,15 @@ static char *tpops_password(const char *stored, char *why, size_t whylen)
 
 static const char usage_text[] =
 	"usage: tpops-import dovecot [OPTIONS] PASSWD-FILE\n"
-	"  --maildir TEMPLATE     the Maildirs (%u %n %d %h, ~/; default ~/Maildir)\n"
+	"  --maildir TEMPLATE     the Maildirs (%u %n %d %h, ~/; default "
+	"~/Maildir)\n"
 	"  --uidl-format FMT      Dovecot's pop3_uidl_format (default %08Xu%08Xv)\n"
-	"  --domain DOMAIN        the address of a login without @ is LOGIN@DOMAIN\n"
-	"  --copy                 copy the messages (into --dest) instead of adopting\n"
-	"  --dest TEMPLATE        --copy: the new Maildirs below MaildirRoot (default %u)\n"
+	"  --domain DOMAIN        the address of a login without @ is "
+	"LOGIN@DOMAIN\n"
+	"  --copy                 copy the messages (into --dest) instead of "
+	"adopting\n"
+	"  --dest TEMPLATE        --copy: the new Maildirs below MaildirRoot "
+	"(default %u)\n"
 	"  --into-sql             import into the SQL store\n"
 	"  --dry-run              write nothing; say what would be done\n";
 
@@ -755,17 +769,21 @@ int import_dovecot(int argc, char **argv, struct db *db, const struct config *cf
 			if (l.unseen > 0) {
 				import_progress_end();
 				fprintf(stderr,
-					"tpops-import: %s: %zu messages Dovecot had not listed yet get "
+					"tpops-import: %s: %zu messages Dovecot had not listed yet "
+					"get "
 					"tpops's own UIDLs\n",
 					login, l.unseen);
 			}
 			struct import_reader reader = {.read = import_read_file, .maildir_fd = fd};
+			struct import_stats before = *st;
 			if (import_messages(db, cfg, opt, &u, fd, &l, &reader, st) != 0) {
 				st->users_failed++;
 				rc = EX_TEMPFAIL;
 			} else {
 				st->users++;
 			}
+			if (opt->dry_run)
+				import_dry_run_user(&u, &before, st);
 		}
 		user_clear(&u);
 		free(maildir);

@@ -7,12 +7,14 @@
  *
  * What the server sends is parsed by pop3_client.c (fuzzed); this file is
  * the connection: TCP, or TLS from the first octet with --tls (OpenSSL,
- * the peer's certificate checked against the system's CAs and the host
- * name), and USER/PASS. */
+ * the peer's certificate checked against the system's CAs, or --tls-ca,
+ * and the host name or address), and USER/PASS. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +34,25 @@
 /* The largest message taken (larger ones are reported, not imported). */
 #define POP3C_MESSAGE_MAX (1024u * 1024 * 1024)
 
-static const char *ep_host, *ep_port;
+static const char *ep_host, *ep_port, *ep_ca;
 static bool ep_tls;
 
-void import_pop3_endpoint(const char *host, const char *port, bool tls)
+void import_pop3_endpoint(const char *host, const char *port, bool tls, const char *ca_file)
 {
 	ep_host = host;
 	ep_port = port;
 	ep_tls = tls;
+	ep_ca = ca_file;
+}
+
+/* The peer's certificate must name the host: a DNS name, or an IP address
+ * given as one. */
+static bool expect_name(SSL *ssl)
+{
+	unsigned char addr[16];
+	if (inet_pton(AF_INET, ep_host, addr) == 1 || inet_pton(AF_INET6, ep_host, addr) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ep_host) == 1;
+	return SSL_set_tlsext_host_name(ssl, ep_host) == 1 && SSL_set1_host(ssl, ep_host) == 1;
 }
 
 struct conn {
@@ -68,9 +81,9 @@ static int conn_read(struct conn *c)
 	}
 	if (n <= 0) {
 		snprintf(c->err, sizeof c->err, "%s: %s", ep_host,
-			 n == 0 ? "the server closed the connection"
-				: errno == EAGAIN ? "the server did not answer in time"
-						  : strerror(errno));
+			 n == 0		   ? "the server closed the connection"
+			 : errno == EAGAIN ? "the server did not answer in time"
+					   : strerror(errno));
 		c->broken = true;
 		return -1;
 	}
@@ -98,8 +111,8 @@ static int conn_line(struct conn *c, char *line, size_t max, size_t *len_r)
 			return 0;
 		}
 		if (c->in_len > max) {
-			snprintf(c->err, sizeof c->err, "%s: a line longer than %zu octets", ep_host,
-				 max);
+			snprintf(c->err, sizeof c->err, "%s: a line longer than %zu octets",
+				 ep_host, max);
 			c->broken = true;
 			return -1;
 		}
@@ -119,7 +132,8 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 		if (n < 0 && c->ssl == NULL && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			snprintf(c->err, sizeof c->err, "%s: sending: %s", ep_host, strerror(errno));
+			snprintf(c->err, sizeof c->err, "%s: sending: %s", ep_host,
+				 strerror(errno));
 			c->broken = true;
 			return -1;
 		}
@@ -218,17 +232,18 @@ static int connect_to(struct conn *c)
 	if (!ep_tls)
 		return 0;
 	c->ctx = SSL_CTX_new(TLS_client_method());
-	if (c->ctx == NULL || SSL_CTX_set_default_verify_paths(c->ctx) != 1 ||
+	if (c->ctx == NULL ||
+	    (ep_ca != NULL ? SSL_CTX_load_verify_locations(c->ctx, ep_ca, NULL)
+			   : SSL_CTX_set_default_verify_paths(c->ctx)) != 1 ||
 	    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION) != 1 ||
 	    (SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL), 0) ||
 	    (c->ssl = SSL_new(c->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
-	    SSL_set_tlsext_host_name(c->ssl, ep_host) != 1 || SSL_set1_host(c->ssl, ep_host) != 1 ||
-	    SSL_connect(c->ssl) != 1) {
+	    !expect_name(c->ssl) || SSL_connect(c->ssl) != 1) {
 		unsigned long e = ERR_get_error();
 		long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
 		snprintf(c->err, sizeof c->err, "%s: TLS: %s", ep_host,
 			 v != X509_V_OK ? X509_verify_cert_error_string(v)
-			 : e	        ? ERR_reason_error_string(e)
+			 : e		? ERR_reason_error_string(e)
 					: "the handshake failed");
 		return -1;
 	}
@@ -249,8 +264,8 @@ static void conn_close(struct conn *c)
 }
 
 /* The target asks for a message: RETR it. */
-static int retr(struct import_reader *r, const struct import_msg *m, char **data_r,
-		size_t *len_r, char *err, size_t errlen)
+static int retr(struct import_reader *r, const struct import_msg *m, char **data_r, size_t *len_r,
+		char *err, size_t errlen)
 {
 	struct conn *c = (struct conn *)r;
 	char cmd[32];
@@ -331,8 +346,8 @@ static int listing(struct conn *c, struct import_list *l)
 	for (size_t i = 0; i + 1 < l->count; i++)
 		if (strcmp(sorted[i], sorted[i + 1]) == 0) {
 			snprintf(c->err, sizeof c->err,
-				 "%s: two messages have the same UIDL %s; nothing imported", ep_host,
-				 sorted[i]);
+				 "%s: two messages have the same UIDL %s; nothing imported",
+				 ep_host, sorted[i]);
 			free(sorted);
 			return -1;
 		}
@@ -397,12 +412,15 @@ int import_pop3(int argc, char **argv, struct db *db, const struct config *cfg,
 		st->msgs_total += l.count;
 		st->bytes_total += bytes;
 		import_progress_user(local, l.count, bytes);
+		struct import_stats before = *st;
 		if (import_messages(db, cfg, opt, &u, -1, &l, &c.reader, st) != 0) {
 			st->users_failed++;
 			rc = EX_TEMPFAIL;
 		} else {
 			st->users++;
 		}
+		if (opt->dry_run)
+			import_dry_run_user(&u, &before, st);
 		/* QUIT with nothing marked: the source stays as it was */
 		if (!c.broken)
 			(void)command(&c, "QUIT", "QUIT");

@@ -1,8 +1,8 @@
 /* tpops-import: writing into tpops (see import.h).
  *
  * SQL store: one transaction per message stores it with its old UIDL in
- * msg.uidl; a message whose UIDL the user already has is skipped, so a
- * second run imports only what is missing.
+ * msg.uidl and a msg_imported row; a message whose UIDL the user has, or
+ * had and deleted, is skipped, so a second run imports only what is new.
  *
  * Maildir: the old UIDLs go into the Maildir's tpops-uidls (see
  * imported_uidls.h). Adopting (the user's Maildir is the source itself):
@@ -23,8 +23,8 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "imported_uidls.h"
 #include "import.h"
+#include "imported_uidls.h"
 #include "maildir.h"
 #include "maildrop.h"
 #include "pop3_out.h"
@@ -179,12 +179,18 @@ int import_list_maildir(int fd, void (*each)(const char *subdir, const char *nam
 int import_read_file(struct import_reader *r, const struct import_msg *m, char **data_r,
 		     size_t *len_r, char *err, size_t errlen)
 {
-	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(r->maildir_fd, m->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", m->file, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", m->file);
+		close(fd);
+		errno = EINVAL;
 		return -1;
 	}
 	struct buf b = BUF_INIT;
@@ -226,8 +232,8 @@ char *import_maildir_for_config(const struct config *cfg, const char *path)
 /* ---- users ---- */
 
 int import_user(struct db *db, const struct config *cfg, const struct import_options *opt,
-		const char *login, const char *create_passwd, const char *mail,
-		const char *maildir, struct user *u)
+		const char *login, const char *create_passwd, const char *mail, const char *maildir,
+		struct user *u)
 {
 	int status = db->ops->user_by_login(db, login, u);
 	if (status == DB_OK)
@@ -238,7 +244,8 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 	}
 	if (create_passwd == NULL) {
 		fprintf(stderr,
-			"tpops-import: %s: no such tpops user (add it with tpops-useradd first)\n",
+			"tpops-import: %s: no such tpops user (add it with tpops-useradd "
+			"first)\n",
 			login);
 		return -1;
 	}
@@ -261,7 +268,8 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 		status = db->ops->user_by_login(db, login, u);
 	if (status != DB_OK) {
 		fprintf(stderr, "tpops-import: adding user %s <%s>: %s\n", login, mail,
-			status == DB_CONFLICT ? "the address belongs to another user" : db_error(db));
+			status == DB_CONFLICT ? "the address belongs to another user"
+					      : db_error(db));
 		return -1;
 	}
 	(void)cfg;
@@ -270,10 +278,15 @@ int import_user(struct db *db, const struct config *cfg, const struct import_opt
 
 /* ---- SQL ---- */
 
+static void have_uidl(const char *uidl, void *ctx)
+{
+	strset_put(ctx, uidl, NULL);
+}
+
 static int import_sql(struct db *db, const struct import_options *opt, const struct user *u,
 		      struct import_list *l, struct import_reader *reader, struct import_stats *st)
 {
-	if (db->ops->msg_import == NULL) {
+	if (db->ops->msg_import == NULL || db->ops->msg_imported == NULL) {
 		fprintf(stderr, "tpops-import: the %s store cannot import messages\n",
 			db->ops->name);
 		return -1;
@@ -291,6 +304,13 @@ static int import_sql(struct db *db, const struct import_options *opt, const str
 			if (rows[i].uidl[0] != '\0')
 				strset_put(&have, rows[i].uidl, NULL);
 		free(rows);
+		/* and those imported before and deleted since: not again */
+		if (db->ops->msg_imported(db, u->uid, have_uidl, &have) != DB_OK) {
+			fprintf(stderr, "tpops-import: %s: listing the imported UIDLs: %s\n",
+				u->login, db_error(db));
+			strset_free(&have);
+			return -1;
+		}
 	}
 	int rc = 0;
 	for (size_t i = 0; i < l->count; i++) {
@@ -365,7 +385,8 @@ static int put_file(int maildir_fd, const char *subdir, const char *name, const 
 	char tmp[600], dst[600];
 	snprintf(tmp, sizeof tmp, "tmp/%s", name);
 	snprintf(dst, sizeof dst, "%s/%s", subdir, name);
-	int fd = openat(maildir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(maildir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "creating %.300s: %s", tmp, strerror(errno));
 		return -1;
@@ -433,7 +454,8 @@ static int adopt(int fd, const struct import_options *opt, const struct user *u,
 		if (e != NULL) {
 			import_progress_end();
 			fprintf(stderr,
-				"tpops-import: %s: %s had UIDL %.*s from an earlier import, now %s: "
+				"tpops-import: %s: %s had UIDL %.*s from an earlier import, now "
+				"%s: "
 				"kept the earlier one\n",
 				u->login, m->base, (int)e->uidl_len, e->uidl, m->uidl);
 			st->msgs_already++;
@@ -449,7 +471,8 @@ static int adopt(int fd, const struct import_options *opt, const struct user *u,
 	if (added > 0 && !opt->dry_run) {
 		char tmp[64];
 		snprintf(tmp, sizeof tmp, "tmp/.tpops-uidls.%ld", (long)getpid());
-		int t = openat(fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int t = openat(fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			       0600);
 		if (t < 0 || write_all(t, text.data, text.len) != 0 || fsync(t) != 0 ||
 		    renameat(fd, tmp, fd, IMPORTED_UIDLS_FILE) != 0 || fsync(fd) != 0) {
 			import_progress_end();
@@ -538,7 +561,8 @@ static int copy_into(int fd, const struct import_options *opt, const struct user
 		if (strset_get(&on_disk, base, NULL)) {
 			import_progress_end();
 			fprintf(stderr,
-				"tpops-import: %s: %s is already in the Maildir without an imported "
+				"tpops-import: %s: %s is already in the Maildir without an "
+				"imported "
 				"UIDL; not copied again\n",
 				u->login, base);
 			st->msgs_failed++;
@@ -621,7 +645,8 @@ int import_messages(struct db *db, const struct config *cfg, const struct import
 	}
 	if (have.bad_line != 0)
 		fprintf(stderr,
-			"tpops-import: %s: Maildir %s: %s is damaged at line %zu: the lines from "
+			"tpops-import: %s: Maildir %s: %s is damaged at line %zu: the "
+			"lines from "
 			"there on are dropped\n",
 			u->login, u->maildir, IMPORTED_UIDLS_FILE, have.bad_line);
 	int rc;

@@ -20,16 +20,24 @@
 static const char usage_text[] =
 	"usage: tpops-import [-c FILE] dovecot [OPTIONS] PASSWD-FILE\n"
 	"       tpops-import [-c FILE] courier [OPTIONS] LOGIN MAILDIR\n"
-	"       tpops-import [-c FILE] pop3 --host HOST [--port PORT] [--tls] [OPTIONS]\n"
+	"       tpops-import [-c FILE] pop3 --host HOST [--port PORT] [--tls] "
+	"[OPTIONS]\n"
 	"                    LOGIN PASSWORD [LOCAL]\n"
 	"options:\n"
-	"  --maildir TEMPLATE   dovecot: the Maildirs (%u %n %d %h, ~/; default ~/Maildir)\n"
+	"  --maildir TEMPLATE   dovecot: the Maildirs (%u %n %d %h, ~/; default "
+	"~/Maildir)\n"
 	"  --uidl-format FMT    dovecot: pop3_uidl_format (default %08Xu%08Xv)\n"
-	"  --domain DOMAIN      dovecot: address LOGIN@DOMAIN for a login without @\n"
-	"  --copy               copy Maildir files (to --dest) instead of adopting them\n"
-	"  --dest TEMPLATE      --copy: the new Maildirs below MaildirRoot (default %u)\n"
-	"  --into-sql           import into the SQL store (Mailbox: MySQL or SQLite)\n"
+	"  --domain DOMAIN      dovecot: address LOGIN@DOMAIN for a login without "
+	"@\n"
+	"  --copy               copy Maildir files (to --dest) instead of adopting "
+	"them\n"
+	"  --dest TEMPLATE      --copy: the new Maildirs below MaildirRoot "
+	"(default %u)\n"
+	"  --into-sql           import into the SQL store (Mailbox: MySQL or "
+	"SQLite)\n"
 	"  --dry-run            write nothing; say what would be done\n"
+	"  --tls-ca FILE        pop3 --tls: trust the CAs in FILE, not the "
+	"system's\n"
 	"  --quiet              no progress line\n"
 	"PASSWORD \"-\" reads the password from standard input.\n";
 
@@ -104,8 +112,9 @@ void import_progress_step(struct import_stats *st, uint64_t bytes)
 		double left = t * (double)(st->bytes_total - all_done) / (double)all_done;
 		snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)left / 60, (int)left % 60);
 	}
-	fprintf(stderr, "\r\033[K%s: %zu/%zu messages, %s/%s%s", progress.login ? progress.login : "",
-		progress.user_done, progress.user_msgs, done, total, eta);
+	fprintf(stderr, "\r\033[K%s: %zu/%zu messages, %s/%s%s",
+		progress.login ? progress.login : "", progress.user_done, progress.user_msgs, done,
+		total, eta);
 	progress.line_shown = true;
 }
 
@@ -122,11 +131,24 @@ void import_summary(const struct import_stats *st, bool dry_run)
 	char bytes[32];
 	human(bytes, sizeof bytes, st->bytes_done);
 	double t = since_start();
-	printf("tpops-import: %s%zu users, %zu messages (%s) %s, %zu already there, %zu failed; "
+	printf("tpops-import: %s%zu users, %zu messages (%s) %s, %zu already there, "
+	       "%zu failed; "
 	       "%zu users skipped, %zu failed; %.1f s\n",
 	       dry_run ? "dry run: " : "", st->users, st->msgs_done, bytes,
 	       dry_run ? "to import" : "imported", st->msgs_already, st->msgs_failed,
 	       st->users_skipped, st->users_failed, t);
+}
+
+void import_dry_run_user(const struct user *u, const struct import_stats *before,
+			 const struct import_stats *after)
+{
+	import_progress_end();
+	char bytes[32];
+	human(bytes, sizeof bytes, after->bytes_done - before->bytes_done);
+	printf("tpops-import: dry run: %s%s: %zu messages (%s) to import, %zu "
+	       "already there\n",
+	       u->login, u->uid < 0 ? " (a new user)" : "", after->msgs_done - before->msgs_done,
+	       bytes, after->msgs_already - before->msgs_already);
 }
 
 /* ---- main ---- */
@@ -152,12 +174,13 @@ int main(int argc, char **argv)
 		{"host", required_argument, NULL, 'H'},
 		{"port", required_argument, NULL, 'P'},
 		{"tls", no_argument, NULL, 'T'},
+		{"tls-ca", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	/* the pop3 options are passed on to that source */
-	const char *host = NULL, *port = NULL;
+	const char *host = NULL, *port = NULL, *ca_file = NULL;
 	bool tls = false;
 	int c;
 	/* "+": options may come before or after the source's name, and stop
@@ -199,6 +222,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			tls = true;
+			break;
+		case 'A':
+			ca_file = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -255,6 +281,9 @@ int main(int argc, char **argv)
 		case 'T':
 			tls = true;
 			break;
+		case 'A':
+			ca_file = optarg;
+			break;
 		default:
 			fputs(usage_text, stderr);
 			return EX_USAGE;
@@ -269,7 +298,8 @@ int main(int argc, char **argv)
 	else if (strcmp(source, "pop3") == 0)
 		run = import_pop3;
 	else {
-		fprintf(stderr, "tpops-import: %s: not a source (dovecot, courier or pop3)\n", source);
+		fprintf(stderr, "tpops-import: %s: not a source (dovecot, courier or pop3)\n",
+			source);
 		return EX_USAGE;
 	}
 	if (strcmp(source, "pop3") == 0) {
@@ -277,16 +307,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tpops-import: pop3 needs --host HOST\n");
 			return EX_USAGE;
 		}
-		import_pop3_endpoint(host, port, tls);
-	} else if (host != NULL || port != NULL || tls) {
-		fprintf(stderr, "tpops-import: --host, --port and --tls are for pop3\n");
+		if (ca_file != NULL && !tls) {
+			fprintf(stderr, "tpops-import: --tls-ca goes with --tls\n");
+			return EX_USAGE;
+		}
+		import_pop3_endpoint(host, port, tls, ca_file);
+	} else if (host != NULL || port != NULL || tls || ca_file != NULL) {
+		fprintf(stderr, "tpops-import: --host, --port, --tls and --tls-ca are for pop3\n");
 		return EX_USAGE;
 	}
 	struct config cfg;
 	struct db *db = tool_open("tpops-import", config_path, &cfg);
 	if (opt.into_sql && cfg.mailbox != MAILBOX_SQL) {
 		fprintf(stderr,
-			"tpops-import: --into-sql, but %s says Mailbox: Maildir (tpops would not "
+			"tpops-import: --into-sql, but %s says Mailbox: Maildir (tpops "
+			"would not "
 			"serve those messages)\n",
 			cfg.path);
 		tool_close(db, &cfg);

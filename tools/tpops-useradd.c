@@ -3,10 +3,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "maildir.h"
 #include "password.h"
 #include "tool_common.h"
 #include "xalloc.h"
+
+/* With Mailbox: Maildir, the user's Maildir and its tmp/ new/ cur/ are
+ * made now (as User, as tool_open switched to), so that the new user can
+ * log in before the first delivery; one that exists is only checked. The
+ * directories above it are made too, as a delivery would. 0, or the exit
+ * status after saying what failed. */
+static int make_maildir(const struct config *cfg, const char *maildir)
+{
+	char err[512];
+	int dir_fd, subdirs[3];
+	int status = maildir_open_dir(cfg->maildir_root, maildir, true, &dir_fd, err, sizeof err);
+	if (status == DB_OK) {
+		status = maildir_open_subdirs(dir_fd, true, subdirs, err, sizeof err);
+		for (int i = 0; status == DB_OK && i < 3; i++)
+			close(subdirs[i]);
+		close(dir_fd);
+	}
+	if (status == DB_OK)
+		return 0;
+	fprintf(stderr, "tpops-useradd: %s\n", err);
+	return status == DB_PERMFAIL ? EX_DATAERR : EX_CANTCREAT;
+}
 
 static void usage(FILE *out)
 {
@@ -104,12 +128,25 @@ int main(int argc, char **argv)
 	};
 	int status = db->ops->user_add(db, &u);
 	free_secret(stored, strlen(stored));
-	if (status == DB_CONFLICT)
+	if (status == DB_CONFLICT) {
 		fprintf(stderr, "tpops-useradd: a user with login \"%s\" or address \"%s\" already exists\n",
 			login, mail);
-	else if (status != DB_OK)
+	} else if (status != DB_OK) {
 		fprintf(stderr, "tpops-useradd: %s\n", db_error(db));
-	else
+	} else if (cfg.mailbox == MAILBOX_MAILDIR && u.maildir[0] != '\0') {
+		int rc = make_maildir(&cfg, u.maildir);
+		if (rc != 0) {
+			/* a user who could not log in is not left behind */
+			if (db->ops->user_delete(db, login) == DB_OK)
+				fprintf(stderr, "tpops-useradd: %s not added\n", login);
+			else
+				fprintf(stderr, "tpops-useradd: %s was added but cannot log in until "
+						"its Maildir can be made: %s\n", login, db_error(db));
+			tool_close(db, &cfg);
+			return rc;
+		}
+	}
+	if (status == DB_OK)
 		printf("tpops-useradd: added %s <%s>\n", login, mail);
 	tool_close(db, &cfg);
 	return tool_exit_status(status);

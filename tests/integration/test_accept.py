@@ -1,8 +1,9 @@
 """Every accepted connection counts against MaxConnections and
 MaxConnectionsPerIP from accept on: while it waits for its PROXY header
 (ProxyProtocol) and while it is in its TLS handshake (POP3S), not only once
-its session starts. The wait for a PROXY header is one absolute timeout from
-accept, however slowly the header trickles in. Clients bind source
+its session starts. The wait for a PROXY header, and a POP3S handshake, are
+each bounded by one absolute timeout from accept, however slowly the client
+trickles in; SIGTERM ends the connections still waiting. Clients bind source
 addresses in 127.0.0.0/8 to be different clients."""
 import select
 import socket
@@ -225,4 +226,82 @@ def test_proxy_then_tls_handshake_counts_under_the_named_client(make_tpops, cert
     assert answer(other, wait=1) is None  # in its handshake, held
     for s in (first, second, other):
         s.close()
+    t.assert_alive()
+
+
+def test_sigterm_closes_connections_waiting_for_their_header(make_tpops):
+    """They count as open connections, so SIGTERM must end them at once
+    rather than wait out its grace period for them."""
+    t = launch(with_mail(make_tpops(**ONE_LOOP, ProxyProtocol="yes")))
+    silent = [connect(t.port, "127.0.0.2") for _ in range(3)]
+    assert classify(silent, quiet=0.5) == (3, 0)
+    started = time.time()
+    t.proc.send_signal(15)
+    assert t.proc.wait(timeout=30) == 0
+    assert time.time() - started < 5, time.time() - started
+    for s in silent:
+        assert answer(s, wait=1) == b""  # closed without a word
+        s.close()
+    assert "sessions still open" not in t.read_log()
+
+
+def client_hello():
+    """The first flight of a real TLS client, as octets."""
+    import ssl
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="tpops.test")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+TLS_HANDSHAKE_TIMEOUT = 30  # src/tpops_limits.h
+
+
+def test_pop3s_handshake_timeout_is_absolute(make_tpops, cert):
+    """A ClientHello that trickles in, one octet a second, holds its slot
+    until the handshake deadline from accept, not longer."""
+    t = make_tpops(**tls_settings(cert, **ONE_LOOP, MaxConnections=1))
+    t.add_user("bob", "pw")
+    t.start()
+    tls_port = t.settings["TLS_Port"]
+    hello = client_hello()
+    assert len(hello) > 2 * TLS_HANDSHAKE_TIMEOUT
+    drip = connect(tls_port, "127.0.0.2", timeout=60)
+    started = time.time()
+    assert closed_at_once(connect(tls_port, "127.0.0.3"))  # the slot is held
+    closed_at = None
+    try:
+        for octet in hello:
+            try:
+                drip.sendall(bytes([octet]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.time()
+                break
+            if select.select([drip], [], [], 1.0)[0]:
+                try:
+                    got = drip.recv(4096)
+                except ConnectionResetError:
+                    got = b""
+                assert got == b"", got
+                closed_at = time.time()
+                break
+    finally:
+        drip.close()
+    assert closed_at is not None, "the handshake went on for %d s" % (time.time() - started)
+    assert TLS_HANDSHAKE_TIMEOUT - 1 <= closed_at - started <= TLS_HANDSHAKE_TIMEOUT + 10, \
+        closed_at - started
+    assert "no TLS handshake within 30 s" in t.read_log()
+
+    def tls_works():
+        try:
+            with client_context(cert).wrap_socket(connect(tls_port, "127.0.0.4"),
+                                                  server_hostname="tpops.test") as s:
+                return s.recv(512).startswith(b"+OK tpops ready")
+        except (OSError, EOFError):
+            return False
+    eventually(tls_works)
     t.assert_alive()

@@ -190,14 +190,17 @@ def test_metrics_count_exactly_what_the_clients_did(make_tpops, client_for):
 
 
 def test_failed_login_holds_are_counted(make_tpops):
-    t = with_metrics(make_tpops, AuthFailureDelay=1)
+    t = with_metrics(make_tpops, AuthFailureDelay=3)
     t.add_user("alice", "secret")
     t.start()
-    p = poplib.POP3("127.0.0.1", t.port, timeout=20)
-    p.user("alice")
-    with pytest.raises(poplib.error_proto):
-        p.pass_("wrong")
-    p.quit()
+    c = Client(t.port, timeout=20)
+    assert c.cmd("USER alice").startswith(b"+OK")
+    c.send(b"PASS wrong\r\n")
+    # while its answer is held back, the session is in the login delay
+    wait_for(lambda: values(curl_metrics(t))['tpops_sessions{state="login_delay"}'] == 1, 10,
+             "a session in the login delay")
+    assert c.line().startswith(b"-ERR [AUTH]")
+    c.close()
     v = values(curl_metrics(t))
     assert v['tpops_login_holds_total{when="after_failure"}'] == 1
     assert v['tpops_logins_total{method="USER",result="failed"}'] == 1

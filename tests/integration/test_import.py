@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 import dovecot
-from conftest import IS_ROOT, RUN_USER, RUN_GROUP, make_dir
+from conftest import IS_ROOT, RUN_USER, RUN_GROUP, free_port, make_dir
+from pop3tls import cert  # noqa: F401 (fixture)
 
 # message four has a 20,000-octet line
 poplib._MAXLINE = 1 << 20
@@ -210,6 +211,7 @@ def test_dovecot_import_keeps_uidls_sizes_and_bytes(make_tpops, dovecot_users):
                 main.write(line)
     dry = t.tool("tpops-import", "dovecot", "--dry-run", passwd, check=False)
     assert dry.returncode == 65, dry.stderr  # dave
+    assert b"dry run: alice@example.com (a new user): 5 messages" in dry.stdout, dry.stdout
     assert t.tool("tpops-users").stdout.strip() == b""  # the dry run wrote nothing
 
     r = t.tool("tpops-import", "dovecot", "--quiet", passwd, check=False)
@@ -302,6 +304,16 @@ def test_pop3_import_from_dovecot_over_the_network(make_tpops, dovecot_users, tm
     assert mpop(clients, t.port, "alice@example.com", pw) == 1
     uidls = pop3_view(t.port, "alice@example.com", pw)[0]
     assert uidls[:-1] == late_uidls and len(set(uidls)) == len(uidls)
+    # a message the user deleted here does not come back with the next run
+    p = poplib.POP3("127.0.0.1", t.port, timeout=30)
+    p.user("alice@example.com")
+    p.pass_(pw)
+    p.dele(1)
+    p.quit()
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", d.port, "alice@example.com", pw)
+    assert b" 0 messages" in r.stdout, r.stdout
+    assert pop3_view(t.port, "alice@example.com", pw)[0] == uidls[1:]
 
     # into a Maildir: files of tpops's own, the UIDLs in tpops-uidls
     m = make_tpops("maildir", backend="maildir")
@@ -395,6 +407,7 @@ def test_import_into_each_sql_engine_and_dbinit_upgrade(make_tpops, tmpdir_share
     if engine not in BACKENDS:
         pytest.skip(f"{engine} backend not available")
     t = make_tpops("t-" + engine, backend=engine)
+    t.sql("DROP TABLE msg_imported")
     t.sql("ALTER TABLE msg DROP COLUMN uidl" if engine == "mysql" else
           "DROP INDEX IF EXISTS msg_uid_listing")
     if engine == "sqlite":
@@ -466,3 +479,35 @@ def test_interrupted_import_is_finished_by_the_next_run(make_tpops, tmpdir_share
     assert uidls == [b"UID%d-1700000000" % (i + 1) for i in range(n)]
     if not interrupted:
         pytest.skip("the import finished before it could be interrupted")
+
+
+def test_pop3_import_over_tls(make_tpops, tmpdir_shared, cert):
+    """--tls: POP3S from the first octet, the server's certificate checked
+    (against --tls-ca here: the test certificate is self-signed). The
+    source is a tpops with a certificate for 127.0.0.1."""
+    crt, key = cert
+    src = make_tpops("src", TLS_Cert=crt, TLS_Key=key, TLS_Port=free_port())
+    src.add_user("alice", "secret")
+    for m in MESSAGES:
+        src.store("alice@example.com", m)
+    src.start()
+    want = pop3_view(src.port, "alice", "secret")
+    ca = os.path.join(tmpdir_shared, "ca.pem")  # readable by the user the tool runs as
+    shutil.copy(crt, ca)
+    os.chmod(ca, 0o644)
+    t = make_tpops("dst")
+    t.add_user("alice", "secret")
+    tls_port = src.settings["TLS_Port"]
+    # not trusted without the CA
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+               "--port", tls_port, "--tls", "alice", "secret", check=False)
+    assert r.returncode == 75 and b"TLS: self-signed certificate" in r.stderr, r.stderr
+    # the certificate must name the host
+    r = t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "localhost",
+               "--port", tls_port, "--tls", "--tls-ca", ca, "alice", "secret", check=False)
+    assert r.returncode == 75 and b"TLS:" in r.stderr, r.stderr
+    t.tool("tpops-import", "pop3", "--into-sql", "--quiet", "--host", "127.0.0.1",
+           "--port", tls_port, "--tls", "--tls-ca", ca, "alice", "secret")
+    t.start()
+    got = pop3_view(t.port, "alice", "secret")
+    assert got[0] == want[0] and got[2] == want[2]

@@ -8,11 +8,12 @@ import poplib
 import signal
 import socket
 import sqlite3
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, program
 
 MSG = (b"From: Sender <s@sink.test>\r\n"
        b"Subject: lmtp\r\n"
@@ -360,8 +361,12 @@ def test_lmtp_tcp_when_asked(make_tpops, connect):
     c.send(b"Subject: tcp\r\n\r\nx\r\n.\r\n")
     assert c.reply()[0] == 250
     t.stop()
-    for bad in (f"127.0.0.1:{port}", "lmtp", "inet:nohost:24"):
+    for bad in (f"127.0.0.1:{port}", "lmtp", "inet:nohost:24", "/" + "x" * 120):
         t.write_config(LMTP_Listen=bad)
+        # tpops -t says so too
+        r = subprocess.run([program("tpops"), "-t", "-c", t.conf], capture_output=True,
+                           timeout=60, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        assert r.returncode != 0 and b"LMTP_Listen" in r.stderr, r
         with pytest.raises(AssertionError) as e:
             t.start()
         t.proc = None

@@ -572,6 +572,14 @@ def add_user_with_maildir(t, login, path):
     t.tool("tpops-useradd", login, PASSWORD, f"{login}@example.com", path)
 
 
+def add_user_row(t, login, path):
+    """A user whose Maildir path tpops-useradd would refuse (a database of
+    the original TPOPS, an edit by hand): the row is written directly."""
+    t.sql('INSERT INTO "user" (login, passwd, mail, maildir) '
+          'SELECT ?, passwd, ?, ? FROM "user" WHERE login = ?',
+          (login, f"{login}@example.com", path, "alice"))
+
+
 def make_maildir_at(t, path):
     for sub in ("", "tmp", "new", "cur"):
         os.makedirs(os.path.join(path, sub), exist_ok=True)
@@ -590,10 +598,11 @@ def test_paths_that_escape_or_are_missing_are_refused(md):
     os.rmdir(os.path.join(root, "newlink", "new"))
     os.symlink(os.path.join(outside, "new"), os.path.join(root, "newlink", "new"))
     refused = {"dotdot": "../outside", "abs": outside, "abslink": "abs-link",
-               "rellink": "rel-link/", "deep": "alice/../../outside", "missing": "nosuch",
+               "rellink": "rel-link/", "deep": "alice/../../outside",
+               "missing": "nosuch/deeper",  # (a missing Maildir alone is made at login)
                "newlink": "newlink", "root": ".", "empty": ""}
     for user, path in refused.items():
-        add_user_with_maildir(md, user, path)
+        add_user_row(md, user, path)
     add_user_with_maildir(md, "inside", "inside-link")
     add_user_with_maildir(md, "absinside", os.path.join(root, "alice"))
     md.start()

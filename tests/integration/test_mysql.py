@@ -311,7 +311,7 @@ def test_mariadb_restart_under_a_session_and_a_delivery(make_tpops):
     status, msg = retr_raw(session, "RETR 2")
     assert msg == b"Subject: two\r\n\r\n2\r\n", (status, t.read_log())
     assert session.cmd("DELE 1").startswith(b"+OK")
-    assert session.cmd("QUIT").startswith(b"+OK")
+    assert session.cmd("QUIT").startswith(b"+OK"), t.read_log()
     assert t.sql("SELECT COUNT(*) FROM msg m JOIN user u ON u.uid = m.uid "
                  "WHERE u.login = 'alice'") == [(1,)]
     t.assert_alive()

@@ -88,7 +88,11 @@ def test_pop3s_resumes(srv, cert, version):
     full_session(first)
     again = pop3s(srv, ctx, session=s)
     assert again.sock.session_reused, "the ticket was not accepted"
+    s2 = ticket(again)  # a resumed session gets a new ticket too
     full_session(again)
+    third = pop3s(srv, ctx, session=s2)
+    assert third.sock.session_reused, "the ticket of a resumed session was not accepted"
+    full_session(third)
 
 
 def test_stls_resumes(srv, cert):
@@ -178,3 +182,20 @@ def test_ticket_keys_rotate(cert):
         full_session(third)
     finally:
         d.finish()
+
+
+def test_start_log_says_which_tls_path(srv):
+    """One line at start says who encrypts the records: the kernel (kTLS)
+    where it offers TCP_ULP "tls", OpenSSL in user space elsewhere, with
+    the reason. It follows what the kernel lists (read after the daemon
+    asked, since asking as root may load the module)."""
+    log = srv.read_log()
+    kernel = [l for l in log.splitlines() if "TLS: kernel TLS (kTLS)" in l]
+    user = [l for l in log.splitlines() if "TLS: records are encrypted in user space" in l]
+    assert len(kernel) + len(user) == 1, log
+    with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+        listed = "tls" in f.read().split()
+    if listed:
+        assert kernel, log
+    else:
+        assert user and "no kernel TLS:" in user[0], log

@@ -18,6 +18,7 @@
 #include "auth_login.h"
 #include "auth_penalty.h"
 #include "log.h"
+#include "password.h"
 
 static void network_of(const char *address, char *out)
 {
@@ -168,6 +169,37 @@ static void test_known_pair(void **state)
 	assert_int_equal(auth_attempt_end(&a, AUTH_OUTCOME_SUCCESS, 2, 30), 0);
 }
 
+/* A stand-in keeps the scheme and the cost of what it stands for, and no
+ * password verifies against it. */
+static void test_password_standin(void **state)
+{
+	static const char *const schemes[] = {"SHA512-CRYPT", "BLF-CRYPT", "YESCRYPT", "ARGON2ID",
+					      "SCRAM-SHA-256"};
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		char err[128];
+		char *stored = password_hash(schemes[i], "right", err, sizeof err);
+		assert_non_null(stored);
+		char *standin = password_standin(stored);
+		assert_non_null(standin);
+		assert_string_not_equal(standin, stored);
+		/* the same scheme prefix and cost parameters */
+		size_t same = strcspn(stored, ",");
+		if (strcmp(schemes[i], "ARGON2ID") == 0)
+			same = (size_t)(strstr(stored, "p=1$") - stored) + 4;
+		else if (strcmp(schemes[i], "SCRAM-SHA-256") != 0)
+			same = (size_t)(strchr(stored + strlen(schemes[i]) + 3, '$') - stored);
+		assert_memory_equal(standin, stored, same);
+		assert_int_equal(password_verify(standin, "right", 5), 0);
+		assert_int_equal(password_verify(standin, "", 0), 0);
+		free(standin);
+		free(stored);
+	}
+	assert_null(password_standin("{PLAIN}pw"));
+	assert_null(password_standin("plaintext"));
+	assert_null(password_standin("{NOSUCH}x"));
+	assert_null(password_standin("$6$"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_records),
 		cmocka_unit_test(test_pending_checks_queue),
 		cmocka_unit_test(test_known_pair),
+		cmocka_unit_test(test_password_standin),
 	};
 	return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }
