@@ -55,7 +55,8 @@ struct lmtp_session {
 	enum phase phase;
 	bool greeted;   /* LHLO seen */
 	bool in_mail;   /* MAIL accepted, transaction open */
-	bool peer_gone; /* EOF or error while a job ran */
+	bool peer_gone; /* a connection error while a job ran */
+	bool input_eof; /* the peer sent all it will (it may still read) */
 	char sender[LMTP_MAX_PATH + 1];
 	uint64_t declared_size; /* MAIL SIZE= */
 	struct rcpt *rcpts;
@@ -83,6 +84,7 @@ struct lmtp_job {
 };
 
 static void process_input(struct lmtp_session *s);
+static void after_input(struct lmtp_session *s);
 
 /* ---- replies ---- */
 
@@ -176,7 +178,8 @@ static bool job_finish(struct lmtp_session *s)
 		return false;
 	}
 	s->phase = PHASE_COMMAND;
-	bufferevent_enable(s->bev, EV_READ);
+	if (!s->input_eof)
+		bufferevent_enable(s->bev, EV_READ);
 	return true;
 }
 
@@ -237,8 +240,10 @@ static void resolve_done(struct job *base)
 		break;
 	}
 	free(job);
-	if (job_finish(s))
+	if (job_finish(s)) {
 		process_input(s);
+		after_input(s);
+	}
 }
 
 /* The message with this recipient's Return-Path and Delivered-To in
@@ -345,8 +350,10 @@ static void store_done(struct job *base)
 	free(job->rcpts);
 	buf_free(&job->msg);
 	free(job);
-	if (job_finish(s))
+	if (job_finish(s)) {
 		process_input(s);
+		after_input(s);
+	}
 }
 
 /* ---- commands ---- */
@@ -563,10 +570,26 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct lmtp_session *s = arg;
-	if (s->phase == PHASE_CLOSING)
+	if (s->phase == PHASE_CLOSING) {
 		session_free(s);
-	else if (s->phase == PHASE_COMMAND)
+	} else if (s->phase == PHASE_COMMAND) {
 		process_input(s); /* replies drained: read on */
+		after_input(s);
+	}
+}
+
+/* After the input was processed as far as it goes: a peer that has sent
+ * all it will (a client that half-closes after its pipelined commands,
+ * `... | nc -U`) gets the replies to what it sent, then the connection
+ * is closed. Frees s, or leaves it to on_write. */
+static void after_input(struct lmtp_session *s)
+{
+	if (!s->input_eof || s->job != NULL || s->phase == PHASE_CLOSING)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		close_after_reply(s);
+	else
+		session_free(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -580,6 +603,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		close_after_reply(s);
 		bufferevent_enable(s->bev, EV_WRITE);
 		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->phase != PHASE_CLOSING) {
+		s->input_eof = true;
+		if (s->job == NULL) {
+			process_input(s);
+			after_input(s);
+		}
+		return; /* with a job running, its end answers and closes */
 	}
 	session_end(s);
 }

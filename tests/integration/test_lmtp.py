@@ -176,6 +176,33 @@ def test_lmtp_pipelined_transaction(lmtp_tpops, connect):
             b"Return-Path: <s@sink.test>\nDelivered-To: Bob@Example.COM\n" + STORED]
 
 
+def test_lmtp_half_closed_client(lmtp_tpops):
+    """A client that writes its whole session and then half-closes (as
+    `... | nc -U` does) gets every reply, and then the connection ends."""
+    t = lmtp_tpops()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(t.lmtp)
+    s.sendall(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n"
+              b"RCPT TO:<bob@example.com>\r\nDATA\r\nSubject: half\r\n\r\nx\r\n.\r\n"
+              b"MAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: cut")
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    codes = [line[:3] for line in out.split(b"\r\n") if line and line[3:4] != b"-"]
+    # greeting, LHLO, MAIL, RCPT, RCPT, DATA, two deliveries, MAIL, RCPT,
+    # DATA; the second message never ended: not stored
+    assert codes == [b"220", b"250", b"250", b"250", b"250", b"354", b"250", b"250",
+                     b"250", b"250", b"354"], out
+    assert len(retr_all(t, "alice", "secret")) == 1
+    assert len(retr_all(t, "bob", "pw")) == 1
+
+
 def test_lmtp_several_messages_one_connection(lmtp_tpops, connect):
     """Many transactions on one connection, null sender, RSET between."""
     t = lmtp_tpops()
