@@ -213,6 +213,8 @@ static double attempt_end(struct session *s, enum auth_outcome outcome)
 	free(a);
 	if (outcome != AUTH_OUTCOME_FAILURE)
 		return 0;
+	if (due > 0) /* the brute-force delay, not just the timing floor */
+		metrics_login_hold(HOLD_AFTER_FAILURE);
 	return due > floor ? due : floor;
 }
 
@@ -240,8 +242,6 @@ static void answer_failure(struct session *s, const char *login, const char *met
 	}
 	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
 	metrics_login(method, LOGIN_RESULT_FAILED);
-	if (delay > 0)
-		metrics_login_hold(HOLD_AFTER_FAILURE);
 	session_delay(s, delay > 0 ? (long)(delay * 1000) : 0, auth_delay_over);
 }
 
