@@ -215,6 +215,8 @@ static double attempt_end(struct session *s, enum auth_outcome outcome)
 	free(a);
 	if (outcome != AUTH_OUTCOME_FAILURE)
 		return 0;
+	if (due > 0) /* the brute-force delay, not just the timing floor */
+		metrics_login_hold(HOLD_AFTER_FAILURE);
 	return due > floor ? due : floor;
 }
 
@@ -242,8 +244,6 @@ static void answer_failure(struct session *s, const char *login, const char *met
 	}
 	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
 	metrics_login(method, LOGIN_RESULT_FAILED);
-	if (delay > 0)
-		metrics_login_hold(HOLD_AFTER_FAILURE);
 	s->wait = WAIT_AUTH_DELAY;
 	long ms = delay > 0 ? (long)(delay * 1000) : 0;
 	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
