@@ -522,11 +522,12 @@ void pop3_capa(struct session *s)
 				 "AUTH-RESP-CODE\r\n"
 				 "EXPIRE NEVER\r\n");
 	/* The same list in every state: RFC 2449 section 5 wants what
-	 * AUTHORIZATION offers announced in TRANSACTION too, and none of
-	 * these differs between the states (IANA's registry: USER, SASL and
-	 * STLS are listed in both, without differences). What would only
-	 * earn "TLS required" is not offered; after a login it was not
-	 * either, as the session could log in. */
+	 * AUTHORIZATION offers announced in TRANSACTION too, and each of
+	 * these is defined as "announced states: both, possible differences:
+	 * no" (USER in RFC 2449 section 6.2, SASL in RFC 5034, STLS in RFC
+	 * 2595 section 4). What would only earn "TLS required" is not
+	 * offered; after a login it was not either, as the session could
+	 * log in. */
 	if (pop3_auth_allowed(s)) {
 		evbuffer_add_printf(out, "USER\r\n");
 		if (s->cfg->auth_mechanisms[0] != NULL) {
