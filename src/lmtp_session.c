@@ -25,6 +25,7 @@
 #include "ioloop.h"
 #include "lmtp_parse.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* Room kept in front of the message for Return-Path and Delivered-To,
@@ -216,6 +217,8 @@ static void resolve_done(struct job *base)
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
 	const char *path = job->rcpt.path;
+	if (job->result != DELIVER_STORED)
+		metrics_lmtp_delivery(job->result);
 	switch (job->result) {
 	case DELIVER_STORED:
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof *s->rcpts);
@@ -341,6 +344,8 @@ static void store_done(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
+	for (size_t i = 0; i < job->nrcpt; i++)
+		metrics_lmtp_delivery(job->rcpts[i].result);
 	/* one reply per accepted recipient, in RCPT order (RFC 2033 4.2) */
 	if (!s->peer_gone)
 		for (size_t i = 0; i < job->nrcpt; i++)
@@ -431,8 +436,10 @@ static void end_of_data(struct lmtp_session *s)
 			 "%d",
 			 s->sender, (unsigned long long)s->data.size,
 			 s->srv->cfg->lmtp_max_message_size);
-		for (size_t i = 0; i < s->nrcpt; i++)
+		for (size_t i = 0; i < s->nrcpt; i++) {
+			metrics_lmtp_delivery(DELIVER_PERMANENT);
 			reply(s, "552 5.3.4 <%s> Message too big for system", s->rcpts[i].path);
+		}
 		transaction_reset(s);
 		s->phase = PHASE_COMMAND;
 		return;
