@@ -42,8 +42,9 @@ def test_sessions_spread_over_the_io_threads(make_tpops, cert):
     t = daemon(make_tpops, cert)
     ctx = client_context(cert)
     clients = []
+    # four of a kind in a row: the loops take turns over all connections
     for i, u in enumerate(USERS):
-        c = Pop3(t.settings["TLS_Port"], tls=ctx) if i % 2 else Pop3(t.port)
+        c = Pop3(t.settings["TLS_Port"], tls=ctx) if i < 4 else Pop3(t.port)
         login(c, u)
         clients.append(c)
     rows = who(t)
