@@ -25,6 +25,7 @@
 #include "ioloop.h"
 #include "lmtp_parse.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* Room kept in front of the message for Return-Path and Delivered-To,
@@ -216,6 +217,9 @@ static void resolve_done(struct job *base)
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
 	const char *path = job->rcpt.path;
+	char to[LOG_FIELD_SIZE]; /* the client's path, escaped for the log */
+	if (job->result != DELIVER_STORED)
+		metrics_lmtp_delivery(job->result);
 	switch (job->result) {
 	case DELIVER_STORED:
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof *s->rcpts);
@@ -227,15 +231,15 @@ static void resolve_done(struct job *base)
 		reply(s, "550 5.1.1 <%s> User unknown", path);
 		break;
 	case DELIVER_OVER_QUOTA:
-		log_info("lmtp: to=<%s>: %s", path, job->err);
+		log_info("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "552 5.2.2 <%s> Mailbox full: over quota", path);
 		break;
 	case DELIVER_PERMANENT:
-		log_warn("lmtp: to=<%s>: %s", path, job->err);
+		log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "550 5.3.0 <%s> Cannot deliver to this address", path);
 		break;
 	case DELIVER_TEMPORARY:
-		log_warn("lmtp: to=<%s>: %s", path, job->err);
+		log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "451 4.3.0 <%s> Temporary failure, try again later", path);
 		break;
 	}
@@ -275,6 +279,7 @@ static void store_run(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct db *db = job_db(job);
+	char to[LOG_FIELD_SIZE]; /* the client's path, escaped for the log */
 	for (size_t i = 0; i < job->nrcpt; i++) {
 		struct rcpt *r = &job->rcpts[i];
 		/* a user named twice gets the message once; each RCPT still
@@ -289,7 +294,8 @@ static void store_run(struct job *base)
 			continue;
 		if (db == NULL) {
 			r->result = DELIVER_TEMPORARY;
-			log_warn("lmtp: to=<%s>: %s", r->path, job->err);
+			log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, r->path),
+				 job->err);
 			continue;
 		}
 		size_t len;
@@ -302,13 +308,16 @@ static void store_run(struct job *base)
 		if (serialize)
 			pthread_mutex_unlock(&sqlite_store_mutex);
 		uint64_t size = job->msg.len - HEADER_ROOM;
+		/* the paths are the client's text: escaped (log.h) */
+		char from[LOG_FIELD_SIZE];
+		log_field_str(from, sizeof from, job->sender);
+		log_field_str(to, sizeof to, r->path);
 		if (r->result == DELIVER_STORED)
-			log_info("lmtp: delivered from=<%s> to=<%s> size=%llu", job->sender, r->path,
+			log_info("lmtp: delivered from=<%s> to=<%s> size=%llu", from, to,
 				 (unsigned long long)size);
 		else
-			log_warn("lmtp: not delivered from=<%s> to=<%s> size=%llu: %s: %s",
-				 job->sender, r->path, (unsigned long long)size,
-				 deliver_result_name(r->result), err);
+			log_warn("lmtp: not delivered from=<%s> to=<%s> size=%llu: %s: %s", from, to,
+				 (unsigned long long)size, deliver_result_name(r->result), err);
 		if (r->result == DELIVER_TEMPORARY) {
 			worker_db_discard();
 			db = job_db(job);
@@ -341,6 +350,8 @@ static void store_done(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
+	for (size_t i = 0; i < job->nrcpt; i++)
+		metrics_lmtp_delivery(job->rcpts[i].result);
 	/* one reply per accepted recipient, in RCPT order (RFC 2033 4.2) */
 	if (!s->peer_gone)
 		for (size_t i = 0; i < job->nrcpt; i++)
@@ -427,12 +438,15 @@ static void cmd_data(struct lmtp_session *s)
 static void end_of_data(struct lmtp_session *s)
 {
 	if (s->data.too_big) {
+		char from[LOG_FIELD_SIZE];
 		log_warn("lmtp: from=<%s>: message of %llu octets refused, LMTP_MaxMessageSize is "
 			 "%d",
-			 s->sender, (unsigned long long)s->data.size,
+			 log_field_str(from, sizeof from, s->sender), (unsigned long long)s->data.size,
 			 s->srv->cfg->lmtp_max_message_size);
-		for (size_t i = 0; i < s->nrcpt; i++)
+		for (size_t i = 0; i < s->nrcpt; i++) {
+			metrics_lmtp_delivery(DELIVER_PERMANENT);
 			reply(s, "552 5.3.4 <%s> Message too big for system", s->rcpts[i].path);
+		}
 		transaction_reset(s);
 		s->phase = PHASE_COMMAND;
 		return;

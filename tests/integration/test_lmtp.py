@@ -399,3 +399,30 @@ def test_lmtp_tcp_when_asked(make_tpops, connect):
         t.proc = None
         t.log.close()
         assert "LMTP_Listen" in str(e.value), str(e.value)
+
+
+def test_lmtp_metrics(make_tpops, connect):
+    """tpops_lmtp_deliveries_total counts each recipient's outcome."""
+    import urllib.request
+    port = free_port()
+    t = make_tpops(MetricsListen=f"127.0.0.1:{port}")
+    t.lmtp = os.path.join(t.dir, "lmtp")
+    t.write_config(LMTP_Listen=t.lmtp)
+    t.add_user("alice", "secret")
+    t.add_user("carol", "pw", None, "--quota", "100")
+    t.start()
+    c = connect(t.lmtp)
+    c.send(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n"
+           b"RCPT TO:<nosuchuser@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
+           b"DATA\r\nSubject: m\r\n\r\n" + b"x" * 200 + b"\r\n.\r\n")
+    codes = [r[0] for r in c.replies(8)]
+    assert codes == [250, 250, 250, 550, 250, 354, 250, 552], codes
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        page = r.read().decode()
+    got = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+           if line.startswith("tpops_lmtp_deliveries_total")}
+    assert got == {'tpops_lmtp_deliveries_total{result="stored"}': 1,
+                   'tpops_lmtp_deliveries_total{result="unknown_user"}': 1,
+                   'tpops_lmtp_deliveries_total{result="over_quota"}': 1,
+                   'tpops_lmtp_deliveries_total{result="temporary_error"}': 0,
+                   'tpops_lmtp_deliveries_total{result="permanent_error"}': 0}, got
