@@ -82,6 +82,7 @@ RUN_GROUP=nogroup
 RUN_UID=$(id -u $RUN_USER)
 RUN_GID=$(getent group $RUN_GROUP | cut -d: -f3)
 
+CERTS=${BENCH_CERTS:-"ecdsa rsa"}
 TLS_MODES=${BENCH_TLS_MODES:-"pop3s stls"}
 RESUME=${BENCH_RESUME:-1}
 CERT=ecdsa # the certificate the servers start with

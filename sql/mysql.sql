@@ -79,3 +79,12 @@ CREATE TABLE IF NOT EXISTS locks (
 	expires BIGINT NOT NULL DEFAULT 0,
 	PRIMARY KEY (uid)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Secrets tpops-dbinit makes once: the key of the SCRAM salts offered for
+-- unknown logins (docs/SECURITY.md), unless AuthSecret is set. Every
+-- server of a cluster reads the same one.
+CREATE TABLE IF NOT EXISTS tpops_secret (
+	name VARCHAR(64) NOT NULL,
+	value VARBINARY(255) NOT NULL,
+	PRIMARY KEY (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -73,3 +73,10 @@ CREATE TABLE IF NOT EXISTS locks (
 	expires INTEGER NOT NULL DEFAULT 0,
 	timestamp TEXT
 );
+
+-- Secrets tpops-dbinit makes once: the key of the SCRAM salts offered for
+-- unknown logins (docs/SECURITY.md), unless AuthSecret is set.
+CREATE TABLE IF NOT EXISTS tpops_secret (
+	name TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);

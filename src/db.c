@@ -1,6 +1,11 @@
 /* The database engine registry and helpers shared by every engine. */
 #include "db.h"
 
+#include <openssl/rand.h>
+
+#include "base64.h"
+#include "xalloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +60,15 @@ void user_clear(struct user *u)
 	free(u->mail);
 	free(u->maildir);
 	*u = (struct user){0};
+}
+
+char *db_new_salt_key(void)
+{
+	unsigned char random[32];
+	if (RAND_bytes(random, sizeof random) != 1)
+		return NULL;
+	char *key = xmalloc(BASE64_ENCODED_LEN(sizeof random) + 1);
+	base64_encode(random, sizeof random, key);
+	wipe(random, sizeof random);
+	return key;
 }

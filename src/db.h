@@ -57,7 +57,7 @@ struct db_ops {
 	int (*create)(const struct config *cfg, struct db **db_r, char *err, size_t errlen);
 	void (*close)(struct db *db);
 	/* Creates the tables when they are missing, or upgrades an older
-	 * schema in place. */
+	 * schema in place; stores a random SCRAM salt key if there is none. */
 	int (*schema_install)(struct db *db);
 
 	int (*user_by_login)(struct db *db, const char *login, struct user *u);
@@ -71,6 +71,9 @@ struct db_ops {
 	 * measured against (auth_standin.h). */
 	int (*user_samples)(struct db *db, void (*each)(const struct user *u, void *ctx),
 			    void *ctx);
+	/* The random SCRAM salt key schema_install stores once (a malloc'd
+	 * string in *value_r); DB_NOT_FOUND in a database made before it. */
+	int (*salt_key)(struct db *db, char **value_r);
 
 	/* Lease locks: a row (uid, owner, expiry). acquire -> DB_CONFLICT when
 	 * another owner holds an unexpired lease; renew -> DB_NOT_FOUND when
@@ -121,6 +124,11 @@ void db_close(struct db *db);
 const char *db_error(struct db *db);
 
 void user_clear(struct user *u);
+
+/* A new random SCRAM salt key, as schema_install stores it: 32 random
+ * octets in base64. malloc'd, NULL when the system has no randomness. */
+char *db_new_salt_key(void);
+#define DB_SALT_KEY_NAME "scram-salt-key"
 
 extern const struct db_ops db_sqlite_ops;
 extern const struct db_ops db_mysql_ops;

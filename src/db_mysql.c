@@ -21,6 +21,7 @@ const struct db_ops db_mysql_ops = {
 	.user_set_password = mysql_user_set_password,
 	.user_list = mysql_user_list,
 	.user_samples = mysql_user_samples,
+	.salt_key = mysql_salt_key,
 	.lock_acquire = mysql_lock_acquire,
 	.lock_renew = mysql_lock_renew,
 	.lock_release = mysql_lock_release,

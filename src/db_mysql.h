@@ -21,6 +21,8 @@ enum stmt_id {
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
 	ST_USER_SAMPLES,
+	ST_SECRET_GET,
+	ST_SECRET_ADD,
 	ST_USER_CLAIM,
 	ST_USER_UNCLAIM,
 	ST_LOCK_EXPIRE,
@@ -148,6 +150,7 @@ int mysql_user_add(struct db *db, const struct user *u);
 int mysql_user_delete(struct db *db, const char *login);
 int mysql_user_set_password(struct db *db, const char *login, const char *passwd);
 int mysql_user_list(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
+int mysql_salt_key(struct db *db, char **value_r);
 int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *ctx), void *ctx);
 int mysql_lock_acquire(struct db *db, int64_t uid, const char *owner, int lease);
 int mysql_lock_renew(struct db *db, int64_t uid, const char *owner, int lease);

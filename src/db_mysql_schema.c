@@ -346,13 +346,31 @@ static int create_tables(struct db_mysql *d)
 	return status;
 }
 
+/* The SCRAM salt key, once: a key already there stays (every server of a
+ * cluster reads the same one). */
+static int store_salt_key(struct db_mysql *d)
+{
+	char *key = db_new_salt_key();
+	if (key == NULL) {
+		snprintf(d->error, sizeof d->error, "no random numbers for the SCRAM salt key");
+		return DB_PERMFAIL;
+	}
+	unsigned long len[2];
+	MYSQL_BIND params[2];
+	dbm_bind_text(&params[0], DB_SALT_KEY_NAME, &len[0]);
+	dbm_bind_text(&params[1], key, &len[1]);
+	int status = dbm_exec_stmt(d, ST_SECRET_ADD, params, "storing the SCRAM salt key", NULL);
+	free_secret(key, strlen(key) + 1);
+	return status;
+}
+
 int mysql_schema_install(struct db *db)
 {
 	struct db_mysql *d = db_mysql(db);
 	int status = dbm_ready(d);
 	if (status != DB_OK || (status = create_tables(d)) != DB_OK ||
 	    (status = upgrade_user(d)) != DB_OK || (status = upgrade_msg(d)) != DB_OK ||
-	    (status = upgrade_locks(d)) != DB_OK)
+	    (status = upgrade_locks(d)) != DB_OK || (status = store_salt_key(d)) != DB_OK)
 		return status;
 	/* statements prepared before the upgrade describe the old tables */
 	dbm_close_statements(d);

@@ -32,6 +32,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM `user` WHERE login = ?",
 	[ST_USER_SET_PASSWORD] = "UPDATE `user` SET passwd = ? WHERE login = ?",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM `user` ORDER BY login",
+	[ST_SECRET_GET] = "SELECT value FROM tpops_secret WHERE name = ?",
+	[ST_SECRET_ADD] = "INSERT IGNORE INTO tpops_secret (name, value) VALUES (?, ?)",
 	/* the newest user of each password scheme prefix */
 	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM `user` WHERE uid IN "
 			    "(SELECT MAX(uid) FROM `user` WHERE passwd LIKE '{%' OR passwd LIKE '$%' "

@@ -199,3 +199,31 @@ int mysql_user_samples(struct db *db, void (*each)(const struct user *u, void *c
 	struct listing l = {ST_USER_SAMPLES, each, ctx};
 	return dbm_run(db_mysql(db), DBM_REPEATABLE, user_list_once, &l);
 }
+
+/* ---- the SCRAM salt key ---- */
+
+static int salt_key_once(struct db_mysql *d, void *arg)
+{
+	char **value_r = arg;
+	unsigned long name_len;
+	MYSQL_BIND param;
+	dbm_bind_text(&param, DB_SALT_KEY_NAME, &name_len);
+	MYSQL_STMT *s = dbm_stmt(d, ST_SECRET_GET);
+	int status = dbm_execute(d, s, &param, "reading the SCRAM salt key");
+	if (status != DB_OK)
+		return status;
+	unsigned long len = 0;
+	my_bool is_null = 0;
+	MYSQL_BIND out;
+	dbm_bind_out_len(&out, &len, &is_null);
+	status = dbm_fetch(d, s, &out, "reading the SCRAM salt key");
+	if (status == DB_OK)
+		*value_r = dbm_fetch_text(d, s, 0, len, is_null);
+	dbm_done(s);
+	return status;
+}
+
+int mysql_salt_key(struct db *db, char **value_r)
+{
+	return dbm_run(db_mysql(db), DBM_REPEATABLE, salt_key_once, value_r);
+}

@@ -21,6 +21,8 @@ enum stmt_id {
 	ST_USER_SET_PASSWORD,
 	ST_USER_LIST,
 	ST_USER_SAMPLES,
+	ST_SECRET_GET,
+	ST_SECRET_ADD,
 	ST_LOCK_TAKE,
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
@@ -59,6 +61,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_DELETE] = "DELETE FROM \"user\" WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_SET_PASSWORD] = "UPDATE \"user\" SET passwd = ?2 WHERE login = ?1 COLLATE NOCASE",
 	[ST_USER_LIST] = "SELECT " USER_COLUMNS " FROM \"user\" ORDER BY login",
+	[ST_SECRET_GET] = "SELECT value FROM tpops_secret WHERE name = ?1",
+	[ST_SECRET_ADD] = "INSERT OR IGNORE INTO tpops_secret (name, value) VALUES (?1, ?2)",
 	[ST_USER_SAMPLES] = "SELECT " USER_COLUMNS " FROM \"user\"" USER_SAMPLES_WHERE("\"user\""),
 	/* one statement, one write transaction: a free maildrop, or one
 	 * whose lease expired, is taken; a held one is left alone (no row
@@ -283,7 +287,43 @@ static int sqlite_schema_install(struct db *db)
 		sqlite3_free(msg);
 		return status_of(rc);
 	}
-	return DB_OK;
+	/* the SCRAM salt key, once: a key already there stays */
+	char *key = db_new_salt_key();
+	if (key == NULL) {
+		snprintf(d->error, sizeof d->error, "no random numbers for the SCRAM salt key");
+		return DB_PERMFAIL;
+	}
+	sqlite3_stmt *s = stmt(d, ST_SECRET_ADD);
+	if (s != NULL) {
+		bind_text(s, 1, DB_SALT_KEY_NAME);
+		bind_text(s, 2, key);
+	}
+	int status = exec_stmt(d, s, "storing the SCRAM salt key");
+	if (s != NULL)
+		sqlite3_clear_bindings(s);
+	free_secret(key, strlen(key) + 1);
+	return status;
+}
+
+static char *column_strdup(sqlite3_stmt *s, int col);
+
+static int sqlite_salt_key(struct db *db, char **value_r)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = stmt(d, ST_SECRET_GET);
+	if (s == NULL)
+		return DB_PERMFAIL;
+	bind_text(s, 1, DB_SALT_KEY_NAME);
+	int rc = sqlite3_step(s);
+	int status = DB_NOT_FOUND;
+	if (rc == SQLITE_ROW) {
+		*value_r = column_strdup(s, 0);
+		status = DB_OK;
+	} else if (rc != SQLITE_DONE) {
+		status = fail(d, rc, "reading the SCRAM salt key");
+	}
+	sqlite3_reset(s);
+	return status;
 }
 
 static char *column_strdup(sqlite3_stmt *s, int col)
@@ -801,6 +841,7 @@ const struct db_ops db_sqlite_ops = {
 	.user_set_password = sqlite_user_set_password,
 	.user_list = sqlite_user_list,
 	.user_samples = sqlite_user_samples,
+	.salt_key = sqlite_salt_key,
 	.lock_acquire = sqlite_lock_acquire,
 	.lock_renew = sqlite_lock_renew,
 	.lock_release = sqlite_lock_release,

@@ -25,6 +25,7 @@
 #include "ioloop.h"
 #include "lmtp_parse.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* Room kept in front of the message for Return-Path and Delivered-To,
@@ -55,7 +56,8 @@ struct lmtp_session {
 	enum phase phase;
 	bool greeted;   /* LHLO seen */
 	bool in_mail;   /* MAIL accepted, transaction open */
-	bool peer_gone; /* EOF or error while a job ran */
+	bool peer_gone; /* a connection error while a job ran */
+	bool input_eof; /* the peer sent all it will (it may still read) */
 	char sender[LMTP_MAX_PATH + 1];
 	uint64_t declared_size; /* MAIL SIZE= */
 	struct rcpt *rcpts;
@@ -83,6 +85,7 @@ struct lmtp_job {
 };
 
 static void process_input(struct lmtp_session *s);
+static void after_input(struct lmtp_session *s);
 
 /* ---- replies ---- */
 
@@ -176,7 +179,8 @@ static bool job_finish(struct lmtp_session *s)
 		return false;
 	}
 	s->phase = PHASE_COMMAND;
-	bufferevent_enable(s->bev, EV_READ);
+	if (!s->input_eof)
+		bufferevent_enable(s->bev, EV_READ);
 	return true;
 }
 
@@ -213,6 +217,9 @@ static void resolve_done(struct job *base)
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
 	const char *path = job->rcpt.path;
+	char to[LOG_FIELD_SIZE]; /* the client's path, escaped for the log */
+	if (job->result != DELIVER_STORED)
+		metrics_lmtp_delivery(job->result);
 	switch (job->result) {
 	case DELIVER_STORED:
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof *s->rcpts);
@@ -224,21 +231,23 @@ static void resolve_done(struct job *base)
 		reply(s, "550 5.1.1 <%s> User unknown", path);
 		break;
 	case DELIVER_OVER_QUOTA:
-		log_info("lmtp: to=<%s>: %s", path, job->err);
+		log_info("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "552 5.2.2 <%s> Mailbox full: over quota", path);
 		break;
 	case DELIVER_PERMANENT:
-		log_warn("lmtp: to=<%s>: %s", path, job->err);
+		log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "550 5.3.0 <%s> Cannot deliver to this address", path);
 		break;
 	case DELIVER_TEMPORARY:
-		log_warn("lmtp: to=<%s>: %s", path, job->err);
+		log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, path), job->err);
 		reply(s, "451 4.3.0 <%s> Temporary failure, try again later", path);
 		break;
 	}
 	free(job);
-	if (job_finish(s))
+	if (job_finish(s)) {
 		process_input(s);
+		after_input(s);
+	}
 }
 
 /* The message with this recipient's Return-Path and Delivered-To in
@@ -270,6 +279,7 @@ static void store_run(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct db *db = job_db(job);
+	char to[LOG_FIELD_SIZE]; /* the client's path, escaped for the log */
 	for (size_t i = 0; i < job->nrcpt; i++) {
 		struct rcpt *r = &job->rcpts[i];
 		/* a user named twice gets the message once; each RCPT still
@@ -284,7 +294,8 @@ static void store_run(struct job *base)
 			continue;
 		if (db == NULL) {
 			r->result = DELIVER_TEMPORARY;
-			log_warn("lmtp: to=<%s>: %s", r->path, job->err);
+			log_warn("lmtp: to=<%s>: %s", log_field_str(to, sizeof to, r->path),
+				 job->err);
 			continue;
 		}
 		size_t len;
@@ -297,13 +308,16 @@ static void store_run(struct job *base)
 		if (serialize)
 			pthread_mutex_unlock(&sqlite_store_mutex);
 		uint64_t size = job->msg.len - HEADER_ROOM;
+		/* the paths are the client's text: escaped (log.h) */
+		char from[LOG_FIELD_SIZE];
+		log_field_str(from, sizeof from, job->sender);
+		log_field_str(to, sizeof to, r->path);
 		if (r->result == DELIVER_STORED)
-			log_info("lmtp: delivered from=<%s> to=<%s> size=%llu", job->sender, r->path,
+			log_info("lmtp: delivered from=<%s> to=<%s> size=%llu", from, to,
 				 (unsigned long long)size);
 		else
-			log_warn("lmtp: not delivered from=<%s> to=<%s> size=%llu: %s: %s",
-				 job->sender, r->path, (unsigned long long)size,
-				 deliver_result_name(r->result), err);
+			log_warn("lmtp: not delivered from=<%s> to=<%s> size=%llu: %s: %s", from, to,
+				 (unsigned long long)size, deliver_result_name(r->result), err);
 		if (r->result == DELIVER_TEMPORARY) {
 			worker_db_discard();
 			db = job_db(job);
@@ -336,6 +350,8 @@ static void store_done(struct job *base)
 {
 	struct lmtp_job *job = (struct lmtp_job *)base;
 	struct lmtp_session *s = job->s;
+	for (size_t i = 0; i < job->nrcpt; i++)
+		metrics_lmtp_delivery(job->rcpts[i].result);
 	/* one reply per accepted recipient, in RCPT order (RFC 2033 4.2) */
 	if (!s->peer_gone)
 		for (size_t i = 0; i < job->nrcpt; i++)
@@ -345,8 +361,10 @@ static void store_done(struct job *base)
 	free(job->rcpts);
 	buf_free(&job->msg);
 	free(job);
-	if (job_finish(s))
+	if (job_finish(s)) {
 		process_input(s);
+		after_input(s);
+	}
 }
 
 /* ---- commands ---- */
@@ -420,12 +438,15 @@ static void cmd_data(struct lmtp_session *s)
 static void end_of_data(struct lmtp_session *s)
 {
 	if (s->data.too_big) {
+		char from[LOG_FIELD_SIZE];
 		log_warn("lmtp: from=<%s>: message of %llu octets refused, LMTP_MaxMessageSize is "
 			 "%d",
-			 s->sender, (unsigned long long)s->data.size,
+			 log_field_str(from, sizeof from, s->sender), (unsigned long long)s->data.size,
 			 s->srv->cfg->lmtp_max_message_size);
-		for (size_t i = 0; i < s->nrcpt; i++)
+		for (size_t i = 0; i < s->nrcpt; i++) {
+			metrics_lmtp_delivery(DELIVER_PERMANENT);
 			reply(s, "552 5.3.4 <%s> Message too big for system", s->rcpts[i].path);
+		}
 		transaction_reset(s);
 		s->phase = PHASE_COMMAND;
 		return;
@@ -563,10 +584,26 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct lmtp_session *s = arg;
-	if (s->phase == PHASE_CLOSING)
+	if (s->phase == PHASE_CLOSING) {
 		session_free(s);
-	else if (s->phase == PHASE_COMMAND)
+	} else if (s->phase == PHASE_COMMAND) {
 		process_input(s); /* replies drained: read on */
+		after_input(s);
+	}
+}
+
+/* After the input was processed as far as it goes: a peer that has sent
+ * all it will (a client that half-closes after its pipelined commands,
+ * `... | nc -U`) gets the replies to what it sent, then the connection
+ * is closed. Frees s, or leaves it to on_write. */
+static void after_input(struct lmtp_session *s)
+{
+	if (!s->input_eof || s->job != NULL || s->phase == PHASE_CLOSING)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		close_after_reply(s);
+	else
+		session_free(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -580,6 +617,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		close_after_reply(s);
 		bufferevent_enable(s->bev, EV_WRITE);
 		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->phase != PHASE_CLOSING) {
+		s->input_eof = true;
+		if (s->job == NULL) {
+			process_input(s);
+			after_input(s);
+		}
+		return; /* with a job running, its end answers and closes */
 	}
 	session_end(s);
 }

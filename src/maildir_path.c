@@ -390,62 +390,58 @@ int maildir_list(int dir_fd, const char *what,
 
 /* ---- a new user's Maildir, made at the first login ---- */
 
-/* The directory the Maildir is (to be) in, opened as maildir_open_dir
- * would reach it, and the Maildir's own name (malloc'd) in it. -1 with
- * errno when that directory cannot be opened; 0 with *name_r NULL when the
- * path has no name of its own to make ("a/." or no MaildirRoot and a
- * relative path: maildir_open_dir's error stands). */
-static int open_parent(const char *root, const char *maildir, int *parent_r, char **name_r)
+/* The Maildir's path split into the directory above it (relative to
+ * root, or absolute without one; "" for root itself) and its own name,
+ * both in *buf_r (malloc'd). false when there is no name to make ("a/.",
+ * a path maildir_open_dir refuses): its error then stands. */
+static bool split_maildir_path(const char *root, const char *maildir, char **buf_r,
+			       const char **parent_r, const char **name_r)
 {
-	*name_r = NULL;
 	const char *path = maildir;
+	char ignored[8];
 	if (root != NULL && root[0] != '\0') {
-		char ignored[8];
 		if (relative_to_root(root, maildir, true, &path, ignored, sizeof ignored) != DB_OK)
-			return 0;
+			return false;
 	} else if (maildir[0] != '/') {
-		return 0;
+		return false;
 	}
-	char *copy = xstrdup(path);
-	size_t n = strlen(copy);
-	while (n > 1 && copy[n - 1] == '/')
-		copy[--n] = '\0';
-	char *slash = strrchr(copy, '/');
-	const char *name = slash != NULL ? slash + 1 : copy;
+	char *buf = xstrdup(path);
+	size_t n = strlen(buf);
+	while (n > 1 && buf[n - 1] == '/')
+		buf[--n] = '\0';
+	char *slash = strrchr(buf, '/');
+	const char *name = slash != NULL ? slash + 1 : buf;
 	if (name[0] == '\0' || strcmp(name, ".") == 0) {
-		free(copy);
-		return 0;
+		free(buf);
+		return false;
 	}
-	int fd;
-	if (root != NULL && root[0] != '\0') {
-		int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (root_fd < 0 || slash == NULL) {
-			fd = root_fd;
-		} else {
-			*slash = '\0';
-			fd = open_beneath(root_fd, copy, O_RDONLY | O_DIRECTORY, false);
-			int e = errno;
-			close(root_fd);
-			errno = e;
-		}
-	} else {
-		if (slash == copy) /* "/name": the parent is "/" */
-			fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		else {
-			*slash = '\0';
-			fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		}
+	if (slash == NULL)
+		*parent_r = "";
+	else if (slash == buf) /* "/name" */
+		*parent_r = "/";
+	else {
+		*slash = '\0';
+		*parent_r = buf;
 	}
-	if (fd < 0) {
-		int e = errno;
-		free(copy);
-		errno = e;
-		return -1;
-	}
-	*parent_r = fd;
-	*name_r = xstrdup(name);
-	free(copy);
-	return 0;
+	*name_r = name;
+	*buf_r = buf;
+	return true;
+}
+
+/* The directory above the Maildir, reached as maildir_open_dir would
+ * reach the Maildir (beneath root when there is one); -1 with errno. */
+static int open_dir_above(const char *root, const char *parent)
+{
+	if (root == NULL || root[0] == '\0')
+		return open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0 || parent[0] == '\0')
+		return root_fd;
+	int fd = open_beneath(root_fd, parent, O_RDONLY | O_DIRECTORY, false);
+	int e = errno;
+	close(root_fd);
+	errno = e;
+	return fd;
 }
 
 /* Makes the Maildir's own directory when it is missing and the directory
@@ -456,10 +452,15 @@ static int open_parent(const char *root, const char *maildir, int *parent_r, cha
  * DB_TEMPFAIL with err when mkdir fails. */
 static int make_maildir_itself(const char *root, const char *maildir, char *err, size_t errlen)
 {
-	int parent;
-	char *name;
-	if (open_parent(root, maildir, &parent, &name) != 0) {
-		if (errno != ENOENT)
+	char *buf;
+	const char *parent, *name;
+	if (!split_maildir_path(root, maildir, &buf, &parent, &name))
+		return DB_NOT_FOUND;
+	int parent_fd = open_dir_above(root, parent);
+	if (parent_fd < 0) {
+		int e = errno;
+		free(buf);
+		if (e != ENOENT)
 			return DB_NOT_FOUND; /* maildir_open_dir's reason says it */
 		snprintf(err, errlen,
 			 "Maildir %s does not exist, and neither does the directory it would be "
@@ -468,23 +469,21 @@ static int make_maildir_itself(const char *root, const char *maildir, char *err,
 			 maildir);
 		return DB_PERMFAIL;
 	}
-	if (name == NULL)
-		return DB_NOT_FOUND;
 	struct stat st;
 	int status = DB_NOT_FOUND;
-	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
-		if (mkdirat(parent, name, 0700) == 0) {
-			(void)fsync(parent);
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+		if (mkdirat(parent_fd, name, 0700) == 0) {
+			(void)fsync(parent_fd);
 			status = DB_OK;
 		} else if (errno == EEXIST) {
-			status = DB_OK;
+			status = DB_OK; /* a delivery made it meanwhile */
 		} else {
 			snprintf(err, errlen, "making the Maildir %s: %s", maildir, strerror(errno));
 			status = DB_TEMPFAIL;
 		}
 	}
-	free(name);
-	close(parent);
+	free(buf);
+	close(parent_fd);
 	return status;
 }
 

@@ -47,6 +47,7 @@ static struct {
 	uint64_t refused[REFUSAL_KINDS];
 	uint64_t logins[LOGIN_METHODS][LOGIN_RESULTS];
 	uint64_t holds[HOLD_KINDS];
+	uint64_t lmtp[DELIVER_PERMANENT + 1]; /* by enum deliver_result */
 	uint64_t retrieved, retrieved_octets;
 	uint64_t deleted, deleted_octets;
 	uint64_t commits_ok, commits_failed;
@@ -91,6 +92,12 @@ void metrics_login(const char *method, enum metric_login_result result)
 	while (i < LOGIN_METHODS - 1 && (method == NULL || strcmp(method, login_methods[i]) != 0))
 		i++;
 	ADD(m.logins[i][result], 1);
+}
+
+void metrics_lmtp_delivery(enum deliver_result result)
+{
+	if (enabled && (unsigned)result <= DELIVER_PERMANENT)
+		ADD(m.lmtp[result], 1);
 }
 
 void metrics_login_hold(enum metric_hold when)
@@ -430,6 +437,18 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	       "Login answers held back by the failed-login delay (AuthFailureDelay).");
 	for (int i = 0; i < HOLD_KINDS; i++)
 		sample(&r, (const char *[]){"when", hold_names[i], NULL}, LOAD(m.holds[i]));
+
+	static const char *const lmtp_result_names[DELIVER_PERMANENT + 1] = {
+		[DELIVER_STORED] = "stored",
+		[DELIVER_UNKNOWN] = "unknown_user",
+		[DELIVER_OVER_QUOTA] = "over_quota",
+		[DELIVER_TEMPORARY] = "temporary_error",
+		[DELIVER_PERMANENT] = "permanent_error",
+	};
+	family(&r, "tpops_lmtp_deliveries", COUNTER,
+	       "LMTP recipients by outcome: stored, or refused at RCPT or after DATA.");
+	for (int i = 0; i <= DELIVER_PERMANENT; i++)
+		sample(&r, (const char *[]){"result", lmtp_result_names[i], NULL}, LOAD(m.lmtp[i]));
 
 	family(&r, "tpops_messages_retrieved", COUNTER, "Messages sent whole by RETR.");
 	sample(&r, NULL, LOAD(m.retrieved));

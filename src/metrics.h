@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "deliver.h"
 
 enum metric_refusal {
 	REFUSED_TOTAL_LIMIT,  /* MaxConnections */
@@ -57,6 +58,9 @@ void metrics_connection_refused(enum metric_refusal why);
 /* method: the login's mechanism as logged (USER, APOP, PLAIN, ...). */
 void metrics_login(const char *method, enum metric_login_result result);
 void metrics_login_hold(enum metric_hold when);
+/* The outcome for one LMTP recipient: refused at RCPT or after DATA, or
+ * stored. */
+void metrics_lmtp_delivery(enum deliver_result result);
 void metrics_message_retrieved(uint64_t octets);
 void metrics_messages_deleted(uint64_t count, uint64_t octets);
 void metrics_quit_commit(bool ok);

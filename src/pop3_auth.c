@@ -215,6 +215,8 @@ static double attempt_end(struct session *s, enum auth_outcome outcome)
 	free(a);
 	if (outcome != AUTH_OUTCOME_FAILURE)
 		return 0;
+	if (due > 0) /* the brute-force delay, not just the timing floor */
+		metrics_login_hold(HOLD_AFTER_FAILURE);
 	return due > floor ? due : floor;
 }
 
@@ -242,8 +244,6 @@ static void answer_failure(struct session *s, const char *login, const char *met
 	}
 	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
 	metrics_login(method, LOGIN_RESULT_FAILED);
-	if (delay > 0)
-		metrics_login_hold(HOLD_AFTER_FAILURE);
 	s->wait = WAIT_AUTH_DELAY;
 	long ms = delay > 0 ? (long)(delay * 1000) : 0;
 	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
@@ -545,11 +545,12 @@ void pop3_capa(struct session *s)
 				 "AUTH-RESP-CODE\r\n"
 				 "EXPIRE NEVER\r\n");
 	/* The same list in every state: RFC 2449 section 5 wants what
-	 * AUTHORIZATION offers announced in TRANSACTION too, and none of
-	 * these differs between the states (IANA's registry: USER, SASL and
-	 * STLS are listed in both, without differences). What would only
-	 * earn "TLS required" is not offered; after a login it was not
-	 * either, as the session could log in. */
+	 * AUTHORIZATION offers announced in TRANSACTION too, and each of
+	 * these is defined as "announced states: both, possible differences:
+	 * no" (USER in RFC 2449 section 6.2, SASL in RFC 5034, STLS in RFC
+	 * 2595 section 4). What would only earn "TLS required" is not
+	 * offered; after a login it was not either, as the session could
+	 * log in. */
 	if (pop3_auth_allowed(s)) {
 		evbuffer_add_printf(out, "USER\r\n");
 		if (s->cfg->auth_mechanisms[0] != NULL) {

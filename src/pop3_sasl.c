@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth_secret.h"
 #include "base64.h"
 #include "buf.h"
 #include "log.h"
@@ -27,8 +28,9 @@ static void sasl_done(struct session *s)
 	s->sasl_waiting = false;
 }
 
-/* The SCRAM salt key: AuthSecret, or (less private, but stable across
- * restarts and servers) one derived from the host name. */
+/* The SCRAM salt key for sasl_new: AuthSecret, or one derived from the
+ * host name, which the credentials job replaces with the database's key
+ * (auth_secret.h) before any salt is made. */
 static void salt_key(const struct config *cfg, struct buf *key)
 {
 	if (cfg->auth_secret != NULL && strlen(cfg->auth_secret) >= SASL_SCRAM_SALT_KEY_MIN)
@@ -41,6 +43,7 @@ static void salt_key(const struct config *cfg, struct buf *key)
 
 struct credentials_job {
 	struct session_job sj;
+	const struct config *cfg;
 	struct sasl *sasl;
 	int status;
 	char error[256];
@@ -54,6 +57,10 @@ static void credentials_work(struct session_job *sj)
 		cj->status = DB_TEMPFAIL;
 		return;
 	}
+	struct buf key = BUF_INIT;
+	if (auth_salt_key(cj->cfg, db, &key))
+		sasl_set_salt_key(cj->sasl, (const unsigned char *)key.data, key.len);
+	buf_wipe(&key);
 	struct user u = {0};
 	cj->status = db->ops->user_by_login(db, sasl_authcid(cj->sasl), &u);
 	if (cj->status == DB_OK || cj->status == DB_NOT_FOUND) {
@@ -111,6 +118,7 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		cj->sj.work = credentials_work;
 		cj->sj.finish = credentials_finish;
 		cj->sasl = s->sasl;
+		cj->cfg = s->cfg;
 		const char *login = sasl_authcid(s->sasl);
 		pop3_attempt_gate(s, login, strlen(login), credentials_go, free, cj);
 		return;

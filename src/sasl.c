@@ -822,3 +822,13 @@ enum sasl_status sasl_resume(struct sasl *s, struct buf *out)
 		return cram_resume(s);
 	return scram_resume(s, out);
 }
+
+void sasl_set_salt_key(struct sasl *s, const unsigned char *key, size_t len)
+{
+	if (s->mech != MECH_SCRAM_SHA_256 || len < SASL_SCRAM_SALT_KEY_MIN)
+		return;
+	if (s->salt_key != NULL)
+		free_secret(s->salt_key, s->salt_key_len);
+	s->salt_key = xmemdup(key, len);
+	s->salt_key_len = len;
+}

@@ -141,6 +141,12 @@ enum sasl_status sasl_step(struct sasl *s, const char *line, size_t len, struct 
  * credentials (nothing changes then). */
 int sasl_set_credentials(struct sasl *s, const char *stored);
 
+/* Replaces the SCRAM salt key of sasl_new (on the worker, before
+ * sasl_set_credentials): the key the database holds, which the I/O thread
+ * has no way to read. Ignored below SASL_SCRAM_SALT_KEY_MIN octets and for
+ * other mechanisms. */
+void sasl_set_salt_key(struct sasl *s, const unsigned char *key, size_t len);
+
 /* After sasl_set_credentials: the next status (SCRAM: the server-first
  * challenge; CRAM-MD5: SASL_SUCCESS or SASL_FAILURE). */
 enum sasl_status sasl_resume(struct sasl *s, struct buf *out);

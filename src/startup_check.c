@@ -2,6 +2,7 @@
 #include "startup_check.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "db.h"
 #include "lmtp_server.h"
@@ -14,10 +15,16 @@ int startup_check_database(const struct config *cfg, bool fatal)
 	struct db *db = NULL;
 	int status = db_open(cfg, &db, err, sizeof err);
 	if (status == DB_OK) {
-		uint64_t bytes;
-		status = db->ops->msg_usage(db, 0, &bytes);
+		/* the listing a login makes: it needs every column of msg this
+		 * version reads (msg.uidl came later), so that a schema not yet
+		 * upgraded is found here, not at each login */
+		struct db_msg *msgs = NULL;
+		size_t count = 0;
+		status = db->ops->msg_list(db, 0, &msgs, &count);
+		free(msgs);
 		if (status != DB_OK)
-			snprintf(err, sizeof err, "%s (create the schema with tpops-dbinit)",
+			snprintf(err, sizeof err,
+				 "%s (create the schema, or upgrade it, with tpops-dbinit)",
 				 db_error(db));
 		db_close(db);
 	}

@@ -268,6 +268,8 @@ def test_apop_is_off_by_default(make_tpops):
     del t.settings["APOP"]
     t.write_config()
     t.add_user("bob", "pw", None, "--plain")
+    # tpops-dbinit says what a plaintext password (APOP's kind) needs
+    assert b'set "APOP: yes"' in t.tool("tpops-dbinit").stdout
     t.start()
     with Pop3(t.port) as c:
         assert c.greeting == b"+OK tpops ready"
@@ -454,3 +456,45 @@ def test_wrong_password_time_tells_neither_user_nor_scheme(make_tpops):
     print("medians (ms):", {k: round(v * 1000, 1) for k, v in medians.items()})
     low, high = min(medians.values()), max(medians.values())
     assert high <= 1.10 * low, medians
+
+
+# -- the SCRAM salt key without configuration --
+
+def scram_salt(port, login):
+    with Pop3(port) as c:
+        reply = c.cmd("AUTH SCRAM-SHA-256 " + b64(f"n,,n={login},r=clientnonce0123456789"))
+        fields = dict(kv.split("=", 1) for kv in sasl_line(reply).decode().split(","))
+        c.cmd("*")
+        return base64.b64decode(fields["s"])
+
+
+def test_scram_salts_need_no_auth_secret(make_tpops):
+    """Without AuthSecret the salt offered for an unknown login comes from
+    a random key tpops-dbinit stored in the database: stable across
+    restarts, different for another installation with the same Hostname,
+    and not the one anybody can compute from the Hostname."""
+    import hmac
+    salts = []
+    for name in ["one", "two"]:
+        t = make_tpops(name, AuthMechanisms="SCRAM-SHA-256 PLAIN")
+        t.start()
+        salts.append(scram_salt(t.port, "nobody-here"))
+        t.stop()
+        t.start()
+        assert scram_salt(t.port, "nobody-here") == salts[-1]  # kept
+        assert "no SCRAM salt key" not in t.read_log()
+        # tpops-dbinit again keeps the key
+        t.tool("tpops-dbinit")
+        t.stop()
+        t.start()
+        assert scram_salt(t.port, "nobody-here") == salts[-1]
+    assert salts[0] != salts[1]
+    from_hostname = hmac.new(b"tpops SCRAM salt key of tpops.test",
+                             b"tpops SCRAM-SHA-256 salt\0nobody-here", "sha256").digest()[:16]
+    assert from_hostname not in salts
+    # (the computation above is the server's: with that text as
+    # AuthSecret, the server offers exactly that salt)
+    t = make_tpops("three", AuthMechanisms="SCRAM-SHA-256",
+                   AuthSecret="tpops SCRAM salt key of tpops.test")
+    t.start()
+    assert scram_salt(t.port, "nobody-here") == from_hostname

@@ -176,6 +176,33 @@ def test_lmtp_pipelined_transaction(lmtp_tpops, connect):
             b"Return-Path: <s@sink.test>\nDelivered-To: Bob@Example.COM\n" + STORED]
 
 
+def test_lmtp_half_closed_client(lmtp_tpops):
+    """A client that writes its whole session and then half-closes (as
+    `... | nc -U` does) gets every reply, and then the connection ends."""
+    t = lmtp_tpops()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(t.lmtp)
+    s.sendall(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n"
+              b"RCPT TO:<bob@example.com>\r\nDATA\r\nSubject: half\r\n\r\nx\r\n.\r\n"
+              b"MAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: cut")
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    codes = [line[:3] for line in out.split(b"\r\n") if line and line[3:4] != b"-"]
+    # greeting, LHLO, MAIL, RCPT, RCPT, DATA, two deliveries, MAIL, RCPT,
+    # DATA; the second message never ended: not stored
+    assert codes == [b"220", b"250", b"250", b"250", b"250", b"354", b"250", b"250",
+                     b"250", b"250", b"354"], out
+    assert len(retr_all(t, "alice", "secret")) == 1
+    assert len(retr_all(t, "bob", "pw")) == 1
+
+
 def test_lmtp_several_messages_one_connection(lmtp_tpops, connect):
     """Many transactions on one connection, null sender, RSET between."""
     t = lmtp_tpops()
@@ -372,3 +399,30 @@ def test_lmtp_tcp_when_asked(make_tpops, connect):
         t.proc = None
         t.log.close()
         assert "LMTP_Listen" in str(e.value), str(e.value)
+
+
+def test_lmtp_metrics(make_tpops, connect):
+    """tpops_lmtp_deliveries_total counts each recipient's outcome."""
+    import urllib.request
+    port = free_port()
+    t = make_tpops(MetricsListen=f"127.0.0.1:{port}")
+    t.lmtp = os.path.join(t.dir, "lmtp")
+    t.write_config(LMTP_Listen=t.lmtp)
+    t.add_user("alice", "secret")
+    t.add_user("carol", "pw", None, "--quota", "100")
+    t.start()
+    c = connect(t.lmtp)
+    c.send(b"LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n"
+           b"RCPT TO:<nosuchuser@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
+           b"DATA\r\nSubject: m\r\n\r\n" + b"x" * 200 + b"\r\n.\r\n")
+    codes = [r[0] for r in c.replies(8)]
+    assert codes == [250, 250, 250, 550, 250, 354, 250, 552], codes
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        page = r.read().decode()
+    got = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+           if line.startswith("tpops_lmtp_deliveries_total")}
+    assert got == {'tpops_lmtp_deliveries_total{result="stored"}': 1,
+                   'tpops_lmtp_deliveries_total{result="unknown_user"}': 1,
+                   'tpops_lmtp_deliveries_total{result="over_quota"}': 1,
+                   'tpops_lmtp_deliveries_total{result="temporary_error"}': 0,
+                   'tpops_lmtp_deliveries_total{result="permanent_error"}': 0}, got
