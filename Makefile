@@ -21,11 +21,16 @@ ALL_CFLAGS = -std=gnu17 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -D_GNU_SOURCE \
 	-DTPOPS_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' -Isrc -Ibuild-gen -pthread
 LDLIBS_ALL = $(PKG_LIBS) -pthread
 
-# BUILD selects the flavour: build (optimised) or build-asan (tests).
+# BUILD selects the flavour: build (optimised), build-asan (tests) or
+# build-tsan (ThreadSanitizer: make tsan).
 BUILD ?= build
 ifeq ($(BUILD),build-asan)
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(BUILD),build-tsan)
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDFLAGS += -fsanitize=thread
 endif
 
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
@@ -37,7 +42,7 @@ PROGRAMS := $(BUILD)/tpops $(TOOLS)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check check-galera unit integration fuzz fuzz-check bench install uninstall clean format
+.PHONY: all deps run check check-galera unit integration tsan fuzz fuzz-check bench install uninstall clean format
 all: $(PROGRAMS)
 
 deps:
@@ -91,6 +96,21 @@ unit: $(UNIT_BIN)
 PYTEST ?= /usr/bin/python3 -m pytest
 integration:
 	TPOPS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -ra tests/integration $(PYTEST_ARGS)
+
+# The daemon and tools under ThreadSanitizer, with the integration tests
+# that drive its threads hardest: sessions and their ends on every store,
+# TLS, SASL, limits, hostile files and the fault test (shortened). A data
+# race report ends the daemon (halt_on_error) and fails the test.
+# TSAN_TESTS picks other tests; .ci/run calls it under timeout.
+TSAN_TESTS ?= tests/integration/test_lifetime.py tests/integration/test_sessions.py \
+	tests/integration/test_tls.py tests/integration/test_sasl.py \
+	tests/integration/test_limits.py tests/integration/test_hostile_files.py \
+	tests/integration/test_faults.py
+tsan:
+	@scripts/deps.sh test
+	$(MAKE) BUILD=build-tsan all
+	TPOPS_BUILD=$(abspath build-tsan) TPOPS_SANITIZER=thread FAULT_SESSIONS=300 FAULT_FREE_WITHIN=5 \
+		$(PYTEST) -q -ra $(TSAN_TESTS) $(PYTEST_ARGS)
 
 # tpops on a real 3-node MariaDB Galera cluster on loopback (tests/galera):
 # failover, conflicts, the ledger. A few minutes; not part of `make check`
@@ -181,4 +201,4 @@ deb:
 	scripts/build-deb.sh build-deb
 
 clean:
-	rm -rf build build-asan build-fuzz build-gen
+	rm -rf build build-asan build-tsan build-fuzz build-gen

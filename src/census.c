@@ -75,6 +75,7 @@ static enum metric_session_state state_of(const struct session *s)
 	if (s->closing)
 		return SESSION_CLOSING;
 	switch (s->wait) {
+	case WAIT_LOGIN_HOLD: /* held before the check: a login delay too */
 	case WAIT_AUTH_DELAY:
 		return SESSION_LOGIN_DELAY;
 	case WAIT_STREAM:

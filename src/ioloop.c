@@ -43,6 +43,7 @@ struct ioloop *ioloop_new(unsigned index)
 	pthread_mutex_init(&loop->mutex, NULL);
 	loop->wakeup = event_new(loop->base, -1, EV_PERSIST, ioloop_drain, loop);
 	loop->index = index;
+	loop->runner = pthread_self(); /* until a thread of its own runs it */
 	return loop;
 }
 
@@ -73,6 +74,7 @@ void ioloop_post(struct ioloop *loop, struct job *job)
 static void *ioloop_main(void *arg)
 {
 	struct ioloop *loop = arg;
+	loop->runner = pthread_self();
 	event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }

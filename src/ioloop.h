@@ -12,6 +12,7 @@ struct session;
 struct ioloop {
 	struct event_base *base;
 	pthread_t thread;
+	pthread_t runner; /* the thread that runs the loop (its sessions' owner) */
 	pthread_mutex_t mutex;
 	struct job *done_head, *done_tail;
 	struct event *wakeup;

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 #include <time.h>
 
 static enum config_log log_target = LOG_TO_STDERR;
-static enum config_log_level log_level = LOGLEVEL_INFO;
+/* Rewritten by SIGHUP (reload.c) while every thread reads it. */
+static atomic_int log_level = LOGLEVEL_INFO;
 static const char *log_ident = "tpops";
 
 void log_open(const char *ident, enum config_log target, enum config_log_level level,
@@ -17,19 +19,24 @@ void log_open(const char *ident, enum config_log target, enum config_log_level l
 {
 	log_ident = ident;
 	log_target = target;
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 	if (target == LOG_TO_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, facility);
 }
 
 void log_set_level(enum config_log_level level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
+}
+
+static int level_now(void)
+{
+	return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 bool log_debug_enabled(void)
 {
-	return log_level >= LOGLEVEL_DEBUG;
+	return level_now() >= LOGLEVEL_DEBUG;
 }
 
 static void log_write(int priority, const char *label, const char *fmt, va_list ap)
@@ -100,7 +107,7 @@ const char *log_field_str(char *out, size_t outlen, const char *text)
 
 #define LOG_BODY(prio, label, min_level)                                                           \
 	do {                                                                                       \
-		if (log_level < (min_level))                                                       \
+		if (level_now() < (min_level))                                                       \
 			return;                                                                    \
 		va_list ap;                                                                        \
 		va_start(ap, fmt);                                                                 \

@@ -68,6 +68,13 @@ int maildir_openat(int maildir_fd, const char *path, int flags);
  * lookup would wait for the disk (see maildir_open_dir_cached). */
 int maildir_openat_cached(int maildir_fd, const char *path, int flags);
 
+/* Opens a message file (path such as "new/NAME") for reading, as
+ * maildir_openat (cached: as maildir_openat_cached), without ever waiting:
+ * a FIFO, directory, socket or device swapped in for a message is refused
+ * with *irregular_r set, never opened for reading nor waited on. -1 with
+ * errno on failure. */
+int maildir_open_message(int maildir_fd, const char *path, bool cached, bool *irregular_r);
+
 /* Calls each(name, dir_fd, ctx) for every regular file of an open
  * directory (new/ or cur/) whose name does not start with '.'; files are
  * stat'ed only where the filesystem does not report their type. */

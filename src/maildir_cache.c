@@ -101,10 +101,12 @@ bool maildir_size_cache_parse(struct maildir_size_cache *cache, char *text, size
 	return true;
 }
 
+/* Opened with O_NONBLOCK: a FIFO in its place must not hold the worker. */
 void maildir_size_cache_load(int maildir_fd, struct maildir_size_cache *cache)
 {
 	*cache = (struct maildir_size_cache){0};
-	int fd = openat(maildir_fd, MAILDIR_SIZE_CACHE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(maildir_fd, MAILDIR_SIZE_CACHE,
+			O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	struct stat st;
@@ -358,11 +360,13 @@ bad:
 	return false;
 }
 
+/* Opened with O_NONBLOCK, as the size cache. */
 bool maildir_index_load(int maildir_fd, const struct maildir_dir_stamp stamps[2],
 			struct maildir_index *idx)
 {
 	*idx = (struct maildir_index){0};
-	int fd = openat(maildir_fd, MAILDIR_INDEX, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(maildir_fd, MAILDIR_INDEX,
+			O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return false;
 	struct stat st;

@@ -79,6 +79,37 @@ int maildir_openat_cached(int maildir_fd, const char *path, int flags)
 	return open_beneath_cached(maildir_fd, path, flags, true, true);
 }
 
+int maildir_open_message(int maildir_fd, const char *path, bool cached, bool *irregular_r)
+{
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer
+	 * (forever, on the thread that does it); O_NOCTTY: a terminal device
+	 * must not become anything's controlling terminal. A socket fails
+	 * with ENXIO. */
+	int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
+	*irregular_r = false;
+	int fd = cached ? open_beneath_cached(maildir_fd, path, flags, true, true)
+			: open_beneath(maildir_fd, path, flags, true);
+	if (fd < 0) {
+		if (errno == ENXIO) /* a socket (or a device without its driver) */
+			*irregular_r = true;
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		*irregular_r = true;
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
 static int dir_status(int err)
 {
 	switch (err) {

@@ -192,9 +192,10 @@ static int list_subdirs(int dir_fd, const char *path, struct listing *l,
 /* The wire and stored size of a file, read whole; -1 with errno. */
 static int measure(int dir_fd, const char *name, char *chunk, uint64_t *wire_r, uint64_t *raw_r)
 {
-	int fd = maildir_openat(dir_fd, name, O_RDONLY);
+	bool irregular;
+	int fd = maildir_open_message(dir_fd, name, false, &irregular);
 	if (fd < 0)
-		return -1;
+		return -1; /* EINVAL: not a regular file */
 	struct pop3_out f;
 	pop3_out_init(&f, false, -1);
 	uint64_t wire = 0, raw = 0;
@@ -318,7 +319,8 @@ static bool size_one(int dir_fd, const char *path, struct item *it,
 		 * login), or unreadable */
 		if (errno != ENOENT) {
 			sz->unreadable++;
-			log_warn("Maildir %s: not serving %s: %s", path, it->name, strerror(errno));
+			log_warn("Maildir %s: not serving %s: %s", path, it->name,
+				 errno == EINVAL ? "not a regular file" : strerror(errno));
 		}
 		return false;
 	}
@@ -539,14 +541,15 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 		int status = drop_dir(dm, err, errlen);
 		if (status != DB_OK)
 			return status;
-		int fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
+		bool irregular = false;
+		int fd = maildir_open_message(dm->dir_fd, m->name, false, &irregular);
 		if (fd < 0 && errno == ENOENT) {
 			/* another client moved it to cur/, flagged or deleted it */
 			struct current *c = scan_current(dm);
 			const char *now = current_name(c, m->name);
 			if (now != NULL) {
 				set_name(dm, m, xstrdup(now));
-				fd = maildir_openat(dm->dir_fd, m->name, O_RDONLY);
+				fd = maildir_open_message(dm->dir_fd, m->name, false, &irregular);
 			}
 			current_free(c);
 			if (now == NULL)
@@ -554,9 +557,13 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 		}
 		if (fd < 0) {
 			int e = errno;
+			/* a FIFO, directory, socket or device in its place is
+			 * no message: never waited on (it would hold a thread) */
 			snprintf(err, errlen, "Maildir %s: %s: %s", dm->path, m->name,
-				 e == ENOENT ? "the file is gone" : strerror(e));
-			return e == ENOENT ? DB_NOT_FOUND : DB_TEMPFAIL;
+				 irregular      ? "not a regular file: not served"
+				 : e == ENOENT ? "the file is gone"
+					       : strerror(e));
+			return irregular || e == ENOENT ? DB_NOT_FOUND : DB_TEMPFAIL;
 		}
 		dm->open_fd = fd;
 		dm->open_index = index;
@@ -600,8 +607,9 @@ static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offse
 		if (dm->dir_fd < 0 && maildir_open_dir_cached(dm->root, dm->path, &dm->dir_fd) != DB_OK)
 			return DB_AGAIN;
 		/* a file moved by another client is looked for on a worker */
-		int fd = maildir_openat_cached(dm->dir_fd, md->msgs[index].name, O_RDONLY);
-		if (fd < 0)
+		bool irregular;
+		int fd = maildir_open_message(dm->dir_fd, md->msgs[index].name, true, &irregular);
+		if (fd < 0) /* a worker tries again, and reports what is wrong */
 			return DB_AGAIN;
 		dm->open_fd = fd;
 		dm->open_index = index;

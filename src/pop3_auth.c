@@ -146,11 +146,9 @@ static void login_work(struct session_job *sj)
 		worker_db_discard(); /* reconnect for the next job */
 }
 
-void pop3_auth_delay_over(evutil_socket_t fd, short what, void *arg)
+static void auth_delay_over(struct session *s)
 {
-	struct session *s = arg;
 	reply_err(s, "[AUTH] Authentication failed");
-	session_resume(s);
 }
 
 /* ---- the attempt: its place in the brute-force records ---- */
@@ -244,10 +242,7 @@ static void answer_failure(struct session *s, const char *login, const char *met
 	}
 	double delay = attempt_end(s, AUTH_OUTCOME_FAILURE);
 	metrics_login(method, LOGIN_RESULT_FAILED);
-	s->wait = WAIT_AUTH_DELAY;
-	long ms = delay > 0 ? (long)(delay * 1000) : 0;
-	struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
-	evtimer_add(s->delay_timer, &tv);
+	session_delay(s, delay > 0 ? (long)(delay * 1000) : 0, auth_delay_over);
 }
 
 void pop3_login_failed(struct session *s, const char *login, const char *method,
@@ -273,7 +268,6 @@ static void login_finish(struct session_job *sj)
 		/* failures are counted by answer_failure */
 		metrics_login(lj->mechanism, (enum metric_login_result)lj->result);
 	}
-	bool resume = true;
 	char user[LOG_FIELD_SIZE];
 	log_field_str(user, sizeof user, lj->result == LOGIN_OK ? s->user.login : lj->login);
 	switch (lj->result) {
@@ -284,7 +278,6 @@ static void login_finish(struct session_job *sj)
 		break;
 	case LOGIN_BAD:
 		answer_failure(s, lj->login, lj->mechanism, lj->error);
-		resume = false;
 		break;
 	case LOGIN_IN_USE:
 		log_info("login refused: user=%s from=%s reason=%s", user, s->peer_text,
@@ -305,44 +298,30 @@ static void login_finish(struct session_job *sj)
 	user_clear(&lj->user);
 	free(lj->login);
 	free(lj);
-	if (resume)
-		session_resume(s);
 }
 
-/* The hold is waited out in short steps, so that a session closed in
- * the meantime (SIGTERM, a timeout) does not linger. */
+/* The slot is looked for again in short steps: another attempt may free
+ * it sooner. */
 #define HOLD_STEP_MS 250
 
-struct release_job {
-	struct session_job sj;
-};
-
-static void release_finish(struct session_job *sj)
+/* The session closed during the hold (the client left, SIGTERM, a
+ * timeout): nobody to answer, so the check does not run at all (running
+ * it would let a client skip the hold by hanging up), and takes no slot
+ * (a guesser who hangs up does not fill the queue for the checks of
+ * others). */
+static void hold_cancel(struct session *s)
 {
-	free(sj);
+	struct pop3_attempt *a = s->attempt;
+	event_free(a->hold);
+	a->hold = NULL;
+	a->cancel(a->arg);
+	attempt_end(s, AUTH_OUTCOME_NONE);
 }
 
 static void hold_step(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct pop3_attempt *a = s->attempt;
-	if (s->input_eof && !s->closing)
-		session_close(s, "client closed the connection while held");
-	if (s->closing) {
-		/* nobody to answer: the check does not run at all, and takes
-		 * no slot (a guesser who hangs up does not fill the queue for
-		 * the checks of others) */
-		event_free(a->hold);
-		a->hold = NULL;
-		a->cancel(a->arg);
-		attempt_end(s, AUTH_OUTCOME_NONE);
-		/* the session may be freed now, at the loop's next turn */
-		struct release_job *rj = xcalloc(1, sizeof *rj);
-		rj->sj.finish = release_finish;
-		s->jobs--;
-		session_finish_here(s, &rj->sj);
-		return;
-	}
 	long wait = auth_attempt_start(&a->rec, s->cfg->auth_failure_delay,
 				       s->cfg->auth_failure_delay_max);
 	if (wait > 0) {
@@ -355,7 +334,7 @@ static void hold_step(evutil_socket_t fd, short what, void *arg)
 	event_free(a->hold);
 	a->hold = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &a->checked);
-	s->jobs--;
+	session_hold_leave(s);
 	a->go(s, a->arg);
 }
 
@@ -381,13 +360,11 @@ void pop3_attempt_gate(struct session *s, const char *login, size_t login_len,
 		return;
 	}
 	/* Held before the check, right or wrong: a guesser who hangs up when
-	 * no quick +OK comes learns nothing from the silence. Counted as a
-	 * job: the session reads no command and is not freed under the
-	 * timer. */
+	 * no quick +OK comes learns nothing from the silence. The session
+	 * reads no command meanwhile; its end cancels the hold at once. */
 	metrics_login_hold(HOLD_BEFORE_CHECK);
 	a->hold = evtimer_new(s->loop->base, hold_step, s);
-	s->jobs++;
-	s->wait = WAIT_JOB;
+	session_hold_enter(s, hold_cancel);
 	struct timeval tv = {0, (suseconds_t)(wait > HOLD_STEP_MS ? HOLD_STEP_MS : wait) * 1000};
 	evtimer_add(a->hold, &tv);
 }

@@ -44,7 +44,7 @@ static void salt_key(const struct config *cfg, struct buf *key)
 struct credentials_job {
 	struct session_job sj;
 	const struct config *cfg;
-	struct sasl *sasl;
+	struct sasl *sasl; /* handed over by the session for the lookup, and back */
 	int status;
 	char error[256];
 };
@@ -74,11 +74,19 @@ static void credentials_work(struct session_job *sj)
 	user_clear(&u);
 }
 
+static void credentials_discard(struct session_job *sj)
+{
+	struct credentials_job *cj = (struct credentials_job *)sj;
+	sasl_free(cj->sasl);
+	free(cj);
+}
+
 static void credentials_finish(struct session_job *sj)
 {
 	struct credentials_job *cj = (struct credentials_job *)sj;
 	struct session *s = sj->session;
-	s->wait = WAIT_NONE;
+	s->sasl = cj->sasl;
+	cj->sasl = NULL;
 	if (cj->status != DB_OK) {
 		log_error("AUTH from=%s: looking up the user: %s", s->peer_text, cj->error);
 		reply_err(s, "[SYS/TEMP] Temporary failure, try again later");
@@ -90,13 +98,13 @@ static void credentials_finish(struct session_job *sj)
 		buf_free(&out);
 	}
 	free(cj);
-	if (s->wait == WAIT_NONE)
-		session_resume(s);
 }
 
 static void credentials_go(struct session *s, void *arg)
 {
 	struct credentials_job *cj = arg;
+	cj->sasl = s->sasl; /* the worker's until the job is back */
+	s->sasl = NULL;
 	session_submit(s, &cj->sj, true);
 }
 
@@ -117,7 +125,7 @@ static void sasl_continue(struct session *s, enum sasl_status status, struct buf
 		struct credentials_job *cj = xcalloc(1, sizeof *cj);
 		cj->sj.work = credentials_work;
 		cj->sj.finish = credentials_finish;
-		cj->sasl = s->sasl;
+		cj->sj.discard = credentials_discard;
 		cj->cfg = s->cfg;
 		const char *login = sasl_authcid(s->sasl);
 		pop3_attempt_gate(s, login, strlen(login), credentials_go, free, cj);

@@ -6,6 +6,7 @@
  * while the client takes in this one: clients fetch in order. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +19,35 @@
 #include "worker.h"
 #include "xalloc.h"
 
+/* A stream's state, kept out of struct session (which holds a pointer). */
+struct pop3_stream {
+	size_t index;
+	uint64_t offset;
+	struct pop3_out filter; /* lent to the piece in flight, given back by it */
+	bool first;     /* no octet sent yet: an error can still be -ERR */
+	bool fetching;  /* a piece is in flight */
+	bool on_worker; /* a piece was not in memory: read on a worker */
+	bool top;
+	bool abandoned; /* the client is gone: the piece in flight is dropped */
+	/* SQL stores: the message after the one just retrieved, read while
+	 * the client takes that one in */
+	struct {
+		struct chunk_job *job; /* read and waiting, or NULL */
+		size_t index;
+		bool in_flight;
+		bool adopted; /* a RETR waits for the one in flight */
+	} ahead;
+};
+
+/* A piece of a message: the worker reads and converts it with the job's
+ * own copy of the filter state, which the finish hands back. */
 struct chunk_job {
 	struct session_job sj;
 	struct maildrop *maildrop;
 	size_t index;
 	uint64_t offset;
-	struct pop3_out *filter;
-	struct pop3_out ahead_filter; /* a read-ahead's own, until adopted */
-	size_t reserved;              /* read-ahead octets counted in ahead_total */
+	struct pop3_out filter;
+	size_t reserved; /* read-ahead octets counted in ahead_total */
 	char *out;
 	size_t out_len;
 	uint64_t consumed;
@@ -55,19 +77,19 @@ static void chunk_fill(struct chunk_job *cj, struct db *db)
 		cj->status = ops->read_nowait(cj->maildrop, cj->index, cj->offset, raw,
 					      RETR_CHUNK_SIZE, &got);
 	if (cj->status == DB_OK) {
-		if (pop3_out_passthrough(cj->filter, raw, got)) {
+		if (pop3_out_passthrough(&cj->filter, raw, got)) {
 			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
 			cj->out_len = got;
 			raw = NULL;
 		} else {
 			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
-			cj->out_len = pop3_out_feed(cj->filter, raw, got, cj->out);
+			cj->out_len = pop3_out_feed(&cj->filter, raw, got, cj->out);
 		}
 		cj->consumed = got;
 		/* a short read is the last one (the maildrop_ops contract):
 		 * the message ends in this job, without one more hand-off */
-		if (got < RETR_CHUNK_SIZE || pop3_out_done(cj->filter)) {
-			cj->out_len += pop3_out_finish(cj->filter, cj->out + cj->out_len);
+		if (got < RETR_CHUNK_SIZE || pop3_out_done(&cj->filter)) {
+			cj->out_len += pop3_out_finish(&cj->filter, cj->out + cj->out_len);
 			cj->end = true;
 		}
 	}
@@ -100,6 +122,18 @@ static void chunk_job_free(struct chunk_job *cj)
 	free(cj);
 }
 
+static void chunk_discard(struct session_job *sj)
+{
+	chunk_job_free((struct chunk_job *)sj);
+}
+
+static struct pop3_stream *stream_of(struct session *s)
+{
+	if (s->stream == NULL)
+		s->stream = xcalloc(1, sizeof *s->stream);
+	return s->stream;
+}
+
 static void stream_fetch(struct session *s);
 static void read_ahead(struct session *s, size_t index);
 
@@ -107,8 +141,10 @@ static void chunk_finish(struct session_job *sj)
 {
 	struct chunk_job *cj = (struct chunk_job *)sj;
 	struct session *s = sj->session;
-	s->stream.fetching = false;
-	if (s->closing) {
+	struct pop3_stream *st = s->stream;
+	st->fetching = false;
+	if (st->abandoned) { /* the client left: nobody waits for it */
+		st->abandoned = false;
 		chunk_job_free(cj);
 		return;
 	}
@@ -118,9 +154,9 @@ static void chunk_finish(struct session_job *sj)
 			  cj->error);
 		int status = cj->status;
 		chunk_job_free(cj);
-		if (s->stream.first) {
+		if (st->first) {
 			if (status == DB_NOT_FOUND)
-				reply_err(s, "Message %zu is gone", s->stream.index + 1);
+				reply_err(s, "Message %zu is gone", st->index + 1);
 			else
 				reply_err(s, "[SYS/TEMP] Cannot read the message, try again later");
 			session_resume(s);
@@ -129,14 +165,15 @@ static void chunk_finish(struct session_job *sj)
 		}
 		return;
 	}
-	if (s->stream.first) {
-		s->stream.first = false;
-		if (s->stream.top)
+	st->filter = cj->filter; /* handed back */
+	if (st->first) {
+		st->first = false;
+		if (st->top)
 			reply_ok(s, "Top of message follows");
 		else
 			reply_ok(s, "%llu octets", (unsigned long long)m->size);
 	}
-	s->stream.offset += cj->consumed;
+	st->offset += cj->consumed;
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	if (cj->out_len > 0) {
 		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
@@ -145,13 +182,13 @@ static void chunk_finish(struct session_job *sj)
 	bool end = cj->end;
 	chunk_job_free(cj);
 	if (end) {
-		if (!s->stream.top) {
-			s->retrieved[s->stream.index] = true;
+		if (!st->top) {
+			s->retrieved[st->index] = true;
 			s->retr_count++;
 			s->retr_octets += m->size;
 			metrics_message_retrieved(m->size);
 			/* before the next command: it may be the RETR of this one */
-			read_ahead(s, s->stream.index + 1);
+			read_ahead(s, st->index + 1);
 		}
 		session_resume(s);
 		return;
@@ -167,18 +204,20 @@ static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t
 	struct chunk_job *cj = xcalloc(1, sizeof *cj);
 	cj->sj.work = chunk_work;
 	cj->sj.finish = chunk_finish;
+	cj->sj.discard = chunk_discard;
 	cj->sj.job.kind = JOB_RETR_PIECE;
 	cj->maildrop = s->maildrop;
 	cj->index = index;
 	cj->offset = offset;
-	cj->filter = &s->stream.filter;
 	return cj;
 }
 
 static void stream_fetch(struct session *s)
 {
-	struct chunk_job *cj = chunk_job_new(s, s->stream.index, s->stream.offset);
-	s->stream.fetching = true;
+	struct pop3_stream *st = s->stream;
+	struct chunk_job *cj = chunk_job_new(s, st->index, st->offset);
+	cj->filter = st->filter; /* lent to the job */
+	st->fetching = true;
 	/* What the page cache holds is read right here: a worker hand-off
 	 * costs more than reading 256 KiB from memory. */
 	if (s->maildrop->ops->read_nowait != NULL) {
@@ -187,8 +226,8 @@ static void stream_fetch(struct session *s)
 			session_finish_here(s, &cj->sj);
 			return;
 		}
-		if (!s->stream.on_worker) { /* once per message */
-			s->stream.on_worker = true;
+		if (!st->on_worker) { /* once per message */
+			st->on_worker = true;
 			log_debug("user=%s: message %zu from octet %llu is not in memory: read on a "
 				  "storage worker",
 				  s->user.login, cj->index + 1, (unsigned long long)cj->offset);
@@ -199,8 +238,19 @@ static void stream_fetch(struct session *s)
 
 void pop3_stream_resume(struct session *s)
 {
-	if (s->wait == WAIT_STREAM && !s->stream.fetching)
+	if (s->wait == WAIT_STREAM && !s->stream->fetching)
 		stream_fetch(s);
+}
+
+void pop3_stream_abandon(struct session *s)
+{
+	struct pop3_stream *st = s->stream;
+	if (st->ahead.adopted) { /* the read-ahead it waited for is kept as such */
+		st->ahead.adopted = false;
+		st->fetching = false;
+	} else if (st->fetching) {
+		st->abandoned = true;
+	}
 }
 
 /* ---- read-ahead ---- */
@@ -211,20 +261,19 @@ static void ahead_finish(struct session_job *sj)
 {
 	struct chunk_job *cj = (struct chunk_job *)sj;
 	struct session *s = sj->session;
-	s->ahead.in_flight = false;
-	if (s->ahead.adopted) { /* that RETR has come: go on as its first piece */
-		s->ahead.adopted = false;
-		s->stream.filter = cj->ahead_filter;
-		cj->filter = &s->stream.filter;
+	struct pop3_stream *st = s->stream;
+	st->ahead.in_flight = false;
+	if (st->ahead.adopted) { /* that RETR has come: go on as its first piece */
+		st->ahead.adopted = false;
 		chunk_finish(sj);
 		return;
 	}
 	/* on an error the RETR reads again itself, and reports what it gets */
-	if (s->closing || cj->status != DB_OK || s->ahead.job != NULL) {
+	if (cj->status != DB_OK || st->ahead.job != NULL) {
 		chunk_job_free(cj);
 		return;
 	}
-	s->ahead.job = cj;
+	st->ahead.job = cj;
 }
 
 /* Stores without read_nowait only: every read blocks there, and their
@@ -233,7 +282,8 @@ static void ahead_finish(struct session_job *sj)
  * ones stream with a piece in hand anyway). */
 static void read_ahead(struct session *s, size_t index)
 {
-	if (s->maildrop->ops->read_nowait != NULL || s->ahead.in_flight || s->ahead.job != NULL ||
+	struct pop3_stream *st = s->stream;
+	if (s->maildrop->ops->read_nowait != NULL || st->ahead.in_flight || st->ahead.job != NULL ||
 	    index >= s->maildrop->count || s->deleted[index] || s->retrieved[index])
 		return;
 	uint64_t size = s->maildrop->msgs[index].size;
@@ -246,10 +296,9 @@ static void read_ahead(struct session *s, size_t index)
 	struct chunk_job *cj = chunk_job_new(s, index, 0);
 	cj->sj.finish = ahead_finish;
 	cj->reserved = size;
-	pop3_out_init(&cj->ahead_filter, true, -1);
-	cj->filter = &cj->ahead_filter;
-	s->ahead.in_flight = true;
-	s->ahead.index = index;
+	pop3_out_init(&cj->filter, true, -1);
+	st->ahead.in_flight = true;
+	st->ahead.index = index;
 	session_submit(s, &cj->sj, false);
 }
 
@@ -257,24 +306,23 @@ static void read_ahead(struct session *s, size_t index)
  * soon as it comes. False when there is nothing to use. */
 static bool stream_from_ahead(struct session *s)
 {
-	size_t index = s->stream.index;
-	bool ready = s->ahead.job != NULL && s->ahead.index == index;
-	if (ready || (s->ahead.in_flight && s->ahead.index == index))
+	struct pop3_stream *st = s->stream;
+	size_t index = st->index;
+	bool ready = st->ahead.job != NULL && st->ahead.index == index;
+	if (ready || (st->ahead.in_flight && st->ahead.index == index))
 		log_debug("user=%s: message %zu was read ahead (%s)", s->user.login, index + 1,
 			  ready ? "ready" : "on its way");
 	if (ready) {
-		struct chunk_job *cj = s->ahead.job;
-		s->ahead.job = NULL;
-		s->stream.filter = cj->ahead_filter;
-		cj->filter = &s->stream.filter;
+		struct chunk_job *cj = st->ahead.job;
+		st->ahead.job = NULL;
 		cj->sj.finish = chunk_finish;
-		s->stream.fetching = true;
+		st->fetching = true;
 		session_finish_here(s, &cj->sj);
 		return true;
 	}
-	if (s->ahead.in_flight && s->ahead.index == index) {
-		s->ahead.adopted = true;
-		s->stream.fetching = true;
+	if (st->ahead.in_flight && st->ahead.index == index) {
+		st->ahead.adopted = true;
+		st->fetching = true;
 		return true;
 	}
 	return false;
@@ -282,25 +330,32 @@ static bool stream_from_ahead(struct session *s)
 
 void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines)
 {
-	s->stream.index = n - 1;
-	s->stream.offset = 0;
-	s->stream.first = true;
-	s->stream.on_worker = false;
-	s->stream.top = top_lines >= 0;
-	pop3_out_init(&s->stream.filter, true, top_lines);
-	s->wait = WAIT_STREAM;
-	if (!s->stream.top && stream_from_ahead(s))
+	if (s->peer_gone)
+		return; /* a RETR sent before the client left: nobody would read it */
+	struct pop3_stream *st = stream_of(s);
+	assert(!st->fetching);
+	st->index = n - 1;
+	st->offset = 0;
+	st->first = true;
+	st->on_worker = false;
+	st->top = top_lines >= 0;
+	pop3_out_init(&st->filter, true, top_lines);
+	session_wait_enter(s, WAIT_STREAM);
+	if (!st->top && stream_from_ahead(s))
 		return;
-	if (s->ahead.job != NULL) { /* read ahead for nothing: let it go */
-		chunk_job_free(s->ahead.job);
-		s->ahead.job = NULL;
+	if (st->ahead.job != NULL) { /* read ahead for nothing: let it go */
+		chunk_job_free(st->ahead.job);
+		st->ahead.job = NULL;
 	}
 	stream_fetch(s);
 }
 
 void pop3_stream_free(struct session *s)
 {
-	if (s->ahead.job != NULL)
-		chunk_job_free(s->ahead.job);
-	s->ahead.job = NULL;
+	if (s->stream == NULL)
+		return;
+	if (s->stream->ahead.job != NULL)
+		chunk_job_free(s->stream->ahead.job);
+	free(s->stream);
+	s->stream = NULL;
 }

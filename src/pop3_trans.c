@@ -218,8 +218,8 @@ static void cmd_capa(struct session *s, const struct pop3_command *c)
 
 struct commit_job {
 	struct session_job sj;
-	struct maildrop *maildrop;
-	const bool *deleted, *retrieved;
+	struct maildrop *maildrop; /* the session waits: nothing else uses it */
+	bool *deleted, *retrieved; /* handed over by the session, and back */
 	int64_t uid;
 	char owner[128];
 	int status;
@@ -246,6 +246,8 @@ static void commit_finish(struct session_job *sj)
 {
 	struct commit_job *cj = (struct commit_job *)sj;
 	struct session *s = sj->session;
+	s->deleted = cj->deleted;
+	s->retrieved = cj->retrieved;
 	s->locked = !cj->released;
 	metrics_quit_commit(cj->status == DB_OK);
 	if (cj->status == DB_OK) {
@@ -275,8 +277,9 @@ static void cmd_quit(struct session *s, const struct pop3_command *c)
 	cj->sj.finish = commit_finish;
 	cj->sj.job.kind = JOB_COMMIT;
 	cj->maildrop = s->maildrop;
-	cj->deleted = s->deleted;
+	cj->deleted = s->deleted; /* the worker's until the job is back */
 	cj->retrieved = s->retrieved;
+	s->deleted = s->retrieved = NULL;
 	cj->uid = s->user.uid;
 	snprintf(cj->owner, sizeof cj->owner, "%s", s->lock_owner);
 	session_submit(s, &cj->sj, true);

@@ -1,4 +1,5 @@
-/* One POP3 connection: socket I/O, line reading, timers, dispatch, close. */
+/* One POP3 connection: socket I/O, line reading, dispatch, start and
+ * free (its jobs, waits and end are session_life.c's). */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -24,14 +25,12 @@
 
 static uint64_t session_counter;
 
-static void session_process(struct session *s);
-static void session_maybe_free(struct session *s);
 
 /* ---- replies ---- */
 
 static void reply(struct session *s, const char *status, const char *fmt, va_list ap)
 {
-	if (s->closing)
+	if (s->closing || s->peer_gone)
 		return;
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add(out, status, strlen(status));
@@ -63,56 +62,8 @@ void reply_err(struct session *s, const char *fmt, ...)
 
 void reply_raw(struct session *s, const char *data, size_t len)
 {
-	if (!s->closing)
+	if (!s->closing && !s->peer_gone)
 		evbuffer_add(bufferevent_get_output(s->bev), data, len);
-}
-
-/* ---- jobs ---- */
-
-static void session_job_run(struct job *job)
-{
-	struct session_job *sj = (struct session_job *)job;
-	sj->work(sj);
-}
-
-static void session_job_done(struct job *job)
-{
-	struct session_job *sj = (struct session_job *)job;
-	struct session *s = sj->session;
-	/* Counted until finish returns: finish may close the session, and
-	 * the session must not be freed under it (nor before we are done). */
-	sj->finish(sj); /* frees sj */
-	s->jobs--;
-	session_maybe_free(s);
-}
-
-static void session_job_init(struct session *s, struct session_job *sj)
-{
-	sj->session = s;
-	sj->job.run = session_job_run;
-	sj->job.done = session_job_done;
-	sj->job.loop = s->loop;
-	s->jobs++;
-}
-
-void session_submit(struct session *s, struct session_job *sj, bool blocking)
-{
-	session_job_init(s, sj);
-	if (blocking)
-		s->wait = WAIT_JOB;
-	worker_submit(&sj->job);
-}
-
-void session_finish_here(struct session *s, struct session_job *sj)
-{
-	session_job_init(s, sj);
-	ioloop_post(s->loop, &sj->job);
-}
-
-void session_resume(struct session *s)
-{
-	s->wait = WAIT_NONE;
-	session_process(s);
 }
 
 /* ---- timers ---- */
@@ -129,33 +80,6 @@ void session_command_timer_reset(struct session *s)
 		struct timeval tv = {s->cfg->command_timeout, 0};
 		evtimer_add(s->command_timer, &tv);
 	}
-}
-
-static void on_command_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-	if (s->closing) { /* the client does not read our last words */
-		s->peer_gone = true;
-		session_maybe_free(s);
-		return;
-	}
-	if (s->wait == WAIT_JOB && s->state == STATE_UPDATE)
-		return; /* QUIT is committing: let it finish */
-	/* In the middle of RETR/TOP any text would become part of the
-	 * message: then the connection just ends, without the final dot. */
-	if (s->wait != WAIT_STREAM)
-		reply_err(s, "Disconnected for inactivity");
-	session_close(s, "command timeout");
-}
-
-static void on_session_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-	if (s->state == STATE_UPDATE)
-		return;
-	if (s->wait != WAIT_STREAM) /* see on_command_timeout */
-		reply_err(s, "Connection time limit reached, closing connection");
-	session_close(s, "connection time limit (ConnectionKeepTime)");
 }
 
 /* ---- input ---- */
@@ -259,7 +183,7 @@ static void session_handle_line(struct session *s, const char *line, size_t len)
 		reply_err(s, "%s is not valid in this state", pop3_cmd_name(c.cmd));
 }
 
-static void session_process(struct session *s)
+void session_process(struct session *s)
 {
 	/* A command may close the session (QUIT, too many bad commands), and
 	 * with nothing left to send (the reply already handed to the TLS
@@ -267,8 +191,10 @@ static void session_process(struct session *s)
 	 * loop: the free waits until the loop is done. */
 	s->processing++;
 	while (!s->closing && s->wait == WAIT_NONE) {
+		if (s->peer_gone) /* answers of commands sent before it left */
+			session_discard_output(s);
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH_WATER) {
-			s->wait = WAIT_OUTPUT; /* resumed by the write callback */
+			session_wait_enter(s, WAIT_OUTPUT); /* resumed by the write callback */
 			break;
 		}
 		char line[SASL_MAX_RESPONSE + 2];
@@ -309,39 +235,28 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	/* A reset, a failed write, a TLS alert: nothing more can be sent.
+	 * So too when a TLS connection ends without close_notify (libevent
+	 * reports that as EOF, allow_dirty_shutdown): unlike TCP's half-close
+	 * it is no way of saying "I am done sending but still reading". */
 	if (what & BEV_EVENT_ERROR)
 		s->peer_gone = true;
+	if ((what & BEV_EVENT_EOF) && s->tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		if (ssl == NULL || !(SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN))
+			s->peer_gone = true;
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		/* Commands that arrived before the close still count: a client
-		 * may send QUIT and close without reading the answer. */
-		s->input_eof = true;
 		bufferevent_disable(bev, EV_READ);
-		if (s->closing)
-			session_maybe_free(s);
-		else
-			session_process(s);
+		session_input_ended(s);
 	}
 }
 
 /* ---- life cycle ---- */
 
-void session_close(struct session *s, const char *reason)
+void session_free(struct session *s)
 {
-	if (s->closing)
-		return;
-	log_debug("session %llu: closing: %s", (unsigned long long)s->id, reason);
-	s->closing = true;
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0); /* on_write when all is sent */
-	/* A client that reads nothing more (stalled in a RETR) would keep a
-	 * closing session, its connection slot and its output forever: after
-	 * one more CommandTimeout on_command_timeout gives up on sending. */
-	session_command_timer_reset(s);
-	session_maybe_free(s);
-}
-
-static void session_free(struct session *s)
-{
+	session_assert_owner(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -375,57 +290,6 @@ static void session_free(struct session *s)
 	sasl_free(s->sasl);
 	user_clear(&s->user);
 	free(s);
-}
-
-/* Frees the session once nothing holds it. Runs only from its own event
- * (session_maybe_free activates it), never inside a command handler or a
- * callback that may still touch the session after closing it. */
-static void session_finish(struct session *s)
-{
-	if (!s->closing || s->jobs > 0 || s->processing > 0)
-		return;
-	if (s->locked) {
-		pop3_release_lock(s); /* a job: back here when it is done */
-		return;
-	}
-	if (!s->peer_gone && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-		return; /* on_write calls again once the last reply is sent */
-	/* TLS ends with close_notify after the last reply: a client that
-	 * waits for it (openssl s_client) would take a bare close for an
-	 * attack. After STLS it goes out through the socket's bufferevent,
-	 * which the check below waits for. */
-	if (s->tls && !s->tls_closed && !s->peer_gone) {
-		s->tls_closed = true;
-		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-		if (ssl != NULL && SSL_is_init_finished(ssl)) {
-			SSL_shutdown(ssl);
-			ERR_clear_error();
-		}
-	}
-	/* After STLS the TLS filter hands its output to the socket's own
-	 * bufferevent, and on_write comes when the filter is empty, before
-	 * the socket has sent it all; freeing now would lose the last reply
-	 * (QUIT's +OK). Nothing calls back when the socket side is done, so
-	 * look again shortly (the command timer still bounds the wait). */
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	if (!s->peer_gone && under != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
-		static const struct timeval tick = {0, 10 * 1000};
-		evtimer_add(s->flush_timer, &tick);
-		return;
-	}
-	session_free(s);
-}
-
-static void session_maybe_free(struct session *s)
-{
-	if (s->closing && s->jobs == 0 && s->processing == 0)
-		event_active(s->flush_timer, EV_TIMEOUT, 1);
-}
-
-static void on_flush_check(evutil_socket_t fd, short what, void *arg)
-{
-	session_finish(arg);
 }
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t size)
@@ -538,11 +402,11 @@ static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
 		s->next->prev = s;
 	loop->sessions = s;
 
-	s->command_timer = evtimer_new(loop->base, on_command_timeout, s);
-	s->session_timer = evtimer_new(loop->base, on_session_timeout, s);
-	s->delay_timer = evtimer_new(loop->base, pop3_auth_delay_over, s);
+	s->command_timer = evtimer_new(loop->base, session_command_timeout, s);
+	s->session_timer = evtimer_new(loop->base, session_keep_timeout, s);
+	s->delay_timer = evtimer_new(loop->base, session_delay_timer, s);
 	s->lease_timer = event_new(loop->base, -1, EV_PERSIST, pop3_lease_tick, s);
-	s->flush_timer = evtimer_new(loop->base, on_flush_check, s);
+	s->flush_timer = evtimer_new(loop->base, session_flush_check, s);
 	session_command_timer_reset(s);
 	struct timeval keep = {cfg->connection_keep_time, 0};
 	evtimer_add(s->session_timer, &keep);

@@ -26,6 +26,8 @@ RUN_GROUP = "nogroup" if IS_ROOT else None
 # checking is for the tools; abort_on_error makes a sanitizer report fatal.
 DAEMON_ASAN = "detect_leaks=0:abort_on_error=1:quarantine_size_mb=8"
 TOOL_ASAN = "detect_leaks=1:abort_on_error=1"
+# `make tsan`: a data race report ends the program (and fails the test).
+TSAN = "halt_on_error=1:exitcode=66:second_deadlock_stack=1"
 
 
 def program(name):
@@ -107,7 +109,8 @@ class Tpops:
     def tool(self, name, *args, input=None, check=True, env=None):
         """Runs an admin tool against this installation; returns the
         CompletedProcess (stdout/stderr as bytes)."""
-        e = dict(os.environ, ASAN_OPTIONS=TOOL_ASAN, UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        e = dict(os.environ, ASAN_OPTIONS=TOOL_ASAN, TSAN_OPTIONS=TSAN,
+                 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         if env:
             e.update(env)
         r = subprocess.run([program(name), "-c", self.conf, *map(str, args)],
@@ -154,7 +157,8 @@ class Tpops:
     # -- daemon --
     def start(self, extra_args=()):
         assert self.proc is None
-        env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN, UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN, TSAN_OPTIONS=TSAN,
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([program("tpops"), "-c", self.conf, *extra_args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -235,6 +239,7 @@ def make_tpops(tmpdir_shared):
         t.stop()
         log = t.read_log() if os.path.exists(t.log_path) else ""
         assert "ERROR: AddressSanitizer" not in log, log
+        assert "WARNING: ThreadSanitizer" not in log, log
         assert "runtime error:" not in log, log
         assert not crashed, log
 
