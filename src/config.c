@@ -153,6 +153,7 @@ static const struct key keys[] = {
 		"an absolute socket path, or inet:ADDRESS:PORT"),
 	INT_KEY("LMTP_MaxMessageSize", lmtp_max_message_size, 1024, CONFIG_INT_MAX),
 	INT_KEY("LMTP_Timeout", lmtp_timeout, 1, 86400),
+	INT_KEY("LMTP_MaxConnections", lmtp_max_connections, 1, 100000),
 	STR_KEY("ControlSocket", KEY_SOCKET, control_socket,
 		"an absolute path of at most 107 bytes, or none"),
 	STR_KEY("MetricsListen", KEY_METRICS, metrics_listen,
@@ -246,6 +247,7 @@ void config_defaults(struct config *cfg)
 	cfg->workers = 0;
 	cfg->lmtp_max_message_size = DEFAULT_LMTP_MAX_MESSAGE_SIZE;
 	cfg->lmtp_timeout = DEFAULT_LMTP_TIMEOUT;
+	cfg->lmtp_max_connections = DEFAULT_LMTP_MAX_CONNECTIONS;
 	cfg->syslog_facility = LOG_MAIL;
 	/* Mechanisms that work with every password scheme; CRAM-MD5 and
 	 * SCRAM-SHA-256 need plaintext (or SCRAM) stored passwords, so the

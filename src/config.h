@@ -52,6 +52,7 @@ struct config {
 	char *lmtp_listen;         /* LMTP_Listen: Unix socket path or inet:HOST:PORT; NULL = off */
 	int lmtp_max_message_size; /* LMTP_MaxMessageSize: octets */
 	int lmtp_timeout;          /* LMTP_Timeout: seconds of silence */
+	int lmtp_max_connections;  /* LMTP_MaxConnections */
 	char *control_socket; /* ControlSocket: tpops-admin's Unix socket; NULL = none */
 	/* MetricsListen: an IP address (with metrics_port) or the absolute
 	 * path of a Unix socket; NULL = no metrics listener */

@@ -44,9 +44,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * under a quota writes the user's row (and puts it back before
 	 * COMMIT), so that two deliveries on two nodes conflict, and one
 	 * runs again and sees the other's message. A single UPDATE that sets
-	 * the same value would change no row and certify nothing. */
-	[ST_USER_CLAIM] = "UPDATE `user` SET quota = quota + 1 WHERE uid = ?",
-	[ST_USER_UNCLAIM] = "UPDATE `user` SET quota = quota - 1 WHERE uid = ?",
+	 * the same value would change no row and certify nothing; negating a
+	 * quota (> 0 here) always changes it and cannot overflow. */
+	[ST_USER_CLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ?",
+	[ST_USER_UNCLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ?",
 	/* The server's clock, so that every tpops server agrees on expiry. */
 	[ST_LOCK_EXPIRE] = "DELETE FROM locks WHERE uid = ? AND expires < UNIX_TIMESTAMP()",
 	[ST_LOCK_INSERT] = "INSERT IGNORE INTO locks (uid, owner, expires, timestamp) "

@@ -646,19 +646,22 @@ void lmtp_session_start(struct lmtp_server *srv, int fd)
 		s->next->prev = s;
 	srv->sessions = s;
 	atomic_fetch_add(&srv->nsessions, 1);
-	if (srv->stopping || atomic_load(&srv->nsessions) > (unsigned)cfg->max_connections) {
+	bool refused =
+		srv->stopping || atomic_load(&srv->nsessions) > (unsigned)cfg->lmtp_max_connections;
+	if (refused)
 		reply(s, "421 4.3.2 %s %s", cfg->hostname,
 		      srv->stopping ? "shutting down" : "too many connections");
-	} else {
+	else
 		reply(s, "220 %s LMTP tpops ready", cfg->hostname);
-		s->phase = PHASE_COMMAND;
-	}
 	struct timeval timeout = {.tv_sec = cfg->lmtp_timeout};
 	bufferevent_set_timeouts(s->bev, &timeout, &timeout);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (s->phase != PHASE_COMMAND)
+	if (refused) {
+		log_warn("lmtp: connection refused: %s",
+			 srv->stopping ? "shutting down" : "LMTP_MaxConnections reached");
 		close_after_reply(s);
+	}
 }
 
 void lmtp_session_shutdown_all(struct lmtp_server *srv)

@@ -35,7 +35,8 @@ static bool startup_settings_differ(const struct config *next, const struct conf
 	       next->metrics_port != old->metrics_port || next->metrics_public != old->metrics_public ||
 	       strs_differ(next->lmtp_listen, old->lmtp_listen) ||
 	       next->lmtp_max_message_size != old->lmtp_max_message_size ||
-	       next->lmtp_timeout != old->lmtp_timeout;
+	       next->lmtp_timeout != old->lmtp_timeout ||
+	       next->lmtp_max_connections != old->lmtp_max_connections;
 }
 
 /* The storage workers keep their open database connections. */

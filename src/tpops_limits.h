@@ -62,6 +62,10 @@
 #define DEFAULT_LMTP_MAX_MESSAGE_SIZE (64 * 1024 * 1024)
 /* RFC 5321 4.5.3.2: 5 minutes for a command, 3 for each data block. */
 #define DEFAULT_LMTP_TIMEOUT 300
+/* Each LMTP connection may hold a message of LMTP_MaxMessageSize in
+ * memory: the product bounds what LMTP can take. Postfix opens at most
+ * 20 per destination by default (default_destination_concurrency_limit). */
+#define DEFAULT_LMTP_MAX_CONNECTIONS 100
 /* TLS session tickets: a new key every hour; a ticket opens for one to two
  * hours, so a client that polls every few minutes resumes, and a key that
  * leaks reveals at most two hours of sessions. */

@@ -214,6 +214,10 @@ def test_tls_handshakes_and_the_tls_refusal_are_counted(make_tpops, cert):
     p = poplib.POP3_SSL("127.0.0.1", t.settings["TLS_Port"], context=ctx, timeout=10)
     p.user("alice")
     p.pass_("secret")
+    r = admin(t, "who")
+    assert r.returncode == 0, r.stderr
+    rows = who_rows(r.stdout)
+    assert [(row[0], row[7]) for row in rows] == [("alice", "yes")], r.stdout
     p.quit()
     # a handshake that fails: the client does not trust the certificate
     with pytest.raises(ssl.SSLError):

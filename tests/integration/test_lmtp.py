@@ -355,6 +355,29 @@ def test_lmtp_peer_gone_during_delivery(lmtp_tpops, connect):
     t.assert_alive()
 
 
+def test_lmtp_connection_limit(lmtp_tpops, connect):
+    """LMTP_MaxConnections: one more connection gets 421 and is closed; a
+    place freed is taken again."""
+    t = lmtp_tpops(LMTP_MaxConnections=2)
+    a, b = connect(t.lmtp), connect(t.lmtp)
+    assert a.greeting.startswith("220") and b.greeting.startswith("220")
+    c = connect(t.lmtp)
+    assert c.greeting.startswith("421 4.3.2"), c.greeting
+    assert c.closed()
+    assert a.cmd("QUIT")[0] == 221
+    assert a.closed()
+    deadline = time.monotonic() + 10
+    while True:
+        d = Lmtp(t.lmtp)
+        if d.greeting.startswith("220") or time.monotonic() > deadline:
+            break
+        d.close()
+        time.sleep(0.05)
+    assert d.greeting.startswith("220"), d.greeting
+    assert d.cmd("NOOP")[0] == 250
+    d.close()
+
+
 def test_lmtp_timeout_and_shutdown(lmtp_tpops, connect):
     t = lmtp_tpops(LMTP_Timeout=2)
     c = connect(t.lmtp)

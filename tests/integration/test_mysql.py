@@ -158,6 +158,10 @@ def test_seed_database_upgrades_in_place(make_tpops):
                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'msg'"))
     assert types["header"] == "longblob" and types["body"] == "longblob"
     assert types["timestamp"] == "datetime"  # not DATETIME(6): the UIDLs stay
+    # the seed's UNIQUE (uid) of locks became its primary key (Galera needs one)
+    assert t.sql("SELECT GROUP_CONCAT(COLUMN_NAME) FROM information_schema.STATISTICS "
+                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'locks' "
+                 "AND INDEX_NAME = 'PRIMARY'") == [("uid",)]
     assert "tpops_seed_format" not in types
     assert t.sql("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                  "AND TABLE_NAME = 'msg'") == [("InnoDB",)]
