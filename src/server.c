@@ -288,9 +288,11 @@ void server_start(struct server *srv, int io_threads)
 				log_fatal("libevent: cannot listen on socket %d", srv->fds[f]);
 			evconnlistener_set_error_cb(a->listener, on_accept_error);
 		}
-		ioloop_start_thread(loop);
 	}
+	/* before any loop runs: their accept callbacks read what it sets */
 	handoff_start(srv->loops, srv->nloops);
+	for (size_t l = 0; l < srv->nloops; l++)
+		ioloop_start_thread(srv->loops[l]);
 }
 
 /* On each loop's own thread: stop accepting, end the idle sessions. */
