@@ -105,7 +105,7 @@ integration:
 TSAN_TESTS ?= tests/integration/test_lifetime.py tests/integration/test_sessions.py \
 	tests/integration/test_tls.py tests/integration/test_sasl.py \
 	tests/integration/test_limits.py tests/integration/test_hostile_files.py \
-	tests/integration/test_faults.py
+	tests/integration/test_faults.py tests/integration/test_lmtp.py
 tsan:
 	@scripts/deps.sh test
 	$(MAKE) BUILD=build-tsan all

@@ -103,8 +103,9 @@ static void arrival_drop(struct arrival *a)
 	if (a->ssl != NULL)
 		SSL_free(a->ssl);
 	ERR_clear_error();
-	close(a->fd);
+	/* the slot first: a client that sees the close may connect again */
 	conn_limit_release((struct sockaddr *)&a->peer);
+	close(a->fd);
 	config_release(a->cfg);
 	free(a);
 }

@@ -289,7 +289,7 @@ void server_start(struct server *srv, int io_threads)
 			evconnlistener_set_error_cb(a->listener, on_accept_error);
 		}
 	}
-	/* before any loop runs: their accept callbacks read what it sets */
+	/* before any loop accepts: every connection takes the same way */
 	handoff_start(srv->loops, srv->nloops);
 	for (size_t l = 0; l < srv->nloops; l++)
 		ioloop_start_thread(srv->loops[l]);
