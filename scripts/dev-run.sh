@@ -56,6 +56,9 @@ tpops is starting on 127.0.0.1:1110. In another terminal:
   add a user:        $bin/tpops-useradd -c $conf alice secret alice@example.com
   store a message:   printf 'Subject: hello\n\nHello, world.\n' | $bin/tpops-store -c $conf alice@example.com
   read it:           curl pop3://alice:secret@127.0.0.1:1110/1
+  who is logged in:  $bin/tpops-admin -c $conf who
+  the metrics:       $bin/tpops-admin -c $conf stats
+                     (or curl http://127.0.0.1:1119/metrics when MetricsListen is set)
 Stop with Ctrl-C.
 
 EOT
