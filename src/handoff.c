@@ -36,6 +36,7 @@ struct arrival {
 	SSL *ssl;
 	struct event *ev;
 	time_t deadline;
+	int limit; /* seconds from the start of the handshake to the deadline */
 	struct handshaker *hs;
 	struct arrival *prev, *next; /* in hs->pending */
 };
@@ -73,11 +74,11 @@ static void arrival_start_session(struct job *job)
 	free(a);
 }
 
-static void post_to_session_loop(struct arrival *a)
+static void post_to_loop(struct arrival *a, struct ioloop *loop)
 {
-	a->job.loop = serving_loop();
+	a->job.loop = loop;
 	a->job.done = arrival_start_session;
-	ioloop_post(a->job.loop, &a->job);
+	ioloop_post(loop, &a->job);
 }
 
 /* ---- the handshake ---- */
@@ -129,7 +130,7 @@ static void on_handshake_event(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_TIMEOUT) {
 		char peer[64];
 		log_info("disconnect: from=%s: no TLS handshake within %d s",
-			 peer_text(a, peer, sizeof peer), TLS_HANDSHAKE_TIMEOUT);
+			 peer_text(a, peer, sizeof peer), a->limit);
 		arrival_drop(a);
 		return;
 	}
@@ -160,7 +161,7 @@ static void handshake_step(struct arrival *a)
 		if (a->ev != NULL)
 			event_free(a->ev);
 		a->ev = NULL;
-		post_to_session_loop(a);
+		post_to_loop(a, serving_loop());
 		return;
 	}
 	int e = SSL_get_error(a->ssl, r);
@@ -205,7 +206,10 @@ static void arrival_begin_handshake(struct job *job)
 		return;
 	}
 	SSL_set_accept_state(a->ssl);
-	a->deadline = time(NULL) + TLS_HANDSHAKE_TIMEOUT;
+	/* as in a session (one CommandTimeout), and never longer than this */
+	a->limit = a->cfg->command_timeout < TLS_HANDSHAKE_TIMEOUT ? a->cfg->command_timeout
+								  : TLS_HANDSHAKE_TIMEOUT;
+	a->deadline = time(NULL) + a->limit;
 	handshake_step(a); /* the ClientHello is often there already */
 }
 
@@ -248,14 +252,15 @@ void handoff_start(struct ioloop **loops, size_t nloops)
 void handoff_connection(struct ioloop *here, const struct config *cfg, int fd,
 			const struct sockaddr *addr, socklen_t addrlen, bool tls)
 {
-	if (!tls || nhandshakers == 0) {
-		struct ioloop *loop = nserving > 0 ? serving_loop() : here;
+	if (nserving == 0 || (tls && nhandshakers == 0)) { /* not started: serve it here */
+		session_start(here, cfg, fd, addr, addrlen, tls);
+		return;
+	}
+	struct ioloop *loop = NULL;
+	if (!tls) {
+		loop = serving_loop(); /* this connection's turn */
 		if (loop == here) {
-			session_start(here, cfg, fd, addr, addrlen, tls);
-			return;
-		}
-		if (tls) { /* not reached: POP3S always has handshake threads */
-			session_start(here, cfg, fd, addr, addrlen, tls);
+			session_start(here, cfg, fd, addr, addrlen, false);
 			return;
 		}
 	}
@@ -265,7 +270,7 @@ void handoff_connection(struct ioloop *here, const struct config *cfg, int fd,
 	a->peer_len = addrlen < sizeof a->peer ? addrlen : (socklen_t)sizeof a->peer;
 	memcpy(&a->peer, addr, a->peer_len);
 	if (!tls) {
-		post_to_session_loop(a);
+		post_to_loop(a, loop);
 		return;
 	}
 	a->hs = &handshakers[atomic_fetch_add_explicit(&next_handshaker, 1, memory_order_relaxed) %

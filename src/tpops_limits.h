@@ -71,8 +71,9 @@
  * leaks reveals at most two hours of sessions. */
 #define DEFAULT_TLS_TICKET_KEY_LIFETIME 3600
 
-/* A POP3S connection has this long, from accept, to finish its TLS
- * handshake (a peer that sends nothing holds a slot no longer). */
+/* A POP3S connection has this long at most (less when CommandTimeout is
+ * shorter), from accept, to finish its TLS handshake: a peer that sends
+ * nothing holds a slot no longer. */
 #define TLS_HANDSHAKE_TIMEOUT 30
 /* The nice value of the threads that run POP3S handshakes: under load the
  * I/O threads that serve logged-in sessions get the CPU first (CFS weight

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from backends import mysql
-from conftest import Client
+from conftest import Client, free_port
 
 SEED_SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "sql", "tpops-seed-sql.txt")
 
@@ -319,6 +319,28 @@ def test_mariadb_restart_under_a_session_and_a_delivery(make_tpops):
     assert t.sql("SELECT COUNT(*) FROM msg m JOIN user u ON u.uid = m.uid "
                  "WHERE u.login = 'alice'") == [(1,)]
     t.assert_alive()
+
+
+def test_several_hosts_the_first_down(make_tpops):
+    """MySQL_Server lists hosts in order of preference: with nothing
+    listening on the first, the tools and the daemon use the second."""
+    srv = mysql.server()
+    dead = free_port()
+    t = make_mysql(make_tpops, MySQL_Server=f"127.0.0.1:{dead}, 127.0.0.1:{srv.port}")
+    t.add_user("alice", "secret")
+    assert t.store("alice@example.com", b"Subject: s\n\nsecond host\n") == 0
+    t.start()
+    for _ in range(3):
+        c = Client(t.port)
+        c.login()
+        assert c.cmd("STAT").startswith(b"+OK 1 ")
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.close()
+    # a host list that does not parse is refused with the reason
+    t.stop()
+    t.write_config(MySQL_Server="db1:notaport")
+    r = t.tool("tpops-users", check=False)
+    assert r.returncode != 0 and b"MySQL_Server" in r.stderr, r.stderr
 
 
 def test_unix_socket(make_tpops):
