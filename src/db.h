@@ -59,6 +59,11 @@ struct db_ops {
 	/* Creates the tables when they are missing, or upgrades an older
 	 * schema in place; stores a random SCRAM salt key if there is none. */
 	int (*schema_install)(struct db *db);
+	/* Optional, at the daemon's start: DB_PERMFAIL, with an error saying
+	 * to run tpops-dbinit, when the schema cannot keep a rule tpops relies
+	 * on (an older SQLite file without the login rule's unique indexes,
+	 * where a login could find either of two users). */
+	int (*schema_check)(struct db *db);
 
 	int (*user_by_login)(struct db *db, const char *login, struct user *u);
 	int (*user_by_mail)(struct db *db, const char *mail, struct user *u);

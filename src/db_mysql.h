@@ -47,6 +47,8 @@ enum stmt_id {
 	ST_TABLE_ENGINE,
 	ST_INDEX_COLUMNS,
 	ST_SEED_CHECK,
+	ST_LOGIN_CONFLICTS,
+	ST_MAIL_CONFLICTS,
 	ST_SEED_CONVERT,
 	ST_COUNT
 };
@@ -79,7 +81,7 @@ struct db_mysql {
 	 * stored message never changes) */
 	int64_t cached_id;
 	uint64_t cached_header_len, cached_body_len;
-	char error[512];
+	char error[1024];
 };
 
 static inline struct db_mysql *db_mysql(struct db *db)

@@ -124,6 +124,63 @@ static int alter_run(struct db_mysql *d, struct alter *a, const char *what)
 	return dbm_plain_query(d, a->sql, what);
 }
 
+/* The groups of users the statement finds (ST_LOGIN_CONFLICTS or
+ * ST_MAIL_CONFLICTS), as text; "" when there are none. */
+static int conflicts_query(struct db_mysql *d, enum stmt_id id, char *out, size_t outlen)
+{
+	MYSQL_STMT *s = dbm_stmt(d, id);
+	int status = dbm_execute(d, s, NULL, "looking for users that differ only in case");
+	if (status != DB_OK)
+		return status;
+	unsigned long got = 0;
+	my_bool is_null = 0;
+	MYSQL_BIND res;
+	memset(&res, 0, sizeof res);
+	res.buffer_type = MYSQL_TYPE_STRING;
+	res.buffer = out;
+	res.buffer_length = (unsigned long)outlen - 1;
+	res.length = &got;
+	res.is_null = &is_null;
+	status = dbm_fetch(d, s, &res, "looking for users that differ only in case");
+	dbm_done(s);
+	if (status == DB_NOT_FOUND || (status == DB_OK && is_null))
+		got = 0;
+	out[got < outlen ? got : outlen - 1] = '\0';
+	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+/* Users that the login rule makes one (and the case-insensitive unique
+ * keys the upgrade gives login and mail): logins or addresses equal but
+ * for letter case, which a database made with a case-sensitive collation
+ * may hold as different users. The ALTER would fail on them with a bare
+ * duplicate-key error, and left as they are a login would find either:
+ * named here with what to do, before anything changes. */
+static int check_case_conflicts(struct db_mysql *d)
+{
+	static const struct {
+		enum stmt_id id;
+		const char *column, *what;
+	} checks[] = {{ST_LOGIN_CONFLICTS, "login", "logins"}, {ST_MAIL_CONFLICTS, "mail", "addresses"}};
+	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+		char found[600];
+		int status = conflicts_query(d, checks[i].id, found, sizeof found);
+		if (status != DB_OK)
+			return status;
+		if (found[0] == '\0')
+			continue;
+		snprintf(d->error, sizeof d->error,
+			 "mysql: these users have %s that differ only in letter case (or accents, "
+			 "or trailing spaces, which MariaDB's unique key ignores too): %s. tpops "
+			 "takes such %s to name one user (docs/SECURITY.md, \"Logins\"), so each "
+			 "must have one of its own: rename or delete all but one of each group by "
+			 "uid (UPDATE `user` SET %s = ... WHERE uid = ...; tpops-userdel cannot "
+			 "tell them apart), then run tpops-dbinit again. Nothing was changed",
+			 checks[i].what, found, checks[i].what, checks[i].column);
+		return DB_CONFLICT;
+	}
+	return DB_OK;
+}
+
 static int upgrade_user(struct db_mysql *d)
 {
 	struct column login, passwd, mail, maildir, quota;
@@ -136,11 +193,14 @@ static int upgrade_user(struct db_mysql *d)
 	    (status = column_info(d, "user", "maildir", &maildir)) != DB_OK ||
 	    (status = column_info(d, "user", "quota", &quota)) != DB_OK)
 		return status;
+	if ((status = check_case_conflicts(d)) != DB_OK)
+		return status;
 	struct alter a = {"ALTER TABLE `user`", 0};
 	if (strcmp(engine, "InnoDB") != 0)
 		alter_add(&a, "ENGINE=InnoDB");
 	/* latin1 text becomes the same text in utf8mb4 (seed logins and
-	 * addresses are ASCII); passwords and paths stay the same octets */
+	 * addresses are ASCII), and a case-sensitive collation utf8mb4's
+	 * default; passwords and paths stay the same octets */
 	if (column_differs(&login, "varchar", 255, "utf8mb4"))
 		alter_add(&a, "MODIFY login VARCHAR(255) CHARACTER SET utf8mb4 NOT NULL");
 	if (column_differs(&passwd, "varbinary", 255, NULL))

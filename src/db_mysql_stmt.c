@@ -24,6 +24,11 @@
 	" + 2 * LENGTH(body) - LENGTH(REPLACE(body, X'0A', ''))"                              \
 	" + IF(LENGTH(body) > 0 AND RIGHT(body, 1) <> X'0A', 2, 0)"
 
+#define CONFLICTS_SQL(column)                                                                  \
+	"SELECT GROUP_CONCAT(g SEPARATOR '; ') FROM (SELECT GROUP_CONCAT(CONCAT('\"', "        \
+	"CONVERT(" column " USING utf8mb4), '\" (uid ', uid, ')') ORDER BY uid SEPARATOR ', ') " \
+	"AS g FROM `user` GROUP BY CONVERT(" column " USING utf8mb4) HAVING COUNT(*) > 1 "      \
+	"LIMIT 5) AS conflicts"
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_USER_BY_LOGIN] = "SELECT " USER_COLUMNS " FROM `user` WHERE login = ?",
 	[ST_USER_BY_MAIL] = "SELECT " USER_COLUMNS " FROM `user` WHERE mail = ?",
@@ -77,8 +82,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
 	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
 	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
+	/* the character set, with "/cs" when the collation tells letter case
+	 * apart (a _bin or _cs one): the login rule needs one that does not */
 	[ST_COLUMN_INFO] = "SELECT DATA_TYPE, CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED), "
-			   "COALESCE(CHARACTER_SET_NAME, ''), COLUMN_DEFAULT IS NOT NULL "
+			   "CONCAT(COALESCE(CHARACTER_SET_NAME, ''), "
+			   "IF(COLLATION_NAME LIKE '%\\_bin' OR COLLATION_NAME LIKE '%\\_cs', "
+			   "'/cs', '')), COLUMN_DEFAULT IS NOT NULL "
 			   "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
 			   "AND TABLE_NAME = ? AND COLUMN_NAME = ?",
 	[ST_TABLE_ENGINE] = "SELECT COALESCE(ENGINE, '') FROM information_schema.TABLES "
@@ -94,6 +103,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "CAST(COALESCE(SUM(REPLACE(header, X'0A', '') IS NULL "
 			  "OR REPLACE(body, X'0A', '') IS NULL), 0) AS SIGNED), "
 			  "CAST(@@max_allowed_packet AS SIGNED) FROM msg",
+	/* Users that the case-insensitive unique keys of the upgraded
+	 * columns (utf8mb4's default collation) make one: up to 5 groups */
+	[ST_LOGIN_CONFLICTS] = CONFLICTS_SQL("login"),
+	[ST_MAIL_CONFLICTS] = CONFLICTS_SQL("mail"),
 	[ST_SEED_CONVERT] = "UPDATE msg SET size = " SEED_WIRE_SIZE ", "
 			    "header = CONCAT(REPLACE(header, X'0A', X'0D0A'), X'0D0A'), "
 			    "body = REPLACE(body, X'0A', X'0D0A'), tpops_seed_format = 0 "

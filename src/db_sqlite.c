@@ -99,7 +99,7 @@ struct db_sqlite {
 	struct db db;
 	sqlite3 *handle;
 	sqlite3_stmt *stmts[ST_COUNT];
-	char error[512];
+	char error[1024];
 };
 
 static struct db_sqlite *db_sqlite(struct db *db)
@@ -265,11 +265,65 @@ static bool has_column(struct db_sqlite *d, const char *table, const char *colum
 	return found;
 }
 
+/* Users that tpops' login rule makes one (logins, or addresses, equal
+ * but for the case of ASCII letters) but a database made before the rule
+ * holds as several: the NOCASE unique indexes cannot be built over them,
+ * and a login would find either user. Returns DB_CONFLICT with an error
+ * naming them and what to do; nothing is changed. */
+static int find_case_conflicts(struct db_sqlite *d)
+{
+	static const char *const columns[] = {"login", "mail"};
+	struct buf found = BUF_INIT;
+	const char *which = NULL;
+	int status = DB_OK;
+	for (size_t c = 0; c < 2 && found.len == 0; c++) {
+		char sql[256];
+		snprintf(sql, sizeof sql,
+			 "SELECT group_concat(printf('\"%%s\" (uid %%d)', %s, uid), ', ') "
+			 "FROM (SELECT %s, uid FROM \"user\" ORDER BY uid) "
+			 "GROUP BY %s COLLATE NOCASE HAVING count(*) > 1 LIMIT 5",
+			 columns[c], columns[c], columns[c]);
+		sqlite3_stmt *s = NULL;
+		int rc = sqlite3_prepare_v2(d->handle, sql, -1, &s, NULL);
+		if (rc != SQLITE_OK) {
+			status = fail(d, rc, "looking for users that differ only in case");
+			break;
+		}
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			buf_printf(&found, "%s%s", found.len ? "; " : "",
+				   (const char *)sqlite3_column_text(s, 0));
+			which = columns[c];
+		}
+		if (rc != SQLITE_DONE)
+			status = fail(d, rc, "looking for users that differ only in case");
+		sqlite3_finalize(s);
+	}
+	if (status == DB_OK && found.len > 0) {
+		bool login = strcmp(which, "login") == 0;
+		snprintf(d->error, sizeof d->error,
+			 "sqlite: these users have %s that differ only in the case of ASCII "
+			 "letters: %s. tpops takes such %s to name one user (docs/SECURITY.md, "
+			 "\"Logins\"), so each must have one of its own: rename or delete all "
+			 "but one of each group by uid (sqlite3 %s 'UPDATE \"user\" SET %s = "
+			 "... WHERE uid = ...'; tpops-userdel cannot tell them apart), then run "
+			 "tpops-dbinit again. Nothing was changed",
+			 login ? "logins" : "addresses", found.data,
+			 login ? "logins" : "addresses", sqlite3_db_filename(d->handle, "main"),
+			 which);
+		status = DB_CONFLICT;
+	}
+	buf_free(&found);
+	return status;
+}
+
 static int sqlite_schema_install(struct db *db)
 {
 	struct db_sqlite *d = db_sqlite(db);
 	char *msg = NULL;
 	int rc;
+	/* upgrade: the login rule's unique indexes need users that follow it */
+	if (has_column(d, "user", "login") && (rc = find_case_conflicts(d)) != DB_OK)
+		return rc;
 	/* upgrade: msg.uidl (imported UIDLs) came after the first schema;
 	 * the schema's index needs it, so it is added first */
 	if (has_column(d, "msg", "id") && !has_column(d, "msg", "uidl") &&
@@ -303,6 +357,32 @@ static int sqlite_schema_install(struct db *db)
 		sqlite3_clear_bindings(s);
 	free_secret(key, strlen(key) + 1);
 	return status;
+}
+
+/* The login rule's unique indexes (sql/sqlite.sql) are there: without
+ * them "alice" and "ALICE" may be two users, and a login finds either. */
+static int sqlite_schema_check(struct db *db)
+{
+	struct db_sqlite *d = db_sqlite(db);
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(d->handle,
+				    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				    "name IN ('user_login_nocase', 'user_mail_nocase')",
+				    -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return fail(d, rc, "checking the schema");
+	rc = sqlite3_step(s);
+	int found = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	if (found < 0)
+		return fail(d, rc, "checking the schema");
+	if (found == 2)
+		return DB_OK;
+	snprintf(d->error, sizeof d->error,
+		 "sqlite: table user has no unique index on logins and addresses under tpops' "
+		 "rule (ASCII letters in either case name one user): the database was made by "
+		 "an older tpops; upgrade it with tpops-dbinit");
+	return DB_PERMFAIL;
 }
 
 static char *column_strdup(sqlite3_stmt *s, int col);
@@ -834,6 +914,7 @@ const struct db_ops db_sqlite_ops = {
 	.create = sqlite_create,
 	.close = sqlite_close,
 	.schema_install = sqlite_schema_install,
+	.schema_check = sqlite_schema_check,
 	.user_by_login = sqlite_user_by_login,
 	.user_by_mail = sqlite_user_by_mail,
 	.user_add = sqlite_user_add,

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db.h"
 #include "lmtp_server.h"
@@ -22,7 +23,11 @@ int startup_check_database(const struct config *cfg, bool fatal)
 		size_t count = 0;
 		status = db->ops->msg_list(db, 0, &msgs, &count);
 		free(msgs);
-		if (status != DB_OK)
+		if (status == DB_OK && db->ops->schema_check != NULL)
+			status = db->ops->schema_check(db);
+		if (status != DB_OK && strstr(db_error(db), "tpops-dbinit") != NULL)
+			snprintf(err, sizeof err, "%s", db_error(db));
+		else if (status != DB_OK)
 			snprintf(err, sizeof err,
 				 "%s (create the schema, or upgrade it, with tpops-dbinit)",
 				 db_error(db));

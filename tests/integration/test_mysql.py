@@ -150,6 +150,43 @@ def check_seed_mailbox(t, uid, expected):
     c.close()
 
 
+def test_dbinit_refuses_logins_that_differ_only_in_case(make_tpops):
+    """A user table made with a case-sensitive collation may hold "alice"
+    and "ALICE" (or "älice") as two users, which the login rule and the
+    upgraded table's case-insensitive unique key make one: tpops-dbinit
+    names them and says what to do instead of failing on a duplicate key,
+    changes nothing, and once they are apart gives the table a collation
+    that follows the rule."""
+    t = make_mysql(make_tpops)
+    t.sql("ALTER TABLE `user` MODIFY login VARCHAR(255) CHARACTER SET utf8mb4 "
+          "COLLATE utf8mb4_bin NOT NULL")
+    t.tool("tpops-useradd", "alice", "secret", "alice@example.com")
+    t.tool("tpops-useradd", "ALICE", "other", "alice2@example.org")
+    t.tool("tpops-useradd", "\u00e4lice", "third", "alice3@example.org")
+    t.tool("tpops-useradd", "bob", "pw", "bob@example.com")
+    uids = dict(t.sql("SELECT login, uid FROM `user`"))
+    r = t.tool("tpops-dbinit", check=False)
+    assert r.returncode == 65, r  # EX_DATAERR
+    err = r.stderr.decode()
+    for login in ("alice", "ALICE", "\u00e4lice"):
+        assert f'"{login}" (uid {uids[login]})' in err, err
+    assert "bob" not in err and "Duplicate entry" not in err, err
+    assert "tpops-dbinit again" in err, err
+    collation = ("SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
+                 "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'user' AND COLUMN_NAME = 'login'")
+    assert t.sql(collation) == [("utf8mb4_bin",)]  # nothing was changed
+    t.sql("UPDATE `user` SET login = 'alice2' WHERE uid = %s" % uids["ALICE"])
+    t.sql("UPDATE `user` SET login = 'alice3' WHERE uid = %s" % uids["\u00e4lice"])
+    t.tool("tpops-dbinit")
+    assert not t.sql(collation)[0][0].endswith("_bin")
+    t.start()
+    c = Client(t.port)
+    assert c.cmd("USER ALICE").startswith(b"+OK")
+    assert c.cmd("PASS secret").startswith(b"+OK")
+    c.cmd("QUIT")
+    c.close()
+
+
 def test_seed_database_upgrades_in_place(make_tpops):
     name, uid, expected, deleted_id = build_seed_database()
     # tpops-dbinit runs as the Tpops is made: it upgrades in place

@@ -350,6 +350,46 @@ def test_dbinit_creates_database(make_tpops):
     assert [u[1] for u in users(t)] == ["alice"]
 
 
+def test_dbinit_refuses_logins_that_differ_only_in_case(make_tpops):
+    """A database made before the login rule (no NOCASE unique indexes)
+    may hold "alice" and "ALICE" as two users, which the rule makes one:
+    the daemon refuses to start on it, and tpops-dbinit's upgrade names
+    them and says what to do instead of failing on a constraint."""
+    t = make_tpops()
+    t.sql("DROP INDEX user_login_nocase")
+    t.sql("DROP INDEX user_mail_nocase")
+    t.tool("tpops-useradd", "alice", "secret", "alice@example.com")
+    t.tool("tpops-useradd", "ALICE", "other", "ALICE@example.org")
+    t.tool("tpops-useradd", "bob", "pw", "bob@example.com")
+    uids = dict(t.sql('SELECT login, uid FROM "user"'))
+    with pytest.raises(AssertionError) as refused:
+        t.start()
+    assert "tpops-dbinit" in str(refused.value), refused.value
+    t.proc = None
+    t.log.close()
+    r = t.tool("tpops-dbinit", check=False)
+    assert r.returncode == 65, r  # EX_DATAERR
+    err = r.stderr.decode()
+    assert f'"alice" (uid {uids["alice"]})' in err and f'"ALICE" (uid {uids["ALICE"]})' in err, err
+    assert "bob" not in err, err
+    assert "UNIQUE constraint" not in err and "tpops-dbinit again" in err, err
+    # nothing was changed
+    assert t.sql("SELECT name FROM sqlite_master WHERE name = 'user_login_nocase'") == []
+    assert len(users(t)) == 3
+    # addresses too
+    t.sql('UPDATE "user" SET login = \'alice2\' WHERE uid = ?', (uids["ALICE"],))
+    t.sql('UPDATE "user" SET mail = \'Bob@Example.com\' WHERE uid = ?', (uids["ALICE"],))
+    r = t.tool("tpops-dbinit", check=False)
+    assert r.returncode == 65, r
+    assert "addresses" in r.stderr.decode() and "Bob@Example.com" in r.stderr.decode(), r.stderr
+    # resolved as it says: the upgrade goes through, the rule holds
+    t.sql('UPDATE "user" SET mail = \'alice2@example.org\' WHERE uid = ?', (uids["ALICE"],))
+    t.tool("tpops-dbinit")
+    assert len(t.sql("SELECT name FROM sqlite_master WHERE name LIKE 'user_%_nocase'")) == 2
+    t.start()
+    assert pop_login(t, "ALICE", "secret").startswith(b"+OK")
+
+
 # ---- what every program shares ----
 
 @pytest.mark.parametrize("name", PROGRAMS)
