@@ -160,8 +160,9 @@ static inline struct counters *counters(void)
 
 /* One writer per block: a plain load and store, atomic only so that a
  * scrape's concurrent read is well defined. */
-#define ADD(field, n) \
-	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define ADD(field, n)                                                                              \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),              \
+			 __ATOMIC_RELAXED)
 
 /* The sums over every thread, alive or ended. */
 static void counters_sum(struct counters *total)
@@ -367,12 +368,9 @@ void metrics_db_error(const char *host)
 }
 
 static const char *const session_state_names[SESSION_STATES] = {
-	[SESSION_AUTHORIZATION] = "authorization",
-	[SESSION_TRANSACTION] = "transaction",
-	[SESSION_STREAMING] = "streaming",
-	[SESSION_WAITING_STORAGE] = "waiting_storage",
-	[SESSION_LOGIN_DELAY] = "login_delay",
-	[SESSION_CLOSING] = "closing",
+	[SESSION_AUTHORIZATION] = "authorization", [SESSION_TRANSACTION] = "transaction",
+	[SESSION_STREAMING] = "streaming",         [SESSION_WAITING_STORAGE] = "waiting_storage",
+	[SESSION_LOGIN_DELAY] = "login_delay",     [SESSION_CLOSING] = "closing",
 };
 
 const char *metrics_session_state_name(enum metric_session_state state)
@@ -432,8 +430,7 @@ static void sample_text(struct render *r, const char *suffix, const char *const 
 	if (r->format == METRICS_TABLE) {
 		char row[256];
 		size_t len = (size_t)snprintf(row, sizeof row, "  %s", *suffix ? suffix + 1 : "");
-		for (size_t i = 0; labels != NULL && labels[i] != NULL && len < sizeof row;
-		     i += 2)
+		for (size_t i = 0; labels != NULL && labels[i] != NULL && len < sizeof row; i += 2)
 			len += (size_t)snprintf(row + len, sizeof row - len, "%s%s=%s",
 						len > 2 ? " " : "", labels[i], labels[i + 1]);
 		if (len <= 2)
@@ -470,10 +467,8 @@ static void sample_gauge(struct render *r, const char *const *labels, int64_t va
 }
 
 static const char *const refusal_names[REFUSAL_KINDS] = {
-	[REFUSED_TOTAL_LIMIT] = "total_limit",
-	[REFUSED_PER_IP_LIMIT] = "per_ip_limit",
-	[REFUSED_TLS_REQUIRED] = "tls_required",
-	[REFUSED_SHUTTING_DOWN] = "shutting_down",
+	[REFUSED_TOTAL_LIMIT] = "total_limit",   [REFUSED_PER_IP_LIMIT] = "per_ip_limit",
+	[REFUSED_TLS_REQUIRED] = "tls_required", [REFUSED_SHUTTING_DOWN] = "shutting_down",
 	[REFUSED_PROXY_HEADER] = "proxy_header",
 };
 static const char *const login_result_names[LOGIN_RESULTS] = {
@@ -488,7 +483,7 @@ static const char *const hold_names[HOLD_KINDS] = {
 	[HOLD_AFTER_FAILURE] = "after_failure",
 };
 static const char *const job_names[JOB_KINDS] = {
-	[JOB_OTHER] = "other",       [JOB_LOGIN] = "login",   [JOB_LISTING] = "listing",
+	[JOB_OTHER] = "other",           [JOB_LOGIN] = "login",   [JOB_LISTING] = "listing",
 	[JOB_RETR_PIECE] = "retr_piece", [JOB_COMMIT] = "commit", [JOB_LEASE] = "lease",
 };
 
@@ -554,7 +549,8 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	sample(&r, NULL, live->connections_open);
 	family(&r, "tpops_sessions", GAUGE, "Sessions now, by state.");
 	for (int i = 0; i < SESSION_STATES; i++)
-		sample(&r, (const char *[]){"state", session_state_names[i], NULL}, live->sessions[i]);
+		sample(&r, (const char *[]){"state", session_state_names[i], NULL},
+		       live->sessions[i]);
 	family(&r, "tpops_io_threads_answering", GAUGE,
 	       "I/O threads that answered the last census in time.");
 	sample(&r, NULL, live->loops_answered);
@@ -609,7 +605,8 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 		render_histogram(&r, &c.jobs[k], (enum job_kind)k);
 
 	unsigned nhosts = __atomic_load_n(&m.nhosts, __ATOMIC_ACQUIRE);
-	family(&r, "tpops_db_connections", COUNTER, "Database connection attempts, by server and result.");
+	family(&r, "tpops_db_connections", COUNTER,
+	       "Database connection attempts, by server and result.");
 	for (unsigned i = 0; i < nhosts; i++) {
 		sample(&r, (const char *[]){"host", m.hosts[i].name, "result", "ok", NULL},
 		       LOAD(m.hosts[i].connects_ok));
@@ -619,13 +616,16 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	family(&r, "tpops_db_reconnects", COUNTER,
 	       "Database connections opened to replace a lost or dropped one, by server.");
 	for (unsigned i = 0; i < nhosts; i++)
-		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].reconnects));
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL},
+		       LOAD(m.hosts[i].reconnects));
 	family(&r, "tpops_db_errors", COUNTER, "Failed database statements, by server.");
 	for (unsigned i = 0; i < nhosts; i++)
-		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].errors));
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL},
+		       LOAD(m.hosts[i].errors));
 
 	family(&r, "tpops_maildir_listing_cache", COUNTER,
-	       "Maildir logins served from the listing cache (hit) or by reading the directories (miss).");
+	       "Maildir logins served from the listing cache (hit) or by reading the directories "
+	       "(miss).");
 	sample(&r, (const char *[]){"result", "hit", NULL}, c.listing_hits);
 	sample(&r, (const char *[]){"result", "miss", NULL}, c.listing_misses);
 

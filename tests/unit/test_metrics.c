@@ -123,12 +123,17 @@ static void test_gauges_moved_on_other_threads(void **state)
 	p = page();
 	assert_int_equal(sample_value(p, "tpops_storage_jobs_running"), 0);
 	assert_int_equal(
-		sample_value(p, "tpops_storage_job_duration_seconds_count{kind=\"commit\"}"), ROUNDS);
+		sample_value(p, "tpops_storage_job_duration_seconds_count{kind=\"commit\"}"),
+		ROUNDS);
 	assert_int_equal(
-		sample_value(p, "tpops_storage_job_duration_seconds_bucket{kind=\"commit\",le=\"0.001\"}"),
+		sample_value(
+			p,
+			"tpops_storage_job_duration_seconds_bucket{kind=\"commit\",le=\"0.001\"}"),
 		0);
 	assert_int_equal(
-		sample_value(p, "tpops_storage_job_duration_seconds_bucket{kind=\"commit\",le=\"0.0025\"}"),
+		sample_value(
+			p,
+			"tpops_storage_job_duration_seconds_bucket{kind=\"commit\",le=\"0.0025\"}"),
 		ROUNDS);
 	free(p);
 }
