@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from conftest import DAEMON_ASAN
 from pop3tls import HOST, cert, client_context, tls_settings  # noqa: F401
 
 SESSIONS = int(os.environ.get("FAULT_SESSIONS", "2000"))
@@ -35,6 +36,14 @@ HUGE = b"Subject: huge\n\n" + (b"h" * 1023 + b"\n") * (20 * 1024)  # 20 MiB
 # seconds from a cut until the user logs in again (make tsan, 10 times
 # slower, allows more: there it looks for data races)
 FREE_WITHIN = float(os.environ.get("FAULT_FREE_WITHIN", "1.0"))
+
+# The daemon runs with LeakSanitizer: when SIGTERM ends it, whatever a
+# session left allocated is reported (and the exit status is not 0). The
+# suppressions are the objects that live as long as the process (the
+# configuration, the listeners), which it does not free at exit.
+LEAKS = os.path.join(os.path.dirname(__file__), "lsan-daemon.supp")
+ASAN_WITH_LEAKS = DAEMON_ASAN.replace("detect_leaks=0", "detect_leaks=1")
+LSAN_OPTIONS = f"suppressions={LEAKS}:print_suppressions=0"
 
 CUTS = ["greeting", "handshake", "login-delay", "storage-job", "retr-1k", "retr-20m",
         "read-ahead", "pipelined", "quit"]
@@ -294,7 +303,7 @@ def test_vanishing_clients_cost_nothing(make_tpops, cert, store):
     for i in range(SPARES):
         for u in users:
             t.store(f"{u}@example.com", KIB.replace(b"small", b"spare %d" % i))
-    t.start()
+    t.start(asan_options=ASAN_WITH_LEAKS, lsan_options=LSAN_OPTIONS)
     pid = t.proc.pid
 
     def run(sessions, seed):
@@ -379,3 +388,9 @@ def test_vanishing_clients_cost_nothing(make_tpops, cert, store):
         assert confirmed[u] <= gone <= sent[u], (u, confirmed[u], gone, sent[u])
     t.assert_alive()
     assert "AddressSanitizer" not in log and "runtime error" not in log
+    # and nothing of the sessions is left allocated
+    rc = t.stop()
+    log = t.read_log()
+    leak = log.find("LeakSanitizer")
+    assert leak < 0, log[leak:leak + 8000]
+    assert rc == 0, (rc, log[-4000:])
