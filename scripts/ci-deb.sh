@@ -20,6 +20,11 @@ user_existed=0
 getent passwd tpops >/dev/null && user_existed=1
 state_existed=0
 [ -e /var/lib/tpops ] && state_existed=1
+# the daemon makes /run/tpops for its control socket and, having dropped
+# to the tpops user, cannot remove the socket when it stops (systemd's
+# RuntimeDirectory does that in production)
+run_existed=0
+[ -e /run/tpops ] && run_existed=1
 
 cleanup() {
 	status=$?
@@ -32,6 +37,7 @@ cleanup() {
 		dpkg --purge tpops >/dev/null 2>&1 || true
 	fi
 	[ $state_existed = 0 ] && rm -rf /var/lib/tpops
+	[ $run_existed = 0 ] && rm -rf /run/tpops
 	if [ $user_existed = 0 ] && getent passwd tpops >/dev/null; then
 		deluser --system tpops >/dev/null 2>&1 || userdel tpops 2>/dev/null || true
 		getent group tpops >/dev/null && { delgroup --system tpops >/dev/null 2>&1 || groupdel tpops 2>/dev/null || true; }

@@ -83,6 +83,8 @@ static enum metric_session_state state_of(const struct session *s)
 		return SESSION_STREAMING;
 	case WAIT_JOB:
 		return SESSION_WAITING_STORAGE;
+	case WAIT_TLS_FLUSH: /* STLS: counted in its state (AUTHORIZATION) */
+	case WAIT_TLS_HANDSHAKE:
 	case WAIT_NONE:
 		break;
 	}

@@ -1,6 +1,7 @@
 /* Accepted connections on their way to a session: the TLS handshake of a
  * POP3S connection on a handshake thread, then the session on the next I/O
- * loop in turn. See handoff.h for why. */
+ * loop in turn; and the handshakes of sessions after STLS on the same
+ * threads. See handoff.h for why. */
 #include "handoff.h"
 
 #include <arpa/inet.h>
@@ -26,24 +27,17 @@
 #include "worker.h"
 #include "xalloc.h"
 
-/* One connection between accept and its session. */
+/* A POP3S connection between accept and its session. */
 struct arrival {
-	struct job job; /* posted to the loop that takes the next step */
+	struct handshake h; /* first: its job is also the one posted to the session's loop */
 	const struct config *cfg;
-	int fd;
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
-	SSL *ssl;
-	struct event *ev;
-	time_t deadline;
-	int limit; /* seconds from the start of the handshake to the deadline */
-	struct handshaker *hs;
-	struct arrival *prev, *next; /* in hs->pending */
 };
 
 struct handshaker {
 	struct ioloop *loop;
-	struct arrival *pending; /* handshakes in progress on this thread */
+	struct handshake *pending; /* handshakes in progress on this thread */
 	bool stopping;
 	struct job shutdown_job;
 };
@@ -53,6 +47,13 @@ static size_t nserving;
 static struct handshaker *handshakers;
 static size_t nhandshakers;
 static atomic_uint next_serving, next_handshaker;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- the session's loop ---- */
 
@@ -65,48 +66,31 @@ static struct ioloop *serving_loop(void)
 static void arrival_start_session(struct job *job)
 {
 	struct arrival *a = (struct arrival *)job;
-	if (a->ssl != NULL)
-		session_start_established(job->loop, a->cfg, a->fd, (struct sockaddr *)&a->peer,
-					  a->peer_len, a->ssl);
+	if (a->h.ssl != NULL)
+		session_start_established(job->loop, a->cfg, a->h.fd, (struct sockaddr *)&a->peer,
+					  a->peer_len, a->h.ssl);
 	else
-		session_start(job->loop, a->cfg, a->fd, (struct sockaddr *)&a->peer, a->peer_len,
+		session_start(job->loop, a->cfg, a->h.fd, (struct sockaddr *)&a->peer, a->peer_len,
 			      false);
 	free(a);
 }
 
 static void post_to_loop(struct arrival *a, struct ioloop *loop)
 {
-	a->job.loop = loop;
-	a->job.done = arrival_start_session;
-	ioloop_post(loop, &a->job);
-}
-
-/* ---- the handshake ---- */
-
-static void pending_unlink(struct arrival *a)
-{
-	if (a->prev != NULL)
-		a->prev->next = a->next;
-	else
-		a->hs->pending = a->next;
-	if (a->next != NULL)
-		a->next->prev = a->prev;
-	a->prev = a->next = NULL;
+	a->h.job.loop = loop;
+	a->h.job.done = arrival_start_session;
+	ioloop_post(loop, &a->h.job);
 }
 
 /* A connection that never became a session: everything it held goes. */
 static void arrival_drop(struct arrival *a)
 {
-	if (a->hs != NULL)
-		pending_unlink(a);
-	if (a->ev != NULL)
-		event_free(a->ev);
-	if (a->ssl != NULL)
-		SSL_free(a->ssl);
+	if (a->h.ssl != NULL)
+		SSL_free(a->h.ssl);
 	ERR_clear_error();
 	/* the slot first: a client that sees the close may connect again */
 	conn_limit_release((struct sockaddr *)&a->peer);
-	close(a->fd);
+	close(a->h.fd);
 	config_release(a->cfg);
 	free(a);
 }
@@ -122,95 +106,150 @@ static const char *peer_text(const struct arrival *a, char *out, size_t size)
 	return out;
 }
 
-static void handshake_step(struct arrival *a);
-
-static void on_handshake_event(evutil_socket_t fd, short what, void *arg)
+/* On the handshake thread. */
+static void arrival_over(struct handshake *h, enum handshake_result result, const char *failure)
 {
-	struct arrival *a = arg;
-	if (what & EV_TIMEOUT) {
-		char peer[64];
-		log_info("disconnect: from=%s: no TLS handshake within %d s",
-			 peer_text(a, peer, sizeof peer), a->limit);
-		arrival_drop(a);
-		return;
-	}
-	handshake_step(a);
-}
-
-/* Waits for the socket to be readable or writable, within the deadline. */
-static void handshake_wait(struct arrival *a, short what)
-{
-	time_t left = a->deadline - time(NULL);
-	struct timeval tv = {left > 0 ? left : 0, 0};
-	if (a->ev != NULL)
-		event_free(a->ev);
-	a->ev = event_new(a->hs->loop->base, a->fd, what, on_handshake_event, a);
-	if (a->ev == NULL || event_add(a->ev, &tv) != 0) {
-		log_error("TLS handshake: cannot watch the socket");
-		arrival_drop(a);
-	}
-}
-
-static void handshake_step(struct arrival *a)
-{
-	ERR_clear_error();
-	int r = SSL_do_handshake(a->ssl);
-	if (r == 1) {
-		pending_unlink(a);
-		a->hs = NULL;
-		if (a->ev != NULL)
-			event_free(a->ev);
-		a->ev = NULL;
+	struct arrival *a = (struct arrival *)h;
+	if (result == HANDSHAKE_DONE) {
 		post_to_loop(a, serving_loop());
 		return;
 	}
-	int e = SSL_get_error(a->ssl, r);
+	if (result == HANDSHAKE_FAILED) {
+		/* as a session that ends in its handshake always did: one line */
+		char peer[64];
+		log_info("disconnect: from=%s: %s", peer_text(a, peer, sizeof peer), failure);
+	}
+	arrival_drop(a);
+}
+
+/* ---- the handshake, on a handshake thread ---- */
+
+static void pending_unlink(struct handshake *h)
+{
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		h->hs->pending = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+}
+
+static void handshake_over(struct handshake *h, enum handshake_result result,
+			   const char *failure)
+{
+	if (h->hs != NULL)
+		pending_unlink(h);
+	h->hs = NULL;
+	if (h->ev != NULL)
+		event_free(h->ev);
+	h->ev = NULL;
+	ERR_clear_error();
+	h->over(h, result, failure);
+}
+
+static void handshake_step(struct handshake *h);
+
+static void on_handshake_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct handshake *h = arg;
+	if (what & EV_TIMEOUT) {
+		char why[64];
+		snprintf(why, sizeof why, "no TLS handshake within %d s", h->limit_s);
+		handshake_over(h, HANDSHAKE_FAILED, why);
+		return;
+	}
+	handshake_step(h);
+}
+
+/* Waits for the socket to be readable or writable, within the deadline.
+ * One event per handshake, made at its first wait and reused. */
+static void handshake_wait(struct handshake *h, short what)
+{
+	int64_t left = h->deadline_ms - now_ms();
+	if (left < 0)
+		left = 0;
+	struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+	if (h->ev == NULL || event_get_events(h->ev) != what) {
+		if (h->ev != NULL)
+			event_free(h->ev);
+		h->ev = event_new(h->hs->loop->base, h->fd, what, on_handshake_event, h);
+	}
+	if (h->ev == NULL || event_add(h->ev, &tv) != 0)
+		handshake_over(h, HANDSHAKE_FAILED, "TLS handshake: cannot watch the socket");
+}
+
+static void handshake_step(struct handshake *h)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(h->ssl);
+	if (r == 1) {
+		handshake_over(h, HANDSHAKE_DONE, NULL);
+		return;
+	}
+	int e = SSL_get_error(h->ssl, r);
 	if (e == SSL_ERROR_WANT_READ) {
-		handshake_wait(a, EV_READ);
+		handshake_wait(h, EV_READ);
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {
-		handshake_wait(a, EV_WRITE);
+		handshake_wait(h, EV_WRITE);
 		return;
 	}
-	/* as a session that ends in its handshake always did: one line */
-	char peer[64], reason[256] = "the connection closed";
+	char reason[256] = "the connection closed", why[300];
 	unsigned long err = ERR_peek_error();
 	if (err != 0)
 		ERR_error_string_n(err, reason, sizeof reason);
 	else if (e == SSL_ERROR_SYSCALL && errno != 0)
 		snprintf(reason, sizeof reason, "%s", strerror(errno));
-	log_info("disconnect: from=%s: TLS handshake failed: %s", peer_text(a, peer, sizeof peer),
-		 reason);
-	arrival_drop(a);
+	snprintf(why, sizeof why, "TLS handshake failed: %s", reason);
+	handshake_over(h, HANDSHAKE_FAILED, why);
 }
 
-/* On the handshake thread. */
-static void arrival_begin_handshake(struct job *job)
+/* On the handshake thread: the ClientHello is often there already. */
+static void handshake_begin(struct job *job)
 {
-	struct arrival *a = (struct arrival *)job;
-	struct handshaker *hs = a->hs;
+	struct handshake *h = (struct handshake *)job;
+	struct handshaker *hs = h->hs;
 	if (hs->stopping) {
-		a->hs = NULL;
-		arrival_drop(a);
+		h->hs = NULL;
+		h->over(h, HANDSHAKE_STOPPED, "the server is shutting down");
 		return;
 	}
-	a->next = hs->pending;
-	if (a->next != NULL)
-		a->next->prev = a;
-	hs->pending = a;
-	a->ssl = tls_session_new();
-	if (a->ssl == NULL || SSL_set_fd(a->ssl, a->fd) != 1) {
+	h->next = hs->pending;
+	if (h->next != NULL)
+		h->next->prev = h;
+	hs->pending = h;
+	/* made here, not on the I/O loop that accepted the connection */
+	h->ssl = tls_session_new();
+	if (h->ssl == NULL || SSL_set_fd(h->ssl, h->fd) != 1) {
 		log_error("TLS: cannot set up a connection (no certificate loaded?)");
-		arrival_drop(a);
+		handshake_over(h, HANDSHAKE_FAILED, "TLS: no context");
 		return;
 	}
-	SSL_set_accept_state(a->ssl);
-	/* as in a session (one CommandTimeout), and never longer than this */
-	a->limit = a->cfg->command_timeout < TLS_HANDSHAKE_TIMEOUT ? a->cfg->command_timeout
-								  : TLS_HANDSHAKE_TIMEOUT;
-	a->deadline = time(NULL) + a->limit;
-	handshake_step(a); /* the ClientHello is often there already */
+	SSL_set_accept_state(h->ssl);
+	handshake_step(h);
+}
+
+/* From any thread: h->fd, h->deadline_ms, h->limit_s and h->over are
+ * set; the SSL is made on the handshake thread. */
+static void handshake_post(struct handshake *h)
+{
+	h->hs = &handshakers[atomic_fetch_add_explicit(&next_handshaker, 1, memory_order_relaxed) %
+			     nhandshakers];
+	h->job.loop = h->hs->loop;
+	h->job.done = handshake_begin;
+	ioloop_post(h->job.loop, &h->job);
+}
+
+/* On the handshake thread: an STLS handshake's result goes back to its
+ * session's loop. */
+static void upgrade_over(struct handshake *h, enum handshake_result result, const char *failure)
+{
+	struct tls_upgrade *u = (struct tls_upgrade *)h;
+	u->result = result;
+	snprintf(u->failure, sizeof u->failure, "%s", failure != NULL ? failure : "");
+	ioloop_post(u->back->loop, u->back);
 }
 
 /* A handshake thread makes way for the I/O threads when both want the
@@ -229,7 +268,7 @@ static void handshaker_shutdown(struct job *job)
 						     offsetof(struct handshaker, shutdown_job));
 	hs->stopping = true;
 	while (hs->pending != NULL)
-		arrival_drop(hs->pending);
+		handshake_over(hs->pending, HANDSHAKE_STOPPED, "the server is shutting down");
 }
 
 /* ---- public ---- */
@@ -266,18 +305,35 @@ void handoff_connection(struct ioloop *here, const struct config *cfg, int fd,
 	}
 	struct arrival *a = xcalloc(1, sizeof *a);
 	a->cfg = cfg;
-	a->fd = fd;
+	a->h.fd = fd;
 	a->peer_len = addrlen < sizeof a->peer ? addrlen : (socklen_t)sizeof a->peer;
 	memcpy(&a->peer, addr, a->peer_len);
 	if (!tls) {
 		post_to_loop(a, loop);
 		return;
 	}
-	a->hs = &handshakers[atomic_fetch_add_explicit(&next_handshaker, 1, memory_order_relaxed) %
-			     nhandshakers];
-	a->job.loop = a->hs->loop;
-	a->job.done = arrival_begin_handshake;
-	ioloop_post(a->job.loop, &a->job);
+	/* as in a session (one CommandTimeout), and never longer than this */
+	a->h.limit_s = cfg->command_timeout < TLS_HANDSHAKE_TIMEOUT ? cfg->command_timeout
+								    : TLS_HANDSHAKE_TIMEOUT;
+	a->h.deadline_ms = now_ms() + (int64_t)a->h.limit_s * 1000;
+	a->h.over = arrival_over;
+	handshake_post(&a->h);
+}
+
+bool handoff_tls_upgrade(struct tls_upgrade *u, int fd, int64_t limit_ms, struct job *back)
+{
+	if (nhandshakers == 0)
+		return false;
+	memset(&u->h, 0, sizeof u->h);
+	u->h.fd = fd;
+	u->h.deadline_ms = now_ms() + (limit_ms > 0 ? limit_ms : 0);
+	u->h.limit_s = (int)((limit_ms + 999) / 1000);
+	u->h.over = upgrade_over;
+	u->back = back;
+	u->result = HANDSHAKE_FAILED;
+	u->failure[0] = '\0';
+	handshake_post(&u->h);
+	return true;
 }
 
 void handoff_shutdown(void)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn_limit.h"
+#include "handoff.h"
 #include "ioloop.h"
 #include "log.h"
 #include "session.h"
@@ -93,6 +94,7 @@ int inetd_serve(const struct config *cfg)
 	struct ioloop *loop = ioloop_new(0);
 	struct timeval timeout = {cfg->command_timeout, 0};
 	loop->command_timeout = event_base_init_common_timeout(loop->base, &timeout);
+	handoff_start(&loop, 1); /* a thread for the TLS handshake after STLS */
 	conn_limit_acquire((struct sockaddr *)&peer, 1, 1);
 	session_start(loop, config_hold(cfg), fd, (struct sockaddr *)&peer, sizeof peer, false);
 	struct event *watch = event_new(loop->base, -1, EV_PERSIST, check_done, loop->base);
@@ -100,6 +102,7 @@ int inetd_serve(const struct config *cfg)
 	event_add(watch, &tick);
 	event_base_dispatch(loop->base);
 	event_free(watch);
+	handoff_stop();
 	worker_pool_stop();
 	ioloop_free(loop);
 	/* the session's socket is closed: the relay sees EOF once it has

@@ -487,10 +487,7 @@ static void cmd_stls(struct session *s, const struct pop3_command *c)
 	free(s->user_arg);
 	s->user_arg = NULL;
 	reply_ok(s, "Begin TLS negotiation");
-	if (session_start_tls(s) != 0) {
-		log_error("from=%s: STLS: cannot set up TLS", s->peer_text);
-		session_close(s, "STLS failed");
-	}
+	session_start_tls(s);
 }
 
 static void cmd_auth(struct session *s, const struct pop3_command *c)

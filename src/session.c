@@ -229,6 +229,8 @@ static void on_write(struct bufferevent *bev, void *arg)
 		pop3_stream_resume(s);
 	} else if (s->wait == WAIT_OUTPUT) {
 		session_resume(s);
+	} else if (s->wait == WAIT_TLS_FLUSH) {
+		session_stls_flushed(s);
 	}
 }
 
@@ -316,33 +318,11 @@ static void session_setup_bev(struct session *s)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-int session_start_tls(struct session *s)
+void session_replace_bev(struct session *s, struct bufferevent *bev)
 {
-	SSL *ssl = tls_session_new();
-	if (ssl == NULL)
-		return -1;
-	/* Whatever came after STLS was sent in the clear: it must not be
-	 * taken for commands inside TLS (the STARTTLS injection class). */
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	struct bufferevent *tls = bufferevent_openssl_filter_new(
-		s->loop->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL) {
-		SSL_free(ssl);
-		return -1;
-	}
-	/* a client that closes without close_notify (most do after QUIT)
-	 * is an end of input, not an error */
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	/* The filter encrypts into the socket's bufferevent as long as that
-	 * one's output is below its high watermark, which is none unless set:
-	 * without it a client that stops reading in a big RETR would have the
-	 * whole message encrypted into memory. */
-	bufferevent_setwatermark(s->bev, EV_WRITE, RETR_LOW_WATER, RETR_CHUNK_SIZE);
-	s->bev = tls;
-	s->tls = true;
+	bufferevent_free(s->bev);
+	s->bev = bev;
 	session_setup_bev(s);
-	return 0;
 }
 
 static void session_begin(struct ioloop *loop, const struct config *cfg, int fd,
@@ -431,7 +411,9 @@ void session_shutdown_all(struct ioloop *loop)
 		next = s->next; /* session_close may free s */
 		if (s->closing || s->state == STATE_UPDATE)
 			continue; /* leaving already, or committing its QUIT */
-		if (s->wait != WAIT_STREAM) /* no text inside a message */
+		/* no text inside a message, nor in the clear after STLS */
+		if (s->wait != WAIT_STREAM && s->wait != WAIT_TLS_FLUSH &&
+		    s->wait != WAIT_TLS_HANDSHAKE)
 			reply_err(s, "[SYS/TEMP] Server shutting down, try again later");
 		session_close(s, "server shutting down");
 	}

@@ -77,7 +77,7 @@ struct session {
 	void (*delay_over)(struct session *s);
 	void (*hold_cancel)(struct session *s); /* a login hold (pop3_auth.c) */
 	struct event *lease_timer;
-	struct event *flush_timer; /* closing after STLS: see session_maybe_free */
+	struct event *flush_timer; /* the free at the loop's next turn: see session_maybe_free */
 
 	/* counts for the logout line */
 	unsigned retr_count;
@@ -97,9 +97,15 @@ void session_start(struct ioloop *loop, const struct config *cfg, int fd,
 void session_start_established(struct ioloop *loop, const struct config *cfg, int fd,
 			       const struct sockaddr *addr, socklen_t addrlen, SSL *ssl);
 
-/* STLS: everything the client sent after the command is discarded (it was
- * sent in the clear), and the connection continues inside TLS. */
-int session_start_tls(struct session *s);
+/* STLS (session_stls.c), after its +OK: everything the client sent after
+ * the command is discarded (it was sent in the clear); once the +OK is
+ * sent the socket goes to a handshake thread, and the session continues
+ * inside TLS when it comes back. */
+void session_start_tls(struct session *s);
+/* For session.c: everything sent in the clear has left (WAIT_TLS_FLUSH). */
+void session_stls_flushed(struct session *s);
+/* Frees the session's bufferevent and serves it through bev instead. */
+void session_replace_bev(struct session *s, struct bufferevent *bev);
 
 /* Replies. reply_err counts towards the bad-command limit. */
 __attribute__((format(printf, 2, 3))) void reply_ok(struct session *s, const char *fmt, ...);

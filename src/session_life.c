@@ -22,9 +22,12 @@ void session_assert_owner(const struct session *s)
 
 /* ---- waits ---- */
 
+/* The idle timer does not run: the session waits for the server's work,
+ * or for an STLS handshake, which has a deadline of its own. */
 static bool server_works(enum session_wait w)
 {
-	return w == WAIT_JOB || w == WAIT_LOGIN_HOLD || w == WAIT_AUTH_DELAY;
+	return w == WAIT_JOB || w == WAIT_LOGIN_HOLD || w == WAIT_AUTH_DELAY ||
+	       w == WAIT_TLS_HANDSHAKE;
 }
 
 static void wait_enter(struct session *s, enum session_wait w)
@@ -47,7 +50,7 @@ static void wait_leave(struct session *s)
 
 void session_wait_enter(struct session *s, enum session_wait w)
 {
-	assert(w == WAIT_STREAM || w == WAIT_OUTPUT);
+	assert(w == WAIT_STREAM || w == WAIT_OUTPUT || w == WAIT_TLS_FLUSH);
 	wait_enter(s, w);
 }
 
@@ -77,7 +80,7 @@ static void job_done(struct job *job)
 	 * into the login job). */
 	bool blocking = sj->blocking;
 	if (blocking) {
-		assert(s->wait == WAIT_JOB);
+		assert(s->wait == WAIT_JOB || s->wait == WAIT_TLS_HANDSHAKE);
 		s->wait = WAIT_NONE;
 	}
 	if (s->closing && sj->discard != NULL)
@@ -113,6 +116,16 @@ void session_submit(struct session *s, struct session_job *sj, bool blocking)
 	if (blocking)
 		wait_enter(s, WAIT_JOB);
 	worker_submit(&sj->job);
+}
+
+void session_tls_handshake_begin(struct session *s, struct session_job *sj)
+{
+	session_assert_owner(s);
+	assert(s->wait == WAIT_TLS_FLUSH && !s->closing);
+	s->wait = WAIT_NONE;
+	job_init(s, sj);
+	sj->blocking = true;
+	wait_enter(s, WAIT_TLS_HANDSHAKE);
 }
 
 void session_finish_here(struct session *s, struct session_job *sj)
@@ -176,11 +189,6 @@ void session_discard_output(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_drain(out, evbuffer_get_length(out));
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	if (under != NULL) {
-		out = bufferevent_get_output(under);
-		evbuffer_drain(out, evbuffer_get_length(out));
-	}
 }
 
 void session_input_ended(struct session *s)
@@ -198,7 +206,12 @@ void session_input_ended(struct session *s)
 		session_process(s); /* the commands sent before, then the end */
 		break;
 	case WAIT_JOB:
+	case WAIT_TLS_HANDSHAKE:
 		break; /* back soon: then the commands sent before, then the end */
+	case WAIT_TLS_FLUSH: /* no handshake without the client */
+		s->wait = WAIT_NONE;
+		session_close(s, "client left before the TLS handshake");
+		break;
 	case WAIT_LOGIN_HOLD:
 	case WAIT_AUTH_DELAY:
 		session_close(s, "client left during the login delay");
@@ -251,8 +264,7 @@ static void session_finish(struct session *s)
 		return; /* on_write calls again once the last reply is sent */
 	/* TLS ends with close_notify after the last reply: a client that
 	 * waits for it (openssl s_client) would take a bare close for an
-	 * attack. After STLS it goes out through the socket's bufferevent,
-	 * which the check below waits for. */
+	 * attack. */
 	if (s->tls && !s->tls_closed && !s->peer_gone) {
 		s->tls_closed = true;
 		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -260,18 +272,6 @@ static void session_finish(struct session *s)
 			SSL_shutdown(ssl);
 			ERR_clear_error();
 		}
-	}
-	/* After STLS the TLS filter hands its output to the socket's own
-	 * bufferevent, and on_write comes when the filter is empty, before
-	 * the socket has sent it all; freeing now would lose the last reply
-	 * (QUIT's +OK). Nothing calls back when the socket side is done, so
-	 * look again shortly (the command timer still bounds the wait). */
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	if (!s->peer_gone && under != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(under)) > 0) {
-		static const struct timeval tick = {0, 10 * 1000};
-		evtimer_add(s->flush_timer, &tick);
-		return;
 	}
 	assert(s->jobs == 0 && s->hold_cancel == NULL);
 	session_free(s);
@@ -290,10 +290,11 @@ void session_flush_check(evutil_socket_t fd, short what, void *arg)
 
 /* ---- timeouts ---- */
 
-/* False while a TLS handshake is not done: nothing can be sent then. */
+/* False while a TLS handshake is not done (or, after STLS, about to
+ * start): nothing can be sent then. */
 static bool can_send(struct session *s)
 {
-	if (s->peer_gone)
+	if (s->peer_gone || s->wait == WAIT_TLS_FLUSH || s->wait == WAIT_TLS_HANDSHAKE)
 		return false;
 	if (!s->tls)
 		return true;

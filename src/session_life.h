@@ -43,6 +43,8 @@ enum session_wait {
 	WAIT_AUTH_DELAY, /* a failed login is being slowed down */
 	WAIT_STREAM,     /* RETR/TOP output in progress */
 	WAIT_OUTPUT,     /* too much unread output: wait for the client */
+	WAIT_TLS_FLUSH,  /* STLS: the client reads what was sent in the clear */
+	WAIT_TLS_HANDSHAKE, /* STLS: the handshake runs on a handshake thread */
 };
 
 struct session_job {
@@ -67,11 +69,18 @@ void session_submit(struct session *s, struct session_job *sj, bool blocking);
  * caller, which may be in the middle of a command). */
 void session_finish_here(struct session *s, struct session_job *sj);
 
-/* Enters a wait (WAIT_STREAM, WAIT_OUTPUT; the others have their own
- * calls). The session must wait for nothing else. */
+/* Enters a wait (WAIT_STREAM, WAIT_OUTPUT, WAIT_TLS_FLUSH; the others
+ * have their own calls). The session must wait for nothing else. */
 void session_wait_enter(struct session *s, enum session_wait w);
 /* Leaves the wait and goes on with the commands that came meanwhile. */
 void session_resume(struct session *s);
+
+/* STLS, after WAIT_TLS_FLUSH: the handshake is the blocking job sj, run
+ * by a handshake thread (handoff_tls_upgrade), not a storage worker; the
+ * caller hands sj->job over to it right after. The idle timer stops (the
+ * handshake has its own deadline), and a client that leaves ends the
+ * session once the handshake is back. */
+void session_tls_handshake_begin(struct session *s, struct session_job *sj);
 
 /* The hold of a login from a penalised address before its check
  * (pop3_auth.c keeps its timer): the session reads nothing, the idle timer

@@ -189,6 +189,87 @@ def test_metrics_count_exactly_what_the_clients_did(make_tpops, client_for):
     assert status == 404
 
 
+def quit_commits(t):
+    """(ok, failed) of tpops_quit_commits_total."""
+    v = values(curl_metrics(t))
+    return (v['tpops_quit_commits_total{result="ok"}'],
+            v['tpops_quit_commits_total{result="failed"}'])
+
+
+def test_a_failed_quit_commit_is_counted_and_answered(make_tpops):
+    """Maildir: new/ is read-only for the daemon's user at QUIT, so the
+    deletion really fails (EACCES): QUIT answers -ERR, the failure is
+    counted, nothing is deleted; with new/ writable again the next QUIT
+    commits and is counted as such."""
+    from backends.maildir import maildir_root
+    t = with_metrics(make_tpops, backend="maildir")
+    t.add_user("alice", "secret")
+    for i in range(2):
+        t.store("alice@example.com", msg(i + 1, 300))
+    t.start()
+    new = os.path.join(maildir_root(t), "alice", "new")
+    assert len(os.listdir(new)) == 2
+
+    p = poplib.POP3("127.0.0.1", t.port, timeout=10)
+    p.user("alice")
+    p.pass_("secret")
+    p.dele(1)
+    os.chmod(new, 0o555)
+    try:
+        with pytest.raises(poplib.error_proto) as answer:
+            p.quit()
+    finally:
+        os.chmod(new, 0o700)
+    assert answer.value.args[0].startswith(b"-ERR [SYS/TEMP] Messages could not be deleted"), \
+        answer.value
+    assert quit_commits(t) == (0, 1)
+    v = values(curl_metrics(t))
+    assert v["tpops_messages_deleted_total"] == 0
+    assert v['tpops_storage_job_duration_seconds_count{kind="commit"}'] == 1
+    assert "1 of 1 deleted messages kept" in t.read_log()
+    assert len(os.listdir(new)) == 2
+
+    p = poplib.POP3("127.0.0.1", t.port, timeout=10)
+    p.user("alice")
+    p.pass_("secret")
+    assert p.stat()[0] == 2  # nothing was deleted
+    p.dele(1)
+    assert p.quit().startswith(b"+OK")
+    assert quit_commits(t) == (1, 1)
+    assert values(curl_metrics(t))["tpops_messages_deleted_total"] == 1
+    assert len(os.listdir(new)) == 1
+
+
+def test_a_quit_commit_with_mariadb_down_is_counted(make_tpops):
+    """MariaDB stops between DELE and QUIT: the commit fails, QUIT answers
+    -ERR, the failure is counted, and the message is still in the database
+    once MariaDB is back."""
+    from backends import mysql
+    t = with_metrics(make_tpops, backend="mysql")
+    t.add_user("alice", "secret")
+    t.store("alice@example.com", msg(1, 300))
+    t.start()
+    server = mysql.server()
+    p = poplib.POP3("127.0.0.1", t.port, timeout=30)
+    p.user("alice")
+    p.pass_("secret")
+    p.dele(1)
+    try:
+        server.stop()
+        with pytest.raises(poplib.error_proto) as answer:
+            p.quit()
+    finally:
+        server.start()
+    assert answer.value.args[0].startswith(b"-ERR [SYS/TEMP] Messages could not be deleted"), \
+        answer.value
+    assert quit_commits(t) == (0, 1)
+    v = values(curl_metrics(t))
+    assert v["tpops_messages_deleted_total"] == 0
+    assert "deleting messages at QUIT" in t.read_log()
+    assert t.sql("SELECT count(*) FROM msg m JOIN user u ON u.uid = m.uid"
+                 " WHERE u.login = 'alice'") == [(1,)]
+
+
 def test_failed_login_holds_are_counted(make_tpops):
     t = with_metrics(make_tpops, AuthFailureDelay=3)
     t.add_user("alice", "secret")

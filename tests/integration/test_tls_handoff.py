@@ -1,13 +1,15 @@
 """The way from accept to a session (src/handoff.c): POP3S handshakes on
 their own threads, then sessions spread over the I/O threads; a failed or
 silent handshake gives its connection slot back and holds up neither other
-clients nor a shutdown."""
+clients nor a shutdown. The handshake after STLS runs on the same threads
+(src/session_stls.c), under the session's rules: its slot, its time
+limit, one log line when it fails, and in inetd mode too."""
 import os
 import socket
 import subprocess
 import time
 
-from conftest import TOOL_ASAN, program
+from conftest import DAEMON_ASAN, TOOL_ASAN, program
 from pop3tls import HOST, Pop3, cert, client_context, tls_settings  # noqa: F401 (fixture)
 
 USERS = [f"u{i}" for i in range(8)]
@@ -100,3 +102,113 @@ def test_silent_handshakes_block_neither_clients_nor_shutdown(make_tpops, cert):
     assert "still open after" not in t.read_log()
     for s in silent:
         s.close()
+
+
+def stls_garbage(port):
+    """STLS, then plain text where the ClientHello should be."""
+    with socket.create_connection((HOST, port), timeout=10) as s:
+        s.settimeout(10)
+        buf = b""
+        while buf.count(b"\r\n") < 1:
+            buf += s.recv(4096)
+        s.sendall(b"STLS\r\n")
+        while buf.count(b"\r\n") < 2:
+            buf += s.recv(4096)
+        assert buf.split(b"\r\n")[1].startswith(b"+OK"), buf
+        s.sendall(b"USER nobody\r\n" * 20)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+
+
+def test_failed_stls_handshakes_give_their_slot_back(make_tpops, cert):
+    """Garbage after STLS: the session ends with a line that says why, and
+    its slot is free again; a real client then upgrades and logs in."""
+    t = daemon(make_tpops, cert, MaxConnectionsPerIP=3)
+    for _ in range(6):
+        stls_garbage(t.port)
+    with Pop3(t.port) as c:
+        c.starttls(client_context(cert))
+        login(c, "u2")
+        assert c.cmd("QUIT").startswith(b"+OK")
+    log = t.read_log()
+    assert log.count("STLS: TLS handshake failed") >= 6, log
+
+
+def test_stls_handshake_ends_at_the_connection_time_limit(make_tpops, cert):
+    """A client that says STLS and then nothing: with ConnectionKeepTime
+    shorter than CommandTimeout, the time limit ends it (the handshake
+    thread's deadline is the session's)."""
+    t = daemon(make_tpops, cert, ConnectionKeepTime=3, CommandTimeout=60)
+    s = socket.create_connection((HOST, t.port), timeout=30)
+    buf = b""
+    while buf.count(b"\r\n") < 1:
+        buf += s.recv(4096)
+    started = time.monotonic()
+    s.sendall(b"STLS\r\n")
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    took = time.monotonic() - started
+    s.close()
+    # not CommandTimeout (60 s), nor the POP3S handshake limit (30 s)
+    assert 1.5 <= took < 15, took
+
+
+def test_silent_stls_handshakes_do_not_hold_up_shutdown(make_tpops, cert):
+    """Sessions waiting for their STLS handshake on the handshake threads
+    end at SIGTERM at once, and a client upgrading meanwhile is served."""
+    t = daemon(make_tpops, cert)
+    silent = []
+    for _ in range(10):
+        s = socket.create_connection((HOST, t.port), timeout=10)
+        s.recv(512)
+        s.sendall(b"STLS\r\n")
+        silent.append(s)
+    with Pop3(t.port) as c:
+        c.starttls(client_context(cert))
+        login(c, "u3")
+        assert c.cmd("STAT").startswith(b"+OK")
+        assert c.cmd("QUIT").startswith(b"+OK")
+    stop_started = time.time()
+    assert t.stop() == 0
+    assert time.time() - stop_started < 8, t.read_log()
+    assert "still open after" not in t.read_log()
+    for s in silent:
+        s.close()
+
+
+def test_stls_in_inetd_mode(make_tpops, cert):
+    """tpops --inetd has a handshake thread too: STLS on the inherited
+    socket, then a login inside TLS."""
+    t = make_tpops(**tls_settings(cert))
+    t.add_user("u0", "pw", None, "--plain")
+    ours, theirs = socket.socketpair()
+    err_path = os.path.join(t.dir, "inetd.log")
+    env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN)
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen([program("tpops"), "--inetd", "-f", "-c", t.conf], stdin=theirs,
+                             stdout=theirs, stderr=err, env=env)
+    theirs.close()
+    try:
+        ours.settimeout(20)
+        c = Pop3.__new__(Pop3)
+        c.sock, c.buf = ours, b""
+        assert c.line().startswith(b"+OK")
+        c.starttls(client_context(cert))
+        login(c, "u0")
+        assert c.cmd("QUIT").startswith(b"+OK")
+        assert p.wait(timeout=20) == 0
+    finally:
+        c.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    with open(err_path, "rb") as f:
+        log = f.read().decode(errors="replace")
+    assert "logout: user=u0" in log, log
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log
