@@ -9,7 +9,8 @@
  *     session. Handed over, the session holds NULL until the finish
  *     (asserted there): the SASL state (credentials job), the maildrop
  *     and the DELE/RETR marks (QUIT's commit), a message's reader
- *     (a RETR piece, pop3_stream.c). What a job may still point to is
+ *     (a RETR piece, pop3_stream.c), the socket (the STLS handshake on a
+ *     handshake thread, session_stls.c). What a job may still point to is
  *     shared read-only and outlives it: the configuration (immutable,
  *     held by the session, config_hold, for its whole life), static
  *     tables (a maildrop's ops, a mechanism's name), and sj->session,
