@@ -122,6 +122,7 @@ static const struct key keys[] = {
 	STR_KEY("SQLite_Path", KEY_STRING, sqlite_path, "a file name"),
 	INT_KEY("MySQL_Port", mysql_port, 1, 65535),
 	STR_KEY("MySQL_Socket", KEY_OPTIONAL, mysql_socket, "a socket path"),
+	INT_KEY("MySQL_FailbackTime", mysql_failback_time, 0, 86400),
 	STR_KEY("Listen", KEY_LISTEN, listen, "IPv4 or IPv6 addresses separated by spaces"),
 	INT_KEY("TLS_Port", tls_port, 0, 65535),
 	STR_KEY("TLS_Cert", KEY_OPTIONAL, tls_cert, "a file name"),
@@ -228,6 +229,7 @@ void config_defaults(struct config *cfg)
 	cfg->database = DATABASE_SQLITE;
 	cfg->sqlite_path = xstrdup(DEFAULT_SQLITE_PATH);
 	cfg->mysql_port = 3306;
+	cfg->mysql_failback_time = DEFAULT_MYSQL_FAILBACK_TIME;
 	cfg->listen = xcalloc(3, sizeof(char *));
 	cfg->listen[0] = xstrdup("0.0.0.0");
 	cfg->listen[1] = xstrdup("::");

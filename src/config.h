@@ -26,6 +26,7 @@ struct config {
 	char *sqlite_path;
 	int mysql_port;
 	char *mysql_socket;
+	int mysql_failback_time; /* MySQL_FailbackTime, seconds; 0: only at SIGHUP */
 	char **listen; /* Listen: NULL-terminated list of addresses */
 	int tls_port;  /* -1: not set (995 when a certificate is set) */
 	char *tls_cert, *tls_key;

@@ -62,7 +62,8 @@ struct db_mysql {
 	char *user, *pass, *dbname, *socket;
 	size_t host_at;      /* the host of conn */
 	size_t next_host;    /* where the next connection starts looking */
-	time_t connected_at; /* monotonic seconds, for the move back */
+	int64_t connected_ms; /* monotonic milliseconds, for the move back; 0: never connected */
+	int64_t failback_ms;  /* MySQL_FailbackTime; 0: only at SIGHUP */
 	unsigned int generation; /* of db_mysql_failback() when connected */
 	bool galera;         /* the server is a Galera node (wsrep_on) */
 	bool broken;         /* the connection was lost: reconnect before use */

@@ -3,8 +3,9 @@
  * ready (a Galera node that left the primary component answers, but is
  * not); after a node failure (db_mysql_retry.c) the next connection starts
  * at the host after the failed one. A connection on any host but the first
- * moves back to the first at the next operation after SIGHUP
- * (db_mysql_failback()) or MYSQL_FAILBACK_SECONDS after it was made. */
+ * moves back to the first at its next operation after SIGHUP
+ * (db_mysql_failback()) or once MySQL_FailbackTime has passed since it
+ * was made: an idle worker moves at its next use, not before. */
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
@@ -55,11 +56,13 @@ static void disconnect(struct db_mysql *d)
 	d->conn = NULL;
 }
 
-static time_t monotonic_seconds(void)
+/* never 0, which stands for "not connected yet" */
+static int64_t monotonic_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return ms > 0 ? ms : 1;
 }
 
 static const char *host_name(const struct db_mysql *d, size_t i)
@@ -194,12 +197,12 @@ static int connect_server(struct db_mysql *d)
 		size_t i = (d->next_host + n) % d->hosts.count;
 		status = connect_host(d, i);
 		if (status == DB_OK) {
-			if (i != d->host_at && d->hosts.count > 1 && d->connected_at != 0)
+			if (i != d->host_at && d->hosts.count > 1 && d->connected_ms != 0)
 				log_warn("mysql: now using %s:%u", host_name(d, i),
 					 d->hosts.host[i].port);
 			d->host_at = i;
 			d->next_host = i;
-			d->connected_at = monotonic_seconds();
+			d->connected_ms = monotonic_ms();
 			d->generation = atomic_load(&failback_generation);
 			return DB_OK;
 		}
@@ -218,13 +221,24 @@ void dbm_drop_host(struct db_mysql *d)
 	d->next_host = (d->host_at + 1) % d->hosts.count;
 }
 
+/* A connection on a host other than the first: is it time to move back? */
+static bool failback_due(const struct db_mysql *d)
+{
+	if (d->host_at == 0)
+		return false;
+	if (atomic_load(&failback_generation) != d->generation)
+		return true; /* SIGHUP */
+	return d->failback_ms > 0 && monotonic_ms() - d->connected_ms >= d->failback_ms;
+}
+
 /* Before each attempt of an operation: reconnect after a lost connection,
- * and move back to the first host when it is time to. */
+ * and move back to the first host when it is time to. A first host that
+ * is still down costs one connection attempt, and the search goes on
+ * from it to the others; the time then counts again from the new
+ * connection. */
 int dbm_ready(struct db_mysql *d)
 {
-	if (d->conn != NULL && !d->broken && d->host_at != 0 &&
-	    (atomic_load(&failback_generation) != d->generation ||
-	     monotonic_seconds() - d->connected_at >= MYSQL_FAILBACK_SECONDS)) {
+	if (d->conn != NULL && !d->broken && failback_due(d)) {
 		d->next_host = 0;
 		disconnect(d);
 	}
@@ -248,6 +262,7 @@ int mysql_open(const struct config *cfg, struct db **db_r, char *err, size_t err
 	d->socket = dup_or_null(cfg->mysql_socket);
 	d->random = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)d;
 	d->random |= 1;
+	d->failback_ms = (int64_t)cfg->mysql_failback_time * 1000;
 	if (d->dbname == NULL) {
 		snprintf(err, errlen, "mysql: MySQL_DB is not set in %s",
 			 cfg->path ? cfg->path : "the configuration");

@@ -48,7 +48,8 @@ static bool database_settings_differ(const struct config *next, const struct con
 	       strs_differ(next->mysql_user, old->mysql_user) ||
 	       strs_differ(next->mysql_pass, old->mysql_pass) ||
 	       strs_differ(next->mysql_db, old->mysql_db) || next->mysql_port != old->mysql_port ||
-	       strs_differ(next->mysql_socket, old->mysql_socket);
+	       strs_differ(next->mysql_socket, old->mysql_socket) ||
+	       next->mysql_failback_time != old->mysql_failback_time;
 }
 
 /* Logged, and added to report when there is one. */

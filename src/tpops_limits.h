@@ -110,8 +110,11 @@
 #define MYSQL_RETRY_NODE_MS 250
 #define MYSQL_RETRY_MAX_WAIT_MS 2000
 /* A connection that failed over to another MySQL_Server host moves back
- * to the first one after this long (or at SIGHUP). */
-#define MYSQL_FAILBACK_SECONDS 300
+ * to the first one this many seconds after it was made, or at SIGHUP
+ * (MySQL_FailbackTime). Long enough that a host that comes and goes does
+ * not move every worker to and fro; short enough that a cluster's load
+ * spreads again without the administrator. */
+#define DEFAULT_MYSQL_FAILBACK_TIME 300
 /* Largest message (header + body) stored in the seed's header and body
  * columns; larger ones keep the header there and the body in msg_part rows
  * of MYSQL_PART_SIZE. The seed's mediumtext held at most 16 MiB - 1, and a

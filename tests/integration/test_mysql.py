@@ -1,7 +1,9 @@
 """Database: mysql against a real MariaDB server (backends/mysql.py): the
 upgrade of a database that the original TPOPS filled, leases shared by two
 servers, MariaDB going away and coming back, SQL metacharacters, quota
-under concurrent deliveries, and a 100 MiB message streamed in pieces.
+under concurrent deliveries, a 100 MiB message streamed in pieces, the
+move back to the first MySQL_Server host, and conflicts run again on the
+same connection.
 The protocol suite runs against this backend as well (the `tpops`
 fixture); this file holds what only MySQL has."""
 import hashlib
@@ -384,6 +386,175 @@ def test_several_hosts_the_first_down(make_tpops):
     t.write_config(MySQL_Server="db1:notaport")
     r = t.tool("tpops-users", check=False)
     assert r.returncode != 0 and b"MySQL_Server" in r.stderr, r.stderr
+
+
+def connection_ids(server, db):
+    """The ids of the connections to server that use database db."""
+    with server.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s "
+                    "AND USER = %s ORDER BY ID", (db, mysql.DB_USER))
+        return [r[0] for r in cur.fetchall()]
+
+
+def test_moves_back_to_the_first_host_after_failback_time(make_tpops):
+    """After a failover the worker's connection moves back to the first
+    MySQL_Server host at its first use once MySQL_FailbackTime has passed
+    since it connected, and not before: two real MariaDB servers, the
+    first down when the worker connects and up again long before then."""
+    failback = 10
+    second = mysql.server()
+    first = mysql.MariaDB()  # a server of its own, the preferred host
+    try:
+        t = make_mysql(make_tpops, Workers=1, MySQL_FailbackTime=failback)
+        db = t.settings["MySQL_DB"]
+        t.add_user("alice", "secret")  # on the second host
+        # the same database and user on the first
+        first.create_database(db)
+        t.write_config(MySQL_Server=f"127.0.0.1:{first.port}")
+        t.tool("tpops-dbinit")
+        t.add_user("alice", "secret")
+        first.stop()
+        t.write_config(MySQL_Server=f"127.0.0.1:{first.port} 127.0.0.1:{second.port}")
+        t.start()
+
+        def login():
+            c = Client(t.port)
+            c.login()
+            assert c.cmd("QUIT").startswith(b"+OK")
+            c.close()
+
+        # the worker's connection: made during this login, on the second host
+        before_connect = time.monotonic()
+        login()
+        connected = time.monotonic()
+        on_second = connection_ids(second, db)
+        assert len(on_second) == 1, on_second
+        first.start()
+        up = time.monotonic() - before_connect
+        # until MySQL_FailbackTime has passed it stays, with the first host up
+        stayed = 0
+        while True:
+            login()
+            if time.monotonic() >= before_connect + failback:
+                break
+            assert connection_ids(first, db) == [], t.read_log()
+            assert connection_ids(second, db) == on_second, t.read_log()
+            assert "now using" not in t.read_log()
+            stayed += 1
+            time.sleep(0.5)
+        assert stayed >= 3, f"the first host took {up:.1f} s to start"
+        # its first use after that time moves it back
+        time.sleep(max(0.0, connected + failback + 0.2 - time.monotonic()))
+        login()
+        assert len(connection_ids(first, db)) == 1, t.read_log()
+        assert connection_ids(second, db) == [], t.read_log()
+        assert f"mysql: now using 127.0.0.1:{first.port}" in t.read_log()
+        print(f"first host up {up:.1f} s after the worker connected; "
+              f"{stayed} logins stayed on the second host; moved back at "
+              f"{time.monotonic() - before_connect:.1f} s (MySQL_FailbackTime {failback})")
+        t.stop()
+    finally:
+        first.destroy()
+
+
+def conflict_in_quit(make_tpops, make_conflict, prepare=None):
+    """A QUIT whose transaction fails with a conflict that make_conflict
+    brings about (a connection of its own holding the message's row):
+    the QUIT answers +OK, deletes the message once, and ran again on the
+    worker's connection (same connection id, nothing reconnected).
+    Returns the daemon's log."""
+    srv = mysql.server()
+    t = make_mysql(make_tpops, Workers=1, LogLevel="debug")
+    db = t.settings["MySQL_DB"]
+    t.add_user("alice", "secret")
+    t.store("alice@example.com", b"Subject: one\n\n1\n")
+    t.store("alice@example.com", b"Subject: two\n\n2\n")
+    uid = t.sql("SELECT uid FROM user WHERE login = 'alice'")[0][0]
+    first_id = t.sql("SELECT MIN(id) FROM msg WHERE uid = ?", (uid,))[0][0]
+    t.start()
+    c = Client(t.port, timeout=60)
+    c.login()
+    worker = connection_ids(srv, db)
+    assert len(worker) == 1, worker
+    assert c.cmd("DELE 1").startswith(b"+OK")
+    replies = []
+    with srv.connect(db) as blocker, blocker.cursor() as cur:
+        if prepare:
+            prepare(cur)
+        cur.execute("BEGIN")
+        cur.execute("SELECT id FROM msg WHERE id = %s FOR UPDATE", (first_id,))
+        quit = threading.Thread(target=lambda: replies.append(c.cmd("QUIT")))
+        quit.start()
+        make_conflict(srv, cur, worker[0], uid)
+        cur.execute("ROLLBACK")
+    quit.join(60)
+    assert replies and replies[0].startswith(b"+OK"), (replies, t.read_log())
+    remaining = t.sql("SELECT id FROM msg WHERE uid = ?", (uid,))
+    assert len(remaining) == 1 and remaining[0][0] != first_id, remaining
+    assert connection_ids(srv, db) == worker, t.read_log()
+    log = t.read_log()
+    assert "trying the next database host" not in log and "now using" not in log, log
+    t.stop()
+    return log
+
+
+def wait_for_delete(srv, connection_id):
+    """Until the connection runs QUIT's DELETE, which waits for the row
+    lock the test holds (INNODB_TRX's trx_state does not say so reliably
+    on MariaDB 10.11; the process list does)."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with srv.connect() as c, c.cursor() as cur:
+            cur.execute("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s",
+                        (connection_id,))
+            row = cur.fetchone()
+            if row and row[0] and row[0].startswith("DELETE FROM msg"):
+                time.sleep(0.2)
+                return
+        time.sleep(0.05)
+    with srv.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT ID, USER, DB, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST")
+        raise AssertionError(f"connection {connection_id} did not wait for the lock: "
+                             f"{cur.fetchall()}")
+
+
+def test_deadlock_runs_again_on_the_same_connection(make_tpops):
+    """1213: the QUIT holds the lease row and waits for the message's row;
+    the other transaction, heavier, then asks for the lease row: InnoDB
+    rolls the QUIT back (a deadlock), and it runs again."""
+
+    def ballast_table(cur):
+        cur.execute("CREATE TABLE ballast (n INT PRIMARY KEY) ENGINE=InnoDB")
+
+    def deadlock(srv, cur, worker, uid):
+        wait_for_delete(srv, worker)
+        # heavier than the QUIT's, so that InnoDB picks the QUIT as victim
+        cur.execute("INSERT INTO ballast SELECT seq FROM seq_1_to_2000")
+        cur.execute("SELECT uid FROM locks WHERE uid = %s FOR UPDATE", (uid,))
+
+    log = conflict_in_quit(make_tpops, deadlock, ballast_table)
+    assert re.search(r"Deadlock found.*running it again \(attempt 2\)", log), log
+
+
+def test_lock_wait_timeout_runs_again_on_the_same_connection(make_tpops):
+    """1205: the QUIT waits for the message's row longer than
+    innodb_lock_wait_timeout, and runs again until the row is free."""
+    srv = mysql.server()
+    with srv.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.innodb_lock_wait_timeout")
+        saved = cur.fetchone()[0]
+        # the worker's session takes the global value when it connects
+        cur.execute("SET GLOBAL innodb_lock_wait_timeout = 1")
+    try:
+        def hold(srv, cur, worker, uid):
+            wait_for_delete(srv, worker)
+            time.sleep(3)  # the QUIT's wait times out at least once
+
+        log = conflict_in_quit(make_tpops, hold)
+    finally:
+        with srv.connect() as c, c.cursor() as cur:
+            cur.execute(f"SET GLOBAL innodb_lock_wait_timeout = {int(saved)}")
+    assert re.search(r"Lock wait timeout exceeded.*running it again \(attempt 2\)", log), log
 
 
 def test_unix_socket(make_tpops):

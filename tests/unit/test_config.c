@@ -84,6 +84,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->sqlite_path, DEFAULT_SQLITE_PATH);
 	assert_int_equal(c->mysql_port, 3306);
 	assert_null(c->mysql_socket);
+	assert_int_equal(c->mysql_failback_time, 300);
 	assert_non_null(c->listen);
 	assert_string_equal(c->listen[0], "0.0.0.0");
 	assert_string_equal(c->listen[1], "::");
@@ -144,6 +145,7 @@ static void test_every_key(void **state)
 		    "MaxConnectionsPerIP: 5\n"
 		    "AuthFailureDelay: 0\n"
 		    "LockLease: 300\n"
+		    "MySQL_FailbackTime: 0\n"
 		    "Log: stderr\n"
 		    "LogLevel: debug\n"
 		    "PidFile: /run/tpops.pid\n"
@@ -164,6 +166,7 @@ static void test_every_key(void **state)
 	assert_string_equal(c->sqlite_path, "/tmp/t.db");
 	assert_int_equal(c->mysql_port, 3307);
 	assert_string_equal(c->mysql_socket, "/run/mysqld/mysqld.sock");
+	assert_int_equal(c->mysql_failback_time, 0);
 	assert_string_equal(c->listen[0], "127.0.0.1");
 	assert_string_equal(c->listen[1], "::1");
 	assert_string_equal(c->listen[2], "192.0.2.1");
@@ -530,6 +533,8 @@ static void test_bad_numbers(void **state)
 		    "tpops.conf:1: LockLease: \"4\" is not a number from 5 to 86400");
 	parse_fails(f, "LockLease: 86401\n",
 		    "tpops.conf:1: LockLease: \"86401\" is not a number from 5 to 86400");
+	parse_fails(f, "MySQL_FailbackTime: -1\n",
+		    "tpops.conf:1: MySQL_FailbackTime: \"-1\" is not a number from 0 to 86400");
 	parse_fails(f, "MySQL_Port: 0\n",
 		    "tpops.conf:1: MySQL_Port: \"0\" is not a number from 1 to 65535");
 	parse_fails(f, "TLS_Port: -1\n",
