@@ -103,9 +103,17 @@ bool tls_available(void)
 
 SSL *tls_session_new(void)
 {
+	/* SSL_new (tens of microseconds) outside the lock, which every
+	 * handshake thread takes: only the reference is taken under it */
 	pthread_mutex_lock(&mutex);
-	SSL *ssl = current ? SSL_new(current) : NULL;
+	SSL_CTX *ctx = current;
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
 	pthread_mutex_unlock(&mutex);
+	if (ctx == NULL)
+		return NULL;
+	SSL *ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx); /* the SSL holds one of its own */
 	return ssl;
 }
 

@@ -26,6 +26,9 @@ struct ticket_key {
 
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct ticket_key current, previous;
+/* Fetched once (tls_ticket_attach): EVP_aes_256_cbc() in each Init would
+ * look the implementation up again for every ticket. */
+static EVP_CIPHER *ticket_cipher;
 static int key_lifetime = 3600;
 
 /* With the mutex held: a current key no older than the lifetime. */
@@ -71,6 +74,8 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 	struct ticket_key k;
 	int result;
 	time_t now = time(NULL);
+	if (ticket_cipher == NULL) /* no tickets: full handshakes (logged at start) */
+		return 0;
 	pthread_mutex_lock(&mutex);
 	if (keys_fresh(now) != 0) {
 		pthread_mutex_unlock(&mutex);
@@ -93,10 +98,10 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 	pthread_mutex_unlock(&mutex);
 	if (enc) {
 		memcpy(key_name, k.name, sizeof k.name);
-		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
-		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(ticket_cipher)) != 1 ||
+		    EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1)
 			result = -1;
-	} else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+	} else if (EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1) {
 		result = -1;
 	}
 	if (result > 0 && mac_init(hctx, k.hmac) != 1)
@@ -108,6 +113,11 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 void tls_ticket_attach(SSL_CTX *ctx, int lifetime)
 {
 	pthread_mutex_lock(&mutex);
+	if (ticket_cipher == NULL) {
+		ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+		if (ticket_cipher == NULL)
+			log_error("TLS tickets: this OpenSSL has no AES-256-CBC: no session tickets");
+	}
 	if (lifetime != key_lifetime) {
 		key_lifetime = lifetime;
 		/* the rule changes for keys already made: judge them again */
@@ -132,5 +142,7 @@ void tls_ticket_forget(void)
 	pthread_mutex_lock(&mutex);
 	OPENSSL_cleanse(&current, sizeof current);
 	OPENSSL_cleanse(&previous, sizeof previous);
+	EVP_CIPHER_free(ticket_cipher);
+	ticket_cipher = NULL;
 	pthread_mutex_unlock(&mutex);
 }
