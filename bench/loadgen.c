@@ -424,6 +424,18 @@ static int tls_new_session(SSL *ssl, SSL_SESSION *session)
 	return 1; /* the reference is ours */
 }
 
+/* The server's certificate is not checked at all: with SSL_VERIFY_NONE
+ * alone OpenSSL still builds the chain against an empty store and then
+ * ignores the result. That work is the client's, on the same cores as the
+ * server under test, so it goes (about 2 % of loadgen's CPU per POP3S
+ * session with ECDSA). */
+static int tls_skip_chain(X509_STORE_CTX *store, void *arg)
+{
+	(void)store;
+	(void)arg;
+	return 1;
+}
+
 static void tls_init(void)
 {
 	tls_ctx = SSL_CTX_new(TLS_client_method());
@@ -431,6 +443,7 @@ static void tls_init(void)
 		die("SSL_CTX_new failed");
 	SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL); /* a benchmark of the loopback */
+	SSL_CTX_set_cert_verify_callback(tls_ctx, tls_skip_chain, NULL);
 	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_session_cache_mode(tls_ctx,
 				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -29,7 +29,7 @@ static bool kernel_tls_offered(void)
 #endif
 	if (kernel_tls == 1)
 		log_info("TLS: kernel TLS (kTLS): after the handshake the kernel encrypts the records "
-			 "of POP3S sessions (STLS sessions: OpenSSL in user space)");
+			 "of TLS sessions (POP3S and STLS)");
 	else
 		log_info("TLS: records are encrypted in user space by OpenSSL; no kernel TLS: %s", why);
 	return kernel_tls == 1;
