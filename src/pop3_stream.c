@@ -1,9 +1,10 @@
 /* RETR and TOP: a message streams out in pieces of RETR_CHUNK_SIZE, each
  * read and converted to the wire form (CRLF, dot-stuffing, the TOP cut) by
  * a storage worker, or right on the I/O thread when the store can read it
- * from memory without waiting (read_nowait). For stores whose every read
- * blocks (SQL), the message after the one just retrieved is read ahead
- * while the client takes in this one: clients fetch in order.
+ * from memory without waiting (read_nowait) and the session is not TLS.
+ * For stores whose every read blocks (SQL), the message after the one just
+ * retrieved is read ahead while the client takes in this one: clients
+ * fetch in order.
  *
  * A piece job on a worker touches only what it owns: the message's reader
  * (maildrop.h) and the output filter's state are handed to it, out of the
@@ -249,8 +250,12 @@ static void stream_fetch(struct session *s)
 	st->reader = NULL;
 	st->fetching = true;
 	/* What the page cache holds is read right here: a worker hand-off
-	 * costs more than reading 256 KiB from memory. */
-	if (s->maildrop->ops->read_nowait != NULL) {
+	 * costs more than reading 256 KiB from memory. Not over TLS: there
+	 * this thread also encrypts every octet, and with several streams
+	 * per I/O thread it is the bottleneck; a worker reads and converts
+	 * the next piece on another core meanwhile (8 POP3S connections of
+	 * 10 MiB from Maildir: about a quarter more, docs/BENCHMARKS.md). */
+	if (s->maildrop->ops->read_nowait != NULL && !s->tls) {
 		chunk_fill(cj, NULL);
 		if (cj->status != DB_AGAIN) {
 			session_finish_here(s, &cj->sj);
