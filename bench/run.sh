@@ -15,7 +15,8 @@
 # BENCH_CERTS in turn, over POP3S and STLS (BENCH_TLS_MODES):
 #   tls-sessions  full sessions at each concurrency, with full handshakes
 #                 and with resumption (each client slot offers its last
-#                 session ticket: loadgen --resume)
+#                 session ticket: loadgen --resume); with the CPU time per
+#                 session of the server (all its processes) and of loadgen
 #   tls-retr      RETR 10 MiB (LF and CRLF) and 1000 x 100 KiB at 1 and 8
 #                 connections
 #   tls-storm     RETR of 4 connections alone, then while 64 others do
@@ -853,8 +854,38 @@ fixtures_tls-retr() {
 	fixture_done retr-crlf
 }
 
+# tree_cpu_ms PID: CPU time (user and system, ms) of PID and every live
+# process under it, with what the children they reaped used (Dovecot's
+# master and its services; tpops is one process)
+tree_cpu_ms() {
+	$PY - "$1" <<'PYEOF'
+import os, sys
+root = int(sys.argv[1])
+tick = os.sysconf("SC_CLK_TCK")
+parent, cpu = {}, {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        with open("/proc/%s/stat" % d) as f:
+            f2 = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    parent[int(d)] = int(f2[1])
+    cpu[int(d)] = sum(int(x) for x in f2[11:15])  # utime stime cutime cstime
+total = 0
+for pid in cpu:
+    p = pid
+    while p > 1 and p != root:
+        p = parent.get(p, 0)
+    if p == root:
+        total += cpu[pid]
+print(total * 1000 // tick)
+PYEOF
+}
+
 tls-sessions_measure() { # SERVER
-	local srv=$1 mode args conc line resume ropt tag
+	local srv=$1 mode args conc line resume ropt tag srv_before srv_after
 	for mode in $TLS_MODES; do
 		args=$(tls_args "$mode")
 		# warm up: processes, indexes, and the ticket key
@@ -864,12 +895,24 @@ tls-sessions_measure() { # SERVER
 				[ $resume = 1 ] && [ "$RESUME" != 1 ] && continue
 				ropt="" tag=""
 				[ $resume = 1 ] && ropt=--resume tag=_resume
-				line=$("$LOADGEN" sessions $args $ropt --user 'p%d' --users 128 \
-					-n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)))
+				srv_before=$(tree_cpu_ms "$SERVER_PID")
+				line=$( { TIMEFORMAT='%U %S'; time "$LOADGEN" sessions $args $ropt --user 'p%d' \
+					--users 128 -n 1000000 -d "$SECS" -c "$conc" -T $((SECS + 60)) \
+					2>/dev/null; } 2>"$W/loadgen.time")
+				srv_after=$(tree_cpu_ms "$SERVER_PID")
 				note "  $srv $mode $CERT$tag c=$conc: $line"
 				record tls-sessions "rate_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field rate "$line")"
 				record tls-sessions "p99ms_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field p99_ms "$line")"
 				record tls-sessions "errors_${mode}_${CERT}${tag}_c$conc" "$srv" "$(field err "$line")"
+				# CPU per session: the server (all its processes) and the load generator
+				local ok
+				ok=$(field ok "$line")
+				if [ "${ok:-0}" -gt 0 ]; then
+					record tls-sessions "srv_cpu_us_${mode}_${CERT}${tag}_c$conc" "$srv" \
+						"$((1000 * (srv_after - srv_before) / ok))"
+					record tls-sessions "loadgen_cpu_us_${mode}_${CERT}${tag}_c$conc" "$srv" \
+						"$($PY -c "import sys; u, s = map(float, sys.argv[1].split()); print(round(1e6 * (u + s) / $ok))" "$(tail -1 "$W/loadgen.time")")"
+				fi
 				if [ $resume = 1 ]; then
 					local resumed handshakes
 					resumed=$(field resumed "$line")

@@ -20,6 +20,7 @@
 #include "census.h"
 #include "conn_limit.h"
 #include "health.h"
+#include "listen_socket.h"
 #include "log.h"
 #include "server.h"
 #include "xalloc.h"
@@ -27,35 +28,6 @@
 /* How long a question to the I/O threads may take before an answer
  * leaves out the ones that did not answer (and /health says 503). */
 #define ADMIN_CENSUS_TIMEOUT_MS 1000
-
-/* A stale socket file from an earlier run is replaced; one that a running
- * daemon answers on is not. */
-static int clear_socket_path(const char *path, const char *key, char *err, size_t errlen)
-{
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return 0;
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s: %s exists and is not a socket", key, path);
-		return -1;
-	}
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-	bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0;
-	if (probe >= 0)
-		close(probe);
-	if (alive) {
-		snprintf(err, errlen, "%s: %s is in use by a running tpops", key, path);
-		return -1;
-	}
-	if (unlink(path) != 0) {
-		snprintf(err, errlen, "%s: cannot remove the stale socket %s: %s", key, path,
-			 strerror(errno));
-		return -1;
-	}
-	return 0;
-}
 
 /* A listening Unix socket at path, owned by root (when run as root) and
  * the daemon's group, with mode 0660: root and the daemon's group may
@@ -77,7 +49,7 @@ static int unix_listen(const char *path, const struct config *cfg, const char *k
 			return -1;
 		}
 	}
-	if (clear_socket_path(path, key, err, errlen) != 0)
+	if (listen_unix_clear_stale(key, path, err, errlen) != 0)
 		return -1;
 	gid_t gid = (gid_t)-1;
 	if (geteuid() == 0) {
@@ -110,40 +82,6 @@ static int unix_listen(const char *path, const struct config *cfg, const char *k
 	return fd;
 }
 
-static int tcp_listen(const char *address, int port, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)port);
-		len = sizeof *in4;
-	} else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		len = sizeof *in6;
-	} else {
-		snprintf(err, errlen, "MetricsListen: \"%s\" is not an IP address", address);
-		return -1;
-	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "MetricsListen: socket: %s", strerror(errno));
-		return -1;
-	}
-	int on = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-	if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 64) != 0) {
-		snprintf(err, errlen, "MetricsListen: cannot listen on [%s]:%d: %s", address, port,
-			 strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct admin *admin_bind(const struct config *cfg, char *err, size_t errlen)
 {
 	struct admin *a = xcalloc(1, sizeof *a);
@@ -160,7 +98,8 @@ struct admin *admin_bind(const struct config *cfg, char *err, size_t errlen)
 		a->metrics_unix = cfg->metrics_listen[0] == '/';
 		a->metrics_fd = a->metrics_unix
 					? unix_listen(cfg->metrics_listen, cfg, "MetricsListen", err, errlen)
-					: tcp_listen(cfg->metrics_listen, cfg->metrics_port, err, errlen);
+					: listen_tcp("MetricsListen", cfg->metrics_listen,
+						     cfg->metrics_port, 64, err, errlen);
 		if (a->metrics_fd < 0) {
 			admin_free(a);
 			return NULL;

@@ -61,8 +61,9 @@ struct db_ops {
 	int (*schema_install)(struct db *db);
 	/* Optional, at the daemon's start: DB_PERMFAIL, with an error saying
 	 * to run tpops-dbinit, when the schema cannot keep a rule tpops relies
-	 * on (an older SQLite file without the login rule's unique indexes,
-	 * where a login could find either of two users). */
+	 * on (the login rule: an older SQLite file without its unique indexes,
+	 * where a login could find either of two users; a MariaDB user table
+	 * whose collation tells letter case apart). */
 	int (*schema_check)(struct db *db);
 
 	int (*user_by_login)(struct db *db, const char *login, struct user *u);

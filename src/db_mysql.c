@@ -14,6 +14,7 @@ const struct db_ops db_mysql_ops = {
 	.open = mysql_open,
 	.close = mysql_close_db,
 	.schema_install = mysql_schema_install,
+	.schema_check = mysql_schema_check,
 	.user_by_login = mysql_user_by_login,
 	.user_by_mail = mysql_user_by_mail,
 	.user_add = mysql_user_add,

@@ -147,6 +147,7 @@ int mysql_open(const struct config *cfg, struct db **db_r, char *err, size_t err
 void mysql_close_db(struct db *db);
 const char *mysql_error_text(struct db *db);
 int mysql_schema_install(struct db *db);
+int mysql_schema_check(struct db *db);
 int mysql_user_by_login(struct db *db, const char *login, struct user *u);
 int mysql_user_by_mail(struct db *db, const char *mail, struct user *u);
 int mysql_user_add(struct db *db, const struct user *u);

@@ -424,6 +424,26 @@ static int store_salt_key(struct db_mysql *d)
 	return status;
 }
 
+/* At the daemon's start: login and mail compare ignoring letter case (a
+ * table made with a _bin or _cs collation would hold "alice" and "ALICE"
+ * as two users, and find neither for the other). */
+int mysql_schema_check(struct db *db)
+{
+	struct db_mysql *d = db_mysql(db);
+	struct column login, mail;
+	int status = dbm_ready(d);
+	if (status != DB_OK || (status = column_info(d, "user", "login", &login)) != DB_OK ||
+	    (status = column_info(d, "user", "mail", &mail)) != DB_OK)
+		return status;
+	if (strstr(login.charset, "/cs") == NULL && strstr(mail.charset, "/cs") == NULL)
+		return DB_OK;
+	snprintf(d->error, sizeof d->error,
+		 "mysql: table user compares %s with letter case (a _bin or _cs collation), "
+		 "where tpops' login rule ignores it: upgrade it with tpops-dbinit",
+		 strstr(login.charset, "/cs") != NULL ? "logins" : "addresses");
+	return DB_PERMFAIL;
+}
+
 int mysql_schema_install(struct db *db)
 {
 	struct db_mysql *d = db_mysql(db);

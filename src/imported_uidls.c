@@ -208,20 +208,6 @@ int imported_uidls_truncate(int maildir_fd, const struct imported_uidls *u)
 	return rc;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int imported_uidls_append(int maildir_fd, char mark, const char *base, const char *uidl)
 {
 	if ((mark != '?' && mark != '+') || !imported_base_valid(base, strlen(base)) ||
@@ -240,7 +226,7 @@ int imported_uidls_append(int maildir_fd, char mark, const char *base, const cha
 		if (t < 0)
 			return -1;
 		if (fchmod(t, 0600) != 0 ||
-		    write_all(t, IMPORTED_UIDLS_MAGIC, strlen(IMPORTED_UIDLS_MAGIC)) != 0 ||
+		    maildir_write_all(t, IMPORTED_UIDLS_MAGIC, strlen(IMPORTED_UIDLS_MAGIC)) != 0 ||
 		    fsync(t) != 0) {
 			int e = errno;
 			close(t);
@@ -266,7 +252,7 @@ int imported_uidls_append(int maildir_fd, char mark, const char *base, const cha
 		return -1;
 	struct buf line = BUF_INIT;
 	buf_printf(&line, "%c %s %s\n", mark, base, uidl);
-	int rc = write_all(fd, line.data, line.len);
+	int rc = maildir_write_all(fd, line.data, line.len);
 	if (rc == 0)
 		rc = fsync(fd);
 	int e = errno;

@@ -19,41 +19,12 @@
 #include <unistd.h>
 
 #include "ioloop.h"
+#include "listen_socket.h"
 #include "lmtp_session.h"
 #include "log.h"
 #include "xalloc.h"
 
 #define INET_PREFIX "inet:"
-
-/* A socket file left by an earlier run is replaced; one that a live
- * process still accepts on, or anything that is not a socket, is not. */
-static int clear_stale_socket(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return errno == ENOENT ? 0 : (snprintf(err, errlen, "LMTP_Listen: %s: %s", path,
-						       strerror(errno)),
-					      -1);
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "LMTP_Listen: %s exists and is not a socket", path);
-		return -1;
-	}
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	memcpy(sun.sun_path, path, strlen(path));
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
-		close(probe);
-		snprintf(err, errlen, "LMTP_Listen: %s: another process is listening there", path);
-		return -1;
-	}
-	if (probe >= 0)
-		close(probe);
-	if (unlink(path) != 0) {
-		snprintf(err, errlen, "LMTP_Listen: removing the old %s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
 
 static int bind_unix(const char *path, char *err, size_t errlen)
 {
@@ -63,7 +34,7 @@ static int bind_unix(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	memcpy(sun.sun_path, path, strlen(path));
-	if (clear_stale_socket(path, err, errlen) != 0)
+	if (listen_unix_clear_stale("LMTP_Listen", path, err, errlen) != 0)
 		return -1;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {

@@ -27,6 +27,13 @@ extern const char *const maildir_subdir_names[3];
 /* write() until all of data is written; -1 with errno. */
 int maildir_write_all(int fd, const char *data, size_t len);
 
+/* Writes all of data to a new file, fsyncs and closes it (the fd is
+ * closed in every case): NULL when all went well, else the step that
+ * failed ("writing", "fsync of", "closing") for an error message, with
+ * its errno in *errno_r. ENOSPC, EDQUOT, EFBIG and EIO show here, at the
+ * latest at close (NFS reports write errors there). */
+const char *maildir_write_sync_close(int fd, const char *data, size_t len, int *errno_r);
+
 /* The per-maildrop size cache, in the Maildir's top directory. */
 #define MAILDIR_SIZE_CACHE "tpops-sizes"
 

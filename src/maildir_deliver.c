@@ -126,6 +126,21 @@ int maildir_write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+const char *maildir_write_sync_close(int fd, const char *data, size_t len, int *errno_r)
+{
+	const char *failed = NULL;
+	if (maildir_write_all(fd, data, len) != 0)
+		failed = "writing";
+	else if (fsync(fd) != 0)
+		failed = "fsync of";
+	*errno_r = errno;
+	if (close(fd) != 0 && failed == NULL) {
+		failed = "closing";
+		*errno_r = errno;
+	}
+	return failed;
+}
+
 /* Moves tmp/name into new/ under a name no other file has: renameat2 with
  * RENAME_NOREPLACE, or link + unlink where the filesystem lacks it. */
 static int move_into_new(int tmp_fd, const char *name, int new_fd)
@@ -181,18 +196,8 @@ int maildir_deliver(int maildir_fd, const char *msg, size_t len, uint64_t wire_s
 			snprintf(err, errlen, "creating tmp/%s: %s", name, strerror(errno));
 			goto out;
 		}
-		/* ENOSPC, EDQUOT, EFBIG and EIO show here, at the latest at
-		 * close (NFS reports write errors there) */
-		const char *failed = NULL;
-		if (maildir_write_all(fd, msg, len) != 0)
-			failed = "writing";
-		else if (fsync(fd) != 0)
-			failed = "fsync of";
-		int e = errno;
-		if (close(fd) != 0 && failed == NULL) {
-			failed = "closing";
-			e = errno;
-		}
+		int e = 0;
+		const char *failed = maildir_write_sync_close(fd, msg, len, &e);
 		if (failed != NULL) {
 			snprintf(err, errlen, "%s tmp/%s: %s", failed, name, strerror(e));
 			(void)unlinkat(tmp_fd, name, 0);

@@ -28,24 +28,44 @@ struct maildrop {
 	size_t count;
 };
 
+/* One message being read (a RETR, a TOP, a read-ahead): what reading it
+ * needs, copied out of the maildrop when the read starts, never pointing
+ * into it. It belongs to whoever reads at the time: the stream on its I/O
+ * thread, or the piece job it is handed to on a worker, and back with the
+ * job's finish. So a worker never reaches into the maildrop, which the
+ * session goes on using meanwhile (LIST, DELE, another read-ahead) and
+ * hands to the QUIT commit. Backends extend it (first member). */
+struct maildrop_reader {
+	const struct maildrop_ops *ops;
+	size_t index; /* the message, in the maildrop it came from */
+};
+
 /* Status values are those of enum db_status; DB_PERMFAIL for a maildrop
  * that must not be served (-ERR [SYS/PERM]). */
 struct maildrop_ops {
 	const char *name;
 	int (*open)(struct db *db, const struct config *cfg, const struct user *u,
 		    struct maildrop **md_r, char *err, size_t errlen);
-	/* Reads len stored octets of message `index` from offset, fewer only
-	 * when the message ends first (so a short read is the last one; *got_r
-	 * 0: offset is at the end). DB_NOT_FOUND when the message vanished. */
-	int (*read)(struct maildrop *md, struct db *db, size_t index, uint64_t offset, void *buf,
+	/* On the session's thread, without blocking: a reader of message
+	 * `index` (which the reader keeps whatever happens to md). */
+	struct maildrop_reader *(*reader_new)(const struct maildrop *md, size_t index);
+	/* Reads len stored octets of the reader's message from offset, fewer
+	 * only when the message ends first (so a short read is the last one;
+	 * *got_r 0: offset is at the end). DB_NOT_FOUND when the message
+	 * vanished. Touches the reader only. */
+	int (*read)(struct maildrop_reader *r, struct db *db, uint64_t offset, void *buf,
 		    size_t len, size_t *got_r, char *err, size_t errlen);
 	/* Optional, the one call that runs on an I/O thread: read as above,
 	 * but only what is already in memory (the page cache), never waiting
 	 * for the disk. DB_AGAIN when it would wait, and for every error (the
 	 * caller then runs read on a worker, which reports it); nothing is
 	 * consumed then. NULL where every read may block (SQL). */
-	int (*read_nowait)(struct maildrop *md, size_t index, uint64_t offset, void *buf,
-			   size_t len, size_t *got_r);
+	int (*read_nowait)(struct maildrop_reader *r, uint64_t offset, void *buf, size_t len,
+			   size_t *got_r);
+	/* On the session's thread: frees r; with md (the maildrop r was made
+	 * from, while the session holds it), what the read learned is kept
+	 * there first (a Maildir message found under a new name). */
+	void (*reader_free)(struct maildrop *md, struct maildrop_reader *r);
 	/* At QUIT: removes deleted[i] messages (all or nothing for SQL) while
 	 * owner holds the lock; retrieved[i] may mark messages as seen. */
 	int (*commit)(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,

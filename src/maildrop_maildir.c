@@ -34,15 +34,13 @@
 
 struct maildir_drop {
 	struct maildrop md;  /* first: the session sees only this */
-	/* The Maildir, opened beneath MaildirRoot when needed (listing, the
-	 * start of a RETR, QUIT) and closed again, so that an idle session
-	 * holds no descriptor but its socket; -1 when closed. */
+	/* The Maildir, opened beneath MaildirRoot when needed (listing, QUIT;
+	 * a RETR's reader opens its own) and closed again, so that an idle
+	 * session holds no descriptor but its socket; -1 when closed. */
 	int dir_fd;
 	char *root;          /* MaildirRoot, or NULL */
 	int lease;           /* LockLease, to check the lock at commit */
 	char *path;          /* user.maildir, for logs */
-	size_t open_index;   /* message whose file is open_fd; SIZE_MAX: none */
-	int open_fd;
 	char *index_buf;     /* the listing cache the names point into, or NULL */
 	size_t index_len;
 };
@@ -231,8 +229,6 @@ static struct maildir_drop *new_drop(const struct config *cfg, const struct user
 	dm->root = cfg->maildir_root != NULL ? xstrdup(cfg->maildir_root) : NULL;
 	dm->lease = cfg->lock_lease;
 	dm->path = xstrdup(u->maildir);
-	dm->open_index = SIZE_MAX;
-	dm->open_fd = -1;
 	return dm;
 }
 
@@ -492,11 +488,11 @@ static int compare_bases(const void *pa, const void *pb)
 	return compare_bytes(a->name + SUBDIR_LEN, a->base_len, b->name + SUBDIR_LEN, b->base_len);
 }
 
-static struct current *scan_current(struct maildir_drop *dm)
+static struct current *scan_current(int dir_fd, const char *path)
 {
 	struct current *c = xcalloc(1, sizeof *c);
 	char err[512];
-	if (list_subdirs(dm->dir_fd, dm->path, &c->l, NULL, NULL, NULL, err, sizeof err) != DB_OK)
+	if (list_subdirs(dir_fd, path, &c->l, NULL, NULL, NULL, err, sizeof err) != DB_OK)
 		log_warn("looking for moved messages: %s", err);
 	if (c->l.count > 1)
 		qsort(c->l.items, c->l.count, sizeof *c->l.items, compare_bases);
@@ -523,63 +519,105 @@ static void current_free(struct current *c)
 
 /* ---- reading ---- */
 
-static void close_open_file(struct maildir_drop *dm)
+/* A message being read: copies of what finding and reading it takes, and
+ * its open file, kept for the next piece (a message deleted by another
+ * client in the middle of a RETR is still sent whole). */
+struct maildir_reader {
+	struct maildrop_reader r;
+	char *root, *path; /* MaildirRoot (or NULL) and the Maildir, as the drop's */
+	char *name;        /* "new/FILE" or "cur/FILE"; where it was found */
+	bool renamed;      /* found under another name than the listing's */
+	int fd;            /* the message file, or -1 */
+};
+
+static struct maildrop_reader *maildir_reader_new(const struct maildrop *md, size_t index)
 {
-	if (dm->open_fd >= 0)
-		close(dm->open_fd);
-	dm->open_fd = -1;
-	dm->open_index = SIZE_MAX;
+	const struct maildir_drop *dm = (const struct maildir_drop *)md;
+	struct maildir_reader *mr = xcalloc(1, sizeof *mr);
+	mr->r.ops = md->ops;
+	mr->r.index = index;
+	mr->root = dm->root != NULL ? xstrdup(dm->root) : NULL;
+	mr->path = xstrdup(dm->path);
+	mr->name = xstrdup(md->msgs[index].name);
+	mr->fd = -1;
+	return &mr->r;
 }
 
-static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64_t offset,
-			void *buf, size_t len, size_t *got_r, char *err, size_t errlen)
+static void reader_close(struct maildir_reader *mr)
 {
-	struct maildir_drop *dm = (struct maildir_drop *)md;
-	struct maildrop_msg *m = &md->msgs[index];
-	if (dm->open_index != index) {
-		close_open_file(dm);
-		int status = drop_dir(dm, err, errlen);
-		if (status != DB_OK)
-			return status;
-		bool irregular = false;
-		int fd = maildir_open_message(dm->dir_fd, m->name, false, &irregular);
-		if (fd < 0 && errno == ENOENT) {
-			/* another client moved it to cur/, flagged or deleted it */
-			struct current *c = scan_current(dm);
-			const char *now = current_name(c, m->name);
-			if (now != NULL) {
-				set_name(dm, m, xstrdup(now));
-				fd = maildir_open_message(dm->dir_fd, m->name, false, &irregular);
-			}
-			current_free(c);
-			if (now == NULL)
-				errno = ENOENT;
-		}
-		if (fd < 0) {
-			int e = errno;
-			/* a FIFO, directory, socket or device in its place is
-			 * no message: never waited on (it would hold a thread) */
-			snprintf(err, errlen, "Maildir %s: %s: %s", dm->path, m->name,
-				 irregular      ? "not a regular file: not served"
-				 : e == ENOENT ? "the file is gone"
-					       : strerror(e));
-			return irregular || e == ENOENT ? DB_NOT_FOUND : DB_TEMPFAIL;
-		}
-		dm->open_fd = fd;
-		dm->open_index = index;
-		drop_dir_close(dm); /* the file is open: the directory can go */
+	if (mr->fd >= 0)
+		close(mr->fd);
+	mr->fd = -1;
+}
+
+static void maildir_reader_free(struct maildrop *md, struct maildrop_reader *r)
+{
+	struct maildir_reader *mr = (struct maildir_reader *)r;
+	if (md != NULL && mr->renamed) { /* the next RETR looks no more */
+		set_name((struct maildir_drop *)md, &md->msgs[r->index], mr->name);
+		mr->name = NULL;
 	}
-	/* The open file is kept for the next piece: a message deleted by
-	 * another client in the middle of a RETR is still sent whole. */
+	reader_close(mr);
+	free(mr->root);
+	free(mr->path);
+	free(mr->name);
+	free(mr);
+}
+
+/* Opens the reader's message file, looking for it under another name
+ * when another client moved it to cur/, flagged or deleted it. */
+static int reader_open(struct maildir_reader *mr, char *err, size_t errlen)
+{
+	int dir_fd = -1;
+	int status = maildir_open_dir(mr->root, mr->path, false, &dir_fd, err, errlen);
+	if (status != DB_OK)
+		return status;
+	bool irregular = false;
+	int fd = maildir_open_message(dir_fd, mr->name, false, &irregular);
+	if (fd < 0 && errno == ENOENT) {
+		struct current *c = scan_current(dir_fd, mr->path);
+		const char *now = current_name(c, mr->name);
+		if (now != NULL) {
+			free(mr->name);
+			mr->name = xstrdup(now);
+			mr->renamed = true;
+			fd = maildir_open_message(dir_fd, mr->name, false, &irregular);
+		}
+		current_free(c);
+		if (now == NULL)
+			errno = ENOENT;
+	}
+	int e = errno;
+	close(dir_fd); /* the file is open (or not): the directory can go */
+	if (fd < 0) {
+		/* a FIFO, directory, socket or device in its place is no
+		 * message: never waited on (it would hold a thread) */
+		snprintf(err, errlen, "Maildir %s: %s: %s", mr->path, mr->name,
+			 irregular      ? "not a regular file: not served"
+			 : e == ENOENT ? "the file is gone"
+				       : strerror(e));
+		return irregular || e == ENOENT ? DB_NOT_FOUND : DB_TEMPFAIL;
+	}
+	mr->fd = fd;
+	return DB_OK;
+}
+
+static int maildir_read(struct maildrop_reader *r, struct db *db, uint64_t offset, void *buf,
+			size_t len, size_t *got_r, char *err, size_t errlen)
+{
+	struct maildir_reader *mr = (struct maildir_reader *)r;
+	int status;
+	if (mr->fd < 0 && (status = reader_open(mr, err, errlen)) != DB_OK)
+		return status;
 	size_t got = 0;
 	while (got < len) {
-		ssize_t n = pread(dm->open_fd, (char *)buf + got, len - got, (off_t)(offset + got));
+		ssize_t n = pread(mr->fd, (char *)buf + got, len - got, (off_t)(offset + got));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			snprintf(err, errlen, "Maildir %s: reading %s: %s", dm->path, m->name,
+			snprintf(err, errlen, "Maildir %s: reading %s: %s", mr->path, mr->name,
 				 strerror(errno));
-			close_open_file(dm);
+			reader_close(mr);
 			return DB_TEMPFAIL;
 		}
 		if (n == 0)
@@ -587,8 +625,8 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
 		got += (size_t)n;
 	}
 	*got_r = got;
-	if (got < len) /* the end: the next RETR opens its own file */
-		close_open_file(dm);
+	if (got < len) /* the end */
+		reader_close(mr);
 	return DB_OK;
 }
 
@@ -596,29 +634,28 @@ static int maildir_read(struct maildrop *md, struct db *db, size_t index, uint64
  * then goes to a worker. */
 static atomic_bool nowait_unsupported;
 
-static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offset, void *buf,
-			       size_t len, size_t *got_r)
+static int maildir_read_nowait(struct maildrop_reader *r, uint64_t offset, void *buf, size_t len,
+			       size_t *got_r)
 {
-	struct maildir_drop *dm = (struct maildir_drop *)md;
+	struct maildir_reader *mr = (struct maildir_reader *)r;
 	if (atomic_load_explicit(&nowait_unsupported, memory_order_relaxed))
 		return DB_AGAIN;
-	if (dm->open_index != index) {
-		close_open_file(dm);
-		if (dm->dir_fd < 0 && maildir_open_dir_cached(dm->root, dm->path, &dm->dir_fd) != DB_OK)
+	if (mr->fd < 0) {
+		int dir_fd = -1;
+		if (maildir_open_dir_cached(mr->root, mr->path, &dir_fd) != DB_OK)
 			return DB_AGAIN;
 		/* a file moved by another client is looked for on a worker */
 		bool irregular;
-		int fd = maildir_open_message(dm->dir_fd, md->msgs[index].name, true, &irregular);
+		int fd = maildir_open_message(dir_fd, mr->name, true, &irregular);
+		close(dir_fd);
 		if (fd < 0) /* a worker tries again, and reports what is wrong */
 			return DB_AGAIN;
-		dm->open_fd = fd;
-		dm->open_index = index;
-		drop_dir_close(dm);
+		mr->fd = fd;
 	}
 	size_t got = 0;
 	while (got < len) {
 		struct iovec iov = {(char *)buf + got, len - got};
-		ssize_t n = preadv2(dm->open_fd, &iov, 1, (off_t)(offset + got), RWF_NOWAIT);
+		ssize_t n = preadv2(mr->fd, &iov, 1, (off_t)(offset + got), RWF_NOWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -626,7 +663,7 @@ static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offse
 				log_info("Maildir %s: the filesystem cannot read without waiting "
 					 "(RWF_NOWAIT): from now on every RETR reads on a storage "
 					 "worker",
-					 dm->path);
+					 mr->path);
 			return DB_AGAIN; /* not in the page cache, or an error */
 		}
 		if (n == 0)
@@ -634,8 +671,8 @@ static int maildir_read_nowait(struct maildrop *md, size_t index, uint64_t offse
 		got += (size_t)n;
 	}
 	*got_r = got;
-	if (got < len) /* the end: the next RETR opens its own file */
-		close_open_file(dm);
+	if (got < len) /* the end */
+		reader_close(mr);
 	return DB_OK;
 }
 
@@ -690,7 +727,6 @@ static int maildir_commit(struct maildrop *md, struct db *db, const char *owner,
 			  const bool *deleted, const bool *retrieved, char *err, size_t errlen)
 {
 	struct maildir_drop *dm = (struct maildir_drop *)md;
-	close_open_file(dm);
 	size_t work = 0;
 	for (size_t i = 0; i < md->count; i++)
 		work += deleted[i] || retrieved[i];
@@ -734,7 +770,7 @@ static int maildir_commit(struct maildrop *md, struct db *db, const char *owner,
 			/* moved or flagged by another client: find it by base name;
 			 * gone altogether is fine */
 			if (c == NULL)
-				c = scan_current(dm);
+				c = scan_current(dm->dir_fd, dm->path);
 			const char *now = current_name(c, m->name);
 			if (now == NULL)
 				continue;
@@ -768,7 +804,6 @@ static void maildir_free(struct maildrop *md)
 	if (md == NULL)
 		return;
 	struct maildir_drop *dm = (struct maildir_drop *)md;
-	close_open_file(dm);
 	if (dm->dir_fd >= 0)
 		close(dm->dir_fd);
 	for (size_t i = 0; i < md->count; i++)
@@ -811,8 +846,10 @@ static int maildir_usage_of(struct db *db, const struct config *cfg, const struc
 const struct maildrop_ops maildrop_maildir_ops = {
 	.name = "maildir",
 	.open = maildir_open,
+	.reader_new = maildir_reader_new,
 	.read = maildir_read,
 	.read_nowait = maildir_read_nowait,
+	.reader_free = maildir_reader_free,
 	.commit = maildir_commit,
 	.free = maildir_free,
 	.deliver = maildir_deliver_one,

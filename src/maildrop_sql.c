@@ -43,13 +43,34 @@ static int sql_open(struct db *db, const struct config *cfg, const struct user *
 	return DB_OK;
 }
 
-static int sql_read(struct maildrop *md, struct db *db, size_t index, uint64_t offset, void *buf,
+/* A message of the msg table is its id. */
+struct sql_reader {
+	struct maildrop_reader r;
+	int64_t id;
+};
+
+static struct maildrop_reader *sql_reader_new(const struct maildrop *md, size_t index)
+{
+	struct sql_reader *sr = xcalloc(1, sizeof *sr);
+	sr->r.ops = md->ops;
+	sr->r.index = index;
+	sr->id = md->msgs[index].id;
+	return &sr->r;
+}
+
+static int sql_read(struct maildrop_reader *r, struct db *db, uint64_t offset, void *buf,
 		    size_t len, size_t *got_r, char *err, size_t errlen)
 {
-	int status = db->ops->msg_read(db, md->msgs[index].id, offset, buf, len, got_r);
+	const struct sql_reader *sr = (const struct sql_reader *)r;
+	int status = db->ops->msg_read(db, sr->id, offset, buf, len, got_r);
 	if (status != DB_OK)
 		snprintf(err, errlen, "%s", db_error(db));
 	return status;
+}
+
+static void sql_reader_free(struct maildrop *md, struct maildrop_reader *r)
+{
+	free(r);
 }
 
 static int sql_commit(struct maildrop *md, struct db *db, const char *owner, const bool *deleted,
@@ -101,7 +122,9 @@ static int sql_usage(struct db *db, const struct config *cfg, const struct user 
 const struct maildrop_ops maildrop_sql_ops = {
 	.name = "sql",
 	.open = sql_open,
+	.reader_new = sql_reader_new,
 	.read = sql_read,
+	.reader_free = sql_reader_free,
 	.commit = sql_commit,
 	.free = sql_free,
 	.deliver = sql_deliver,

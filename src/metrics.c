@@ -1,21 +1,33 @@
-/* The daemon's counters: relaxed atomics on fixed slots, rendered on
- * request (Prometheus text, OpenMetrics, or a table). */
+/* The daemon's counters, rendered on request (Prometheus text,
+ * OpenMetrics, or a table).
+ *
+ * Each thread counts into a block of its own: only that thread writes it
+ * (a relaxed load and store, no locked instruction) and the block sits on
+ * cache lines no other thread writes, so the session path neither waits
+ * nor moves a cache line between cores however many threads count. A
+ * scrape sums the blocks under the registry mutex; a thread that ends
+ * folds its block into the totals of the ended ones first, so that no
+ * counter goes backwards. */
 #include "metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "tpops_limits.h"
 
-/* Read on every hook; written once at start-up, before any thread that
- * counts exists (atomic all the same, for the thread sanitizer). */
-static bool enabled_flag;
-#define enabled __atomic_load_n(&enabled_flag, __ATOMIC_RELAXED)
+#define CACHE_LINE 64
 
-#define ADD(counter, n) __atomic_add_fetch(&(counter), (n), __ATOMIC_RELAXED)
-#define LOAD(counter) __atomic_load_n(&(counter), __ATOMIC_RELAXED)
+/* Read on every hook; written once at start-up, before any thread that
+ * counts exists (atomic all the same, for the thread sanitizer). On a
+ * line of its own: a line that others write would miss on every read. */
+static struct {
+	_Alignas(CACHE_LINE) bool on;
+	char pad[CACHE_LINE - sizeof(bool)];
+} enabled_flag;
+#define enabled __atomic_load_n(&enabled_flag.on, __ATOMIC_RELAXED)
 
 static const char *const login_methods[] = {
 	"USER", "APOP", "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "other",
@@ -34,15 +46,9 @@ struct histogram {
 	uint64_t sum_us;
 };
 
-/* Database servers by name, appended once each, never removed: a lookup
- * reads the count and scans without a lock; only a new name takes it. */
-#define DB_HOSTS_MAX 16
-struct db_host {
-	char name[128];
-	uint64_t connects_ok, connects_failed, reconnects, errors;
-};
-
-static struct {
+/* What one thread counted. 64-bit words only: a sum adds them word by
+ * word (the gauges may be negative in one block; their sum is not). */
+struct counters {
 	uint64_t accepted;
 	uint64_t refused[REFUSAL_KINDS];
 	uint64_t logins[LOGIN_METHODS][LOGIN_RESULTS];
@@ -53,17 +59,124 @@ static struct {
 	uint64_t commits_ok, commits_failed;
 	uint64_t tls_ok, tls_failed;
 	uint64_t listing_hits, listing_misses;
-	int64_t jobs_queued, jobs_running;
+	int64_t jobs_queued, jobs_running; /* +1 where queued, -1 where started */
 	struct histogram jobs[JOB_KINDS];
+};
+#define COUNTER_WORDS (sizeof(struct counters) / sizeof(uint64_t))
+_Static_assert(sizeof(struct counters) % sizeof(uint64_t) == 0, "counters are 64-bit words");
+
+/* A thread's block, on cache lines of its own. */
+struct thread_block {
+	_Alignas(CACHE_LINE) struct counters c;
+	struct thread_block *next, **prev;
+};
+
+static struct {
+	pthread_mutex_t mutex;
+	struct thread_block *threads; /* the blocks of the threads alive */
+	struct counters ended;        /* the sums of the threads that ended */
+	pthread_key_t key;            /* its destructor folds a block in */
+	pthread_once_t once;
+} registry = {.mutex = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
+
+static __thread struct thread_block *mine;
+
+/* Database servers by name, appended once each, never removed: a lookup
+ * reads the count and scans without a lock; only a new name takes it.
+ * Their counters (connections, errors) are not on the session path:
+ * shared relaxed atomics. */
+#define DB_HOSTS_MAX 16
+struct db_host {
+	char name[128];
+	uint64_t connects_ok, connects_failed, reconnects, errors;
+};
+
+static struct {
 	struct db_host hosts[DB_HOSTS_MAX];
 	unsigned nhosts;
 	pthread_mutex_t hosts_mutex;
 	time_t started;
 } m = {.hosts_mutex = PTHREAD_MUTEX_INITIALIZER};
 
+#define SHARED_ADD(counter, n) __atomic_add_fetch(&(counter), (n), __ATOMIC_RELAXED)
+#define LOAD(counter) __atomic_load_n(&(counter), __ATOMIC_RELAXED)
+
+static void add_words(struct counters *to, const struct counters *from)
+{
+	uint64_t *t = (uint64_t *)to;
+	const uint64_t *f = (const uint64_t *)from;
+	for (size_t i = 0; i < COUNTER_WORDS; i++)
+		t[i] += __atomic_load_n(&f[i], __ATOMIC_RELAXED);
+}
+
+/* At the end of a thread: its counts join those of the ended threads. */
+static void thread_ended(void *arg)
+{
+	struct thread_block *b = arg;
+	pthread_mutex_lock(&registry.mutex);
+	add_words(&registry.ended, &b->c);
+	*b->prev = b->next;
+	if (b->next != NULL)
+		b->next->prev = b->prev;
+	pthread_mutex_unlock(&registry.mutex);
+	mine = NULL;
+	free(b);
+}
+
+static void registry_init(void)
+{
+	if (pthread_key_create(&registry.key, thread_ended) != 0) {
+		fputs("tpops: metrics: cannot make a thread key\n", stderr);
+		abort();
+	}
+}
+
+/* The first count of a thread makes its block. */
+static struct counters *thread_block_new(void)
+{
+	pthread_once(&registry.once, registry_init);
+	struct thread_block *b = aligned_alloc(CACHE_LINE, sizeof *b);
+	if (b == NULL) {
+		fputs("tpops: out of memory\n", stderr);
+		abort();
+	}
+	memset(b, 0, sizeof *b);
+	pthread_mutex_lock(&registry.mutex);
+	b->next = registry.threads;
+	b->prev = &registry.threads;
+	if (b->next != NULL)
+		b->next->prev = &b->next;
+	registry.threads = b;
+	pthread_mutex_unlock(&registry.mutex);
+	pthread_setspecific(registry.key, b);
+	mine = b;
+	return &b->c;
+}
+
+static inline struct counters *counters(void)
+{
+	return __builtin_expect(mine != NULL, 1) ? &mine->c : thread_block_new();
+}
+
+/* One writer per block: a plain load and store, atomic only so that a
+ * scrape's concurrent read is well defined. */
+#define ADD(field, n)                                                                              \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),              \
+			 __ATOMIC_RELAXED)
+
+/* The sums over every thread, alive or ended. */
+static void counters_sum(struct counters *total)
+{
+	pthread_mutex_lock(&registry.mutex);
+	*total = registry.ended;
+	for (const struct thread_block *b = registry.threads; b != NULL; b = b->next)
+		add_words(total, &b->c);
+	pthread_mutex_unlock(&registry.mutex);
+}
+
 void metrics_enable(void)
 {
-	__atomic_store_n(&enabled_flag, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&enabled_flag.on, true, __ATOMIC_RELAXED);
 	m.started = time(NULL);
 }
 
@@ -75,13 +188,13 @@ bool metrics_enabled(void)
 void metrics_connection_accepted(void)
 {
 	if (enabled)
-		ADD(m.accepted, 1);
+		ADD(counters()->accepted, 1);
 }
 
 void metrics_connection_refused(enum metric_refusal why)
 {
 	if (enabled && why < REFUSAL_KINDS)
-		ADD(m.refused[why], 1);
+		ADD(counters()->refused[why], 1);
 }
 
 void metrics_login(const char *method, enum metric_login_result result)
@@ -91,60 +204,77 @@ void metrics_login(const char *method, enum metric_login_result result)
 	size_t i = 0;
 	while (i < LOGIN_METHODS - 1 && (method == NULL || strcmp(method, login_methods[i]) != 0))
 		i++;
-	ADD(m.logins[i][result], 1);
+	ADD(counters()->logins[i][result], 1);
 }
 
 void metrics_lmtp_delivery(enum deliver_result result)
 {
 	if (enabled && (unsigned)result <= DELIVER_PERMANENT)
-		ADD(m.lmtp[result], 1);
+		ADD(counters()->lmtp[result], 1);
 }
 
 void metrics_login_hold(enum metric_hold when)
 {
 	if (enabled && when < HOLD_KINDS)
-		ADD(m.holds[when], 1);
+		ADD(counters()->holds[when], 1);
 }
 
 void metrics_message_retrieved(uint64_t octets)
 {
 	if (!enabled)
 		return;
-	ADD(m.retrieved, 1);
-	ADD(m.retrieved_octets, octets);
+	struct counters *c = counters();
+	ADD(c->retrieved, 1);
+	ADD(c->retrieved_octets, octets);
 }
 
 void metrics_messages_deleted(uint64_t count, uint64_t octets)
 {
 	if (!enabled)
 		return;
-	ADD(m.deleted, count);
-	ADD(m.deleted_octets, octets);
+	struct counters *c = counters();
+	ADD(c->deleted, count);
+	ADD(c->deleted_octets, octets);
 }
 
 void metrics_quit_commit(bool ok)
 {
-	if (enabled)
-		ADD(*(ok ? &m.commits_ok : &m.commits_failed), 1);
+	if (!enabled)
+		return;
+	struct counters *c = counters();
+	if (ok)
+		ADD(c->commits_ok, 1);
+	else
+		ADD(c->commits_failed, 1);
 }
 
 void metrics_tls_handshake(bool ok)
 {
-	if (enabled)
-		ADD(*(ok ? &m.tls_ok : &m.tls_failed), 1);
+	if (!enabled)
+		return;
+	struct counters *c = counters();
+	if (ok)
+		ADD(c->tls_ok, 1);
+	else
+		ADD(c->tls_failed, 1);
 }
 
 void metrics_listing_cache(bool hit)
 {
-	if (enabled)
-		ADD(*(hit ? &m.listing_hits : &m.listing_misses), 1);
+	if (!enabled)
+		return;
+	struct counters *c = counters();
+	if (hit)
+		ADD(c->listing_hits, 1);
+	else
+		ADD(c->listing_misses, 1);
 }
 
 double metrics_job_queued(void)
 {
 	if (!enabled)
 		return 0;
-	ADD(m.jobs_queued, 1);
+	ADD(counters()->jobs_queued, 1);
 	return metrics_now();
 }
 
@@ -152,8 +282,9 @@ void metrics_job_started(void)
 {
 	if (!enabled)
 		return;
-	ADD(m.jobs_queued, -1);
-	ADD(m.jobs_running, 1);
+	struct counters *c = counters();
+	ADD(c->jobs_queued, -1);
+	ADD(c->jobs_running, 1);
 }
 
 void metrics_job_observe(enum job_kind kind, double seconds)
@@ -163,15 +294,16 @@ void metrics_job_observe(enum job_kind kind, double seconds)
 	size_t b = 0;
 	while (b < JOB_BUCKETS && seconds > job_buckets[b])
 		b++;
-	ADD(m.jobs[kind].buckets[b], 1);
-	ADD(m.jobs[kind].sum_us, seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
+	struct histogram *h = &counters()->jobs[kind];
+	ADD(h->buckets[b], 1);
+	ADD(h->sum_us, seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
 }
 
 void metrics_job_finished(enum job_kind kind, double seconds)
 {
 	if (!enabled)
 		return;
-	ADD(m.jobs_running, -1);
+	ADD(counters()->jobs_running, -1);
 	metrics_job_observe(kind, seconds);
 }
 
@@ -219,9 +351,9 @@ void metrics_db_connect(const char *host, bool ok)
 	struct db_host *h = db_host(host);
 	if (h == NULL)
 		return;
-	ADD(*(ok ? &h->connects_ok : &h->connects_failed), 1);
+	SHARED_ADD(*(ok ? &h->connects_ok : &h->connects_failed), 1);
 	if (ok && thread_had_connection)
-		ADD(h->reconnects, 1);
+		SHARED_ADD(h->reconnects, 1);
 	if (ok)
 		thread_had_connection = true;
 }
@@ -232,16 +364,13 @@ void metrics_db_error(const char *host)
 		return;
 	struct db_host *h = db_host(host);
 	if (h != NULL)
-		ADD(h->errors, 1);
+		SHARED_ADD(h->errors, 1);
 }
 
 static const char *const session_state_names[SESSION_STATES] = {
-	[SESSION_AUTHORIZATION] = "authorization",
-	[SESSION_TRANSACTION] = "transaction",
-	[SESSION_STREAMING] = "streaming",
-	[SESSION_WAITING_STORAGE] = "waiting_storage",
-	[SESSION_LOGIN_DELAY] = "login_delay",
-	[SESSION_CLOSING] = "closing",
+	[SESSION_AUTHORIZATION] = "authorization", [SESSION_TRANSACTION] = "transaction",
+	[SESSION_STREAMING] = "streaming",         [SESSION_WAITING_STORAGE] = "waiting_storage",
+	[SESSION_LOGIN_DELAY] = "login_delay",     [SESSION_CLOSING] = "closing",
 };
 
 const char *metrics_session_state_name(enum metric_session_state state)
@@ -301,8 +430,7 @@ static void sample_text(struct render *r, const char *suffix, const char *const 
 	if (r->format == METRICS_TABLE) {
 		char row[256];
 		size_t len = (size_t)snprintf(row, sizeof row, "  %s", *suffix ? suffix + 1 : "");
-		for (size_t i = 0; labels != NULL && labels[i] != NULL && len < sizeof row;
-		     i += 2)
+		for (size_t i = 0; labels != NULL && labels[i] != NULL && len < sizeof row; i += 2)
 			len += (size_t)snprintf(row + len, sizeof row - len, "%s%s=%s",
 						len > 2 ? " " : "", labels[i], labels[i + 1]);
 		if (len <= 2)
@@ -339,10 +467,8 @@ static void sample_gauge(struct render *r, const char *const *labels, int64_t va
 }
 
 static const char *const refusal_names[REFUSAL_KINDS] = {
-	[REFUSED_TOTAL_LIMIT] = "total_limit",
-	[REFUSED_PER_IP_LIMIT] = "per_ip_limit",
-	[REFUSED_TLS_REQUIRED] = "tls_required",
-	[REFUSED_SHUTTING_DOWN] = "shutting_down",
+	[REFUSED_TOTAL_LIMIT] = "total_limit",   [REFUSED_PER_IP_LIMIT] = "per_ip_limit",
+	[REFUSED_TLS_REQUIRED] = "tls_required", [REFUSED_SHUTTING_DOWN] = "shutting_down",
 	[REFUSED_PROXY_HEADER] = "proxy_header",
 };
 static const char *const login_result_names[LOGIN_RESULTS] = {
@@ -357,26 +483,26 @@ static const char *const hold_names[HOLD_KINDS] = {
 	[HOLD_AFTER_FAILURE] = "after_failure",
 };
 static const char *const job_names[JOB_KINDS] = {
-	[JOB_OTHER] = "other",       [JOB_LOGIN] = "login",   [JOB_LISTING] = "listing",
+	[JOB_OTHER] = "other",           [JOB_LOGIN] = "login",   [JOB_LISTING] = "listing",
 	[JOB_RETR_PIECE] = "retr_piece", [JOB_COMMIT] = "commit", [JOB_LEASE] = "lease",
 };
 
-static void render_histogram(struct render *r, enum job_kind kind)
+static void render_histogram(struct render *r, const struct histogram *h, enum job_kind kind)
 {
 	const char *labels[] = {"kind", job_names[kind], NULL, NULL, NULL};
 	uint64_t cumulative = 0;
 	char le[32], v[32];
 	if (r->format == METRICS_TABLE) {
 		for (size_t b = 0; b <= JOB_BUCKETS; b++)
-			cumulative += LOAD(m.jobs[kind].buckets[b]);
-		uint64_t sum_us = LOAD(m.jobs[kind].sum_us);
+			cumulative += h->buckets[b];
+		uint64_t sum_us = h->sum_us;
 		snprintf(v, sizeof v, "%llu jobs, mean %.1f ms", (unsigned long long)cumulative,
 			 cumulative ? (double)sum_us / 1000.0 / (double)cumulative : 0.0);
 		sample_text(r, "", labels, v);
 		return;
 	}
 	for (size_t b = 0; b <= JOB_BUCKETS; b++) {
-		cumulative += LOAD(m.jobs[kind].buckets[b]);
+		cumulative += h->buckets[b];
 		if (b < JOB_BUCKETS)
 			snprintf(le, sizeof le, "%g", job_buckets[b]);
 		else
@@ -387,7 +513,7 @@ static void render_histogram(struct render *r, enum job_kind kind)
 		sample_text(r, "_bucket", labels, v);
 	}
 	labels[2] = NULL;
-	snprintf(v, sizeof v, "%.6f", (double)LOAD(m.jobs[kind].sum_us) / 1e6);
+	snprintf(v, sizeof v, "%.6f", (double)h->sum_us / 1e6);
 	sample_text(r, "_sum", labels, v);
 	snprintf(v, sizeof v, "%llu", (unsigned long long)cumulative);
 	sample_text(r, "_count", labels, v);
@@ -396,6 +522,8 @@ static void render_histogram(struct render *r, enum job_kind kind)
 void metrics_render(struct buf *out, enum metrics_format format, const struct metrics_live *live)
 {
 	struct render r = {.out = out, .format = format};
+	struct counters c;
+	counters_sum(&c);
 
 	family(&r, "tpops_build_info", GAUGE, "The version of tpops serving.");
 	sample(&r, (const char *[]){"version", TPOPS_VERSION, NULL}, 1);
@@ -411,17 +539,18 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	}
 
 	family(&r, "tpops_connections_accepted", COUNTER, "Connections accepted.");
-	sample(&r, NULL, LOAD(m.accepted));
+	sample(&r, NULL, c.accepted);
 	family(&r, "tpops_connections_refused", COUNTER,
 	       "Connections (or, for tls_required, login attempts) refused, by reason.");
 	for (int i = 0; i < REFUSAL_KINDS; i++)
-		sample(&r, (const char *[]){"reason", refusal_names[i], NULL}, LOAD(m.refused[i]));
+		sample(&r, (const char *[]){"reason", refusal_names[i], NULL}, c.refused[i]);
 	family(&r, "tpops_connections_open", GAUGE,
 	       "Connections open, counted against MaxConnections.");
 	sample(&r, NULL, live->connections_open);
 	family(&r, "tpops_sessions", GAUGE, "Sessions now, by state.");
 	for (int i = 0; i < SESSION_STATES; i++)
-		sample(&r, (const char *[]){"state", session_state_names[i], NULL}, live->sessions[i]);
+		sample(&r, (const char *[]){"state", session_state_names[i], NULL},
+		       live->sessions[i]);
 	family(&r, "tpops_io_threads_answering", GAUGE,
 	       "I/O threads that answered the last census in time.");
 	sample(&r, NULL, live->loops_answered);
@@ -432,11 +561,11 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 			sample(&r,
 			       (const char *[]){"method", login_methods[i], "result",
 						login_result_names[j], NULL},
-			       LOAD(m.logins[i][j]));
+			       c.logins[i][j]);
 	family(&r, "tpops_login_holds", COUNTER,
 	       "Login answers held back by the failed-login delay (AuthFailureDelay).");
 	for (int i = 0; i < HOLD_KINDS; i++)
-		sample(&r, (const char *[]){"when", hold_names[i], NULL}, LOAD(m.holds[i]));
+		sample(&r, (const char *[]){"when", hold_names[i], NULL}, c.holds[i]);
 
 	static const char *const lmtp_result_names[DELIVER_PERMANENT + 1] = {
 		[DELIVER_STORED] = "stored",
@@ -448,35 +577,36 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	family(&r, "tpops_lmtp_deliveries", COUNTER,
 	       "LMTP recipients by outcome: stored, or refused at RCPT or after DATA.");
 	for (int i = 0; i <= DELIVER_PERMANENT; i++)
-		sample(&r, (const char *[]){"result", lmtp_result_names[i], NULL}, LOAD(m.lmtp[i]));
+		sample(&r, (const char *[]){"result", lmtp_result_names[i], NULL}, c.lmtp[i]);
 
 	family(&r, "tpops_messages_retrieved", COUNTER, "Messages sent whole by RETR.");
-	sample(&r, NULL, LOAD(m.retrieved));
+	sample(&r, NULL, c.retrieved);
 	family(&r, "tpops_retrieved_bytes", COUNTER,
 	       "Octets of the messages sent by RETR (their POP3 sizes).");
-	sample(&r, NULL, LOAD(m.retrieved_octets));
+	sample(&r, NULL, c.retrieved_octets);
 	family(&r, "tpops_messages_deleted", COUNTER, "Messages deleted by a committed QUIT.");
-	sample(&r, NULL, LOAD(m.deleted));
+	sample(&r, NULL, c.deleted);
 	family(&r, "tpops_deleted_bytes", COUNTER, "Octets of the messages deleted.");
-	sample(&r, NULL, LOAD(m.deleted_octets));
+	sample(&r, NULL, c.deleted_octets);
 	family(&r, "tpops_quit_commits", COUNTER, "QUIT commits in the UPDATE state, by result.");
-	sample(&r, (const char *[]){"result", "ok", NULL}, LOAD(m.commits_ok));
-	sample(&r, (const char *[]){"result", "failed", NULL}, LOAD(m.commits_failed));
+	sample(&r, (const char *[]){"result", "ok", NULL}, c.commits_ok);
+	sample(&r, (const char *[]){"result", "failed", NULL}, c.commits_failed);
 	family(&r, "tpops_tls_handshakes", COUNTER, "TLS handshakes (POP3S and STLS), by result.");
-	sample(&r, (const char *[]){"result", "ok", NULL}, LOAD(m.tls_ok));
-	sample(&r, (const char *[]){"result", "failed", NULL}, LOAD(m.tls_failed));
+	sample(&r, (const char *[]){"result", "ok", NULL}, c.tls_ok);
+	sample(&r, (const char *[]){"result", "failed", NULL}, c.tls_failed);
 
 	family(&r, "tpops_storage_jobs_queued", GAUGE, "Storage jobs waiting for a worker.");
-	sample_gauge(&r, NULL, LOAD(m.jobs_queued));
+	sample_gauge(&r, NULL, c.jobs_queued);
 	family(&r, "tpops_storage_jobs_running", GAUGE, "Storage jobs a worker is running.");
-	sample_gauge(&r, NULL, LOAD(m.jobs_running));
+	sample_gauge(&r, NULL, c.jobs_running);
 	family(&r, "tpops_storage_job_duration_seconds", HISTOGRAM,
 	       "Storage jobs from submission to the end of their work, by kind.");
 	for (int k = 0; k < JOB_KINDS; k++)
-		render_histogram(&r, (enum job_kind)k);
+		render_histogram(&r, &c.jobs[k], (enum job_kind)k);
 
 	unsigned nhosts = __atomic_load_n(&m.nhosts, __ATOMIC_ACQUIRE);
-	family(&r, "tpops_db_connections", COUNTER, "Database connection attempts, by server and result.");
+	family(&r, "tpops_db_connections", COUNTER,
+	       "Database connection attempts, by server and result.");
 	for (unsigned i = 0; i < nhosts; i++) {
 		sample(&r, (const char *[]){"host", m.hosts[i].name, "result", "ok", NULL},
 		       LOAD(m.hosts[i].connects_ok));
@@ -486,15 +616,18 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	family(&r, "tpops_db_reconnects", COUNTER,
 	       "Database connections opened to replace a lost or dropped one, by server.");
 	for (unsigned i = 0; i < nhosts; i++)
-		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].reconnects));
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL},
+		       LOAD(m.hosts[i].reconnects));
 	family(&r, "tpops_db_errors", COUNTER, "Failed database statements, by server.");
 	for (unsigned i = 0; i < nhosts; i++)
-		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL}, LOAD(m.hosts[i].errors));
+		sample(&r, (const char *[]){"host", m.hosts[i].name, NULL},
+		       LOAD(m.hosts[i].errors));
 
 	family(&r, "tpops_maildir_listing_cache", COUNTER,
-	       "Maildir logins served from the listing cache (hit) or by reading the directories (miss).");
-	sample(&r, (const char *[]){"result", "hit", NULL}, LOAD(m.listing_hits));
-	sample(&r, (const char *[]){"result", "miss", NULL}, LOAD(m.listing_misses));
+	       "Maildir logins served from the listing cache (hit) or by reading the directories "
+	       "(miss).");
+	sample(&r, (const char *[]){"result", "hit", NULL}, c.listing_hits);
+	sample(&r, (const char *[]){"result", "miss", NULL}, c.listing_misses);
 
 	if (format == METRICS_OPENMETRICS)
 		buf_append_str(out, "# EOF\n");

@@ -1,9 +1,10 @@
 /* The daemon's counters, gauges and histograms, rendered in the
  * Prometheus text format, in OpenMetrics, or as a table for people.
  *
- * Every hook is a relaxed atomic add on a fixed slot: no lock, no
- * allocation, nothing that waits, so any thread (I/O, worker, listener)
- * may count. Counting is off until metrics_enable() (MetricsListen or
+ * Every hook adds to the calling thread's own block of counters (made at
+ * its first count): no lock, no allocation after that, no locked
+ * instruction and no cache line shared with another counting thread, so
+ * any thread (I/O, worker, listener) may count. A scrape sums the blocks. Counting is off until metrics_enable() (MetricsListen or
  * ControlSocket set); then each hook is one predictable branch. Gauges
  * that describe sessions are not kept here: they are counted on each I/O
  * thread when asked (census.h), so the session path pays nothing for them. */

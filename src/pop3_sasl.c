@@ -2,6 +2,7 @@
  * The user lookup a mechanism needs mid-exchange (CRAM-MD5, SCRAM) runs on
  * a storage worker; the final login goes through pop3_login_start like
  * USER/PASS, so locks, logs and failure delays are the same. */
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -85,6 +86,7 @@ static void credentials_finish(struct session_job *sj)
 {
 	struct credentials_job *cj = (struct credentials_job *)sj;
 	struct session *s = sj->session;
+	assert(s->sasl == NULL); /* handed over in credentials_go */
 	s->sasl = cj->sasl;
 	cj->sasl = NULL;
 	if (cj->status != DB_OK) {
@@ -103,6 +105,7 @@ static void credentials_finish(struct session_job *sj)
 static void credentials_go(struct session *s, void *arg)
 {
 	struct credentials_job *cj = arg;
+	assert(s->sasl != NULL);
 	cj->sasl = s->sasl; /* the worker's until the job is back */
 	s->sasl = NULL;
 	session_submit(s, &cj->sj, true);

@@ -1,9 +1,18 @@
 /* RETR and TOP: a message streams out in pieces of RETR_CHUNK_SIZE, each
  * read and converted to the wire form (CRLF, dot-stuffing, the TOP cut) by
  * a storage worker, or right on the I/O thread when the store can read it
- * from memory without waiting (read_nowait). For stores whose every read
- * blocks (SQL), the message after the one just retrieved is read ahead
- * while the client takes in this one: clients fetch in order. */
+ * from memory without waiting (read_nowait) and the session is not TLS.
+ * For stores whose every read blocks (SQL), the message after the one just
+ * retrieved is read ahead while the client takes in this one: clients
+ * fetch in order.
+ *
+ * A piece job on a worker touches only what it owns: the message's reader
+ * (maildrop.h) and the output filter's state are handed to it, out of the
+ * stream, and handed back by its finish; it never reads the session's
+ * maildrop, which the session goes on using meanwhile (commands after a
+ * read-ahead was started, a QUIT after a client left in the middle of a
+ * piece). What it still shares is read-only for the daemon's life: the
+ * maildrop's ops table. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <assert.h>
@@ -24,6 +33,9 @@ struct pop3_stream {
 	size_t index;
 	uint64_t offset;
 	struct pop3_out filter; /* lent to the piece in flight, given back by it */
+	/* The message's reader between pieces; NULL while the piece in
+	 * flight has it, and before the first piece and after the last */
+	struct maildrop_reader *reader;
 	bool first;     /* no octet sent yet: an error can still be -ERR */
 	bool fetching;  /* a piece is in flight */
 	bool on_worker; /* a piece was not in memory: read on a worker */
@@ -43,7 +55,7 @@ struct pop3_stream {
  * own copy of the filter state, which the finish hands back. */
 struct chunk_job {
 	struct session_job sj;
-	struct maildrop *maildrop;
+	struct maildrop_reader *reader; /* the job's until its finish */
 	size_t index;
 	uint64_t offset;
 	struct pop3_out filter;
@@ -66,16 +78,15 @@ static atomic_size_t ahead_total;
  * DB_AGAIN and leave everything as it was. */
 static void chunk_fill(struct chunk_job *cj, struct db *db)
 {
-	const struct maildrop_ops *ops = cj->maildrop->ops;
+	const struct maildrop_ops *ops = cj->reader->ops;
 	/* room for the final ".\r\n" when the raw piece goes out as is */
 	char *raw = xmalloc(RETR_CHUNK_SIZE + POP3_OUT_FINISH_MAX);
 	size_t got = 0;
 	if (db != NULL)
-		cj->status = ops->read(cj->maildrop, db, cj->index, cj->offset, raw, RETR_CHUNK_SIZE,
-				       &got, cj->error, sizeof cj->error);
+		cj->status = ops->read(cj->reader, db, cj->offset, raw, RETR_CHUNK_SIZE, &got,
+				       cj->error, sizeof cj->error);
 	else
-		cj->status = ops->read_nowait(cj->maildrop, cj->index, cj->offset, raw,
-					      RETR_CHUNK_SIZE, &got);
+		cj->status = ops->read_nowait(cj->reader, cj->offset, raw, RETR_CHUNK_SIZE, &got);
 	if (cj->status == DB_OK) {
 		if (pop3_out_passthrough(&cj->filter, raw, got)) {
 			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
@@ -114,8 +125,18 @@ static void free_chunk(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
+/* On the session's thread: a reader the stream is done with. The maildrop
+ * learns what the read found out (a message's new name), unless a QUIT's
+ * commit holds it (s->maildrop NULL meanwhile). */
+static void reader_release(struct session *s, struct maildrop_reader *r)
+{
+	if (r != NULL)
+		r->ops->reader_free(s->maildrop, r);
+}
+
 static void chunk_job_free(struct chunk_job *cj)
 {
+	reader_release(cj->sj.session, cj->reader);
 	if (cj->reserved > 0)
 		atomic_fetch_sub(&ahead_total, cj->reserved);
 	free(cj->out);
@@ -148,6 +169,8 @@ static void chunk_finish(struct session_job *sj)
 		chunk_job_free(cj);
 		return;
 	}
+	/* the session waits for this stream: no QUIT took the maildrop */
+	assert(s->maildrop != NULL && st->reader == NULL);
 	struct maildrop_msg *m = &s->maildrop->msgs[cj->index];
 	if (cj->status != DB_OK) {
 		log_error("user=%s: reading message %zu: %s", s->user.login, cj->index + 1,
@@ -165,7 +188,11 @@ static void chunk_finish(struct session_job *sj)
 		}
 		return;
 	}
-	st->filter = cj->filter; /* handed back */
+	st->filter = cj->filter; /* handed back, with the reader for the next piece */
+	if (!cj->end) {
+		st->reader = cj->reader;
+		cj->reader = NULL;
+	}
 	if (st->first) {
 		st->first = false;
 		if (st->top)
@@ -206,7 +233,7 @@ static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t
 	cj->sj.finish = chunk_finish;
 	cj->sj.discard = chunk_discard;
 	cj->sj.job.kind = JOB_RETR_PIECE;
-	cj->maildrop = s->maildrop;
+	cj->sj.session = s; /* for chunk_job_free before the job is submitted */
 	cj->index = index;
 	cj->offset = offset;
 	return cj;
@@ -217,10 +244,18 @@ static void stream_fetch(struct session *s)
 	struct pop3_stream *st = s->stream;
 	struct chunk_job *cj = chunk_job_new(s, st->index, st->offset);
 	cj->filter = st->filter; /* lent to the job */
+	if (st->reader == NULL) /* the message's first piece */
+		st->reader = s->maildrop->ops->reader_new(s->maildrop, st->index);
+	cj->reader = st->reader; /* handed over: the stream keeps no pointer to it */
+	st->reader = NULL;
 	st->fetching = true;
 	/* What the page cache holds is read right here: a worker hand-off
-	 * costs more than reading 256 KiB from memory. */
-	if (s->maildrop->ops->read_nowait != NULL) {
+	 * costs more than reading 256 KiB from memory. Not over TLS: there
+	 * this thread also encrypts every octet, and with several streams
+	 * per I/O thread it is the bottleneck; a worker reads and converts
+	 * the next piece on another core meanwhile (8 POP3S connections of
+	 * 10 MiB from Maildir: about a quarter more, docs/BENCHMARKS.md). */
+	if (s->maildrop->ops->read_nowait != NULL && !s->tls) {
 		chunk_fill(cj, NULL);
 		if (cj->status != DB_AGAIN) {
 			session_finish_here(s, &cj->sj);
@@ -245,6 +280,8 @@ void pop3_stream_resume(struct session *s)
 void pop3_stream_abandon(struct session *s)
 {
 	struct pop3_stream *st = s->stream;
+	reader_release(s, st->reader); /* between pieces: nobody reads on */
+	st->reader = NULL;
 	if (st->ahead.adopted) { /* the read-ahead it waited for is kept as such */
 		st->ahead.adopted = false;
 		st->fetching = false;
@@ -295,6 +332,7 @@ static void read_ahead(struct session *s, size_t index)
 	}
 	struct chunk_job *cj = chunk_job_new(s, index, 0);
 	cj->sj.finish = ahead_finish;
+	cj->reader = s->maildrop->ops->reader_new(s->maildrop, index); /* the job's own */
 	cj->reserved = size;
 	pop3_out_init(&cj->filter, true, -1);
 	st->ahead.in_flight = true;
@@ -333,7 +371,7 @@ void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines)
 	if (s->peer_gone)
 		return; /* a RETR sent before the client left: nobody would read it */
 	struct pop3_stream *st = stream_of(s);
-	assert(!st->fetching);
+	assert(!st->fetching && st->reader == NULL);
 	st->index = n - 1;
 	st->offset = 0;
 	st->first = true;
@@ -354,6 +392,7 @@ void pop3_stream_free(struct session *s)
 {
 	if (s->stream == NULL)
 		return;
+	reader_release(s, s->stream->reader);
 	if (s->stream->ahead.job != NULL)
 		chunk_job_free(s->stream->ahead.job);
 	free(s->stream);

@@ -3,6 +3,7 @@
  * messages of RETR and TOP stream out from pop3_stream.c. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,7 @@ static void cmd_capa(struct session *s, const struct pop3_command *c)
 
 struct commit_job {
 	struct session_job sj;
-	struct maildrop *maildrop; /* the session waits: nothing else uses it */
+	struct maildrop *maildrop; /* handed over by the session, and back */
 	bool *deleted, *retrieved; /* handed over by the session, and back */
 	int64_t uid;
 	char owner[128];
@@ -246,6 +247,8 @@ static void commit_finish(struct session_job *sj)
 {
 	struct commit_job *cj = (struct commit_job *)sj;
 	struct session *s = sj->session;
+	assert(s->maildrop == NULL);
+	s->maildrop = cj->maildrop;
 	s->deleted = cj->deleted;
 	s->retrieved = cj->retrieved;
 	s->locked = !cj->released;
@@ -276,9 +279,14 @@ static void cmd_quit(struct session *s, const struct pop3_command *c)
 	cj->sj.work = commit_work;
 	cj->sj.finish = commit_finish;
 	cj->sj.job.kind = JOB_COMMIT;
+	/* The maildrop and the marks are the worker's until the job is back:
+	 * a piece of an abandoned RETR may still be on another worker, with
+	 * a reader of its own (pop3_stream.c) that does not need them. */
+	assert(s->maildrop != NULL && s->deleted != NULL);
 	cj->maildrop = s->maildrop;
-	cj->deleted = s->deleted; /* the worker's until the job is back */
+	cj->deleted = s->deleted;
 	cj->retrieved = s->retrieved;
+	s->maildrop = NULL;
 	s->deleted = s->retrieved = NULL;
 	cj->uid = s->user.uid;
 	snprintf(cj->owner, sizeof cj->owner, "%s", s->lock_owner);

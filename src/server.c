@@ -18,6 +18,7 @@
 #include "handoff.h"
 #include "ioloop.h"
 #include "proxy_wait.h"
+#include "listen_socket.h"
 #include "log.h"
 #include "metrics.h"
 #include "sd_listen.h"
@@ -45,43 +46,6 @@ struct server {
 	struct timeval command_timeout;
 	bool stopping; /* SIGTERM: no new sessions (atomic) */
 };
-
-static int bind_one(const char *address, int port, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)port);
-		len = sizeof *in4;
-	} else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		len = sizeof *in6;
-	} else {
-		snprintf(err, errlen, "Listen: \"%s\" is not an IPv4 or IPv6 address", address);
-		return -1;
-	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket for %s: %s", address, strerror(errno));
-		return -1;
-	}
-	int on = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-	/* "0.0.0.0 ::" both on one port: the IPv6 socket takes IPv6 only */
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
-	if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
-		snprintf(err, errlen, "cannot listen on [%s]:%d: %s", address, port,
-			 strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
 
 static void add_fd(struct server *srv, int fd, bool tls)
 {
@@ -140,7 +104,8 @@ struct server *server_bind(const struct config *cfg, char *err, size_t errlen)
 		if (tls && (!tls_available() || tls_port == 0))
 			break;
 		for (size_t i = 0; cfg->listen[i] != NULL; i++) {
-			int fd = bind_one(cfg->listen[i], tls ? tls_port : cfg->port, err, errlen);
+			int port = tls ? tls_port : cfg->port;
+			int fd = listen_tcp("Listen", cfg->listen[i], port, 1024, err, errlen);
 			if (fd < 0) {
 				server_free(srv);
 				return NULL;

@@ -6,7 +6,15 @@
  *     what it needs is copied or handed over into the job when it is
  *     submitted, and its results are handed back by its finish on the
  *     session's own I/O thread, never written through a pointer into the
- *     session;
+ *     session. Handed over, the session holds NULL until the finish
+ *     (asserted there): the SASL state (credentials job), the maildrop
+ *     and the DELE/RETR marks (QUIT's commit), a message's reader
+ *     (a RETR piece, pop3_stream.c), the socket (the STLS handshake on a
+ *     handshake thread, session_stls.c). What a job may still point to is
+ *     shared read-only and outlives it: the configuration (immutable,
+ *     held by the session, config_hold, for its whole life), static
+ *     tables (a maildrop's ops, a mechanism's name), and sj->session,
+ *     which only finish and discard use, on the session's thread;
  *   - a session is freed only with no job in flight and no hold;
  *   - the end of the client's side (EOF, a socket error, a TLS alert) ends
  *     the session in any wait by one path (session_input_ended): what only

@@ -361,20 +361,6 @@ static int import_sql(struct db *db, const struct import_options *opt, const str
 
 /* ---- Maildir ---- */
 
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes data durably as subdir/name of an open Maildir: tmp/ first,
  * synced, renamed (never over another file), the directory synced. This is
  * maildir_deliver with the name chosen beforehand, which the "?" line
@@ -391,16 +377,8 @@ static int put_file(int maildir_fd, const char *subdir, const char *name, const 
 		snprintf(err, errlen, "creating %.300s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	const char *failed = NULL;
-	if (write_all(fd, data, len) != 0)
-		failed = "writing";
-	else if (fsync(fd) != 0)
-		failed = "fsync of";
-	int e = errno;
-	if (close(fd) != 0 && failed == NULL) {
-		failed = "closing";
-		e = errno;
-	}
+	int e = 0;
+	const char *failed = maildir_write_sync_close(fd, data, len, &e);
 	if (failed == NULL && renameat2(maildir_fd, tmp, maildir_fd, dst, RENAME_NOREPLACE) != 0) {
 		failed = "moving into place";
 		e = errno;
@@ -473,7 +451,7 @@ static int adopt(int fd, const struct import_options *opt, const struct user *u,
 		snprintf(tmp, sizeof tmp, "tmp/.tpops-uidls.%ld", (long)getpid());
 		int t = openat(fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 			       0600);
-		if (t < 0 || write_all(t, text.data, text.len) != 0 || fsync(t) != 0 ||
+		if (t < 0 || maildir_write_all(t, text.data, text.len) != 0 || fsync(t) != 0 ||
 		    renameat(fd, tmp, fd, IMPORTED_UIDLS_FILE) != 0 || fsync(fd) != 0) {
 			import_progress_end();
 			fprintf(stderr, "tpops-import: %s: writing %s: %s\n", u->login,

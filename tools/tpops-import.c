@@ -153,9 +153,66 @@ void import_dry_run_user(const struct user *u, const struct import_stats *before
 
 /* ---- main ---- */
 
+/* What the command line says; the pop3 options are passed on to that
+ * source. */
+struct command_line {
+	const char *config_path;
+	struct import_options *opt;
+	const char *host, *port, *ca_file;
+	bool tls;
+};
+
+/* An option that may stand before or after the source's name: taken
+ * into cl (true), or not one of those (false). */
+static bool take_option(int c, struct command_line *cl)
+{
+	switch (c) {
+	case 'c':
+		cl->config_path = optarg;
+		return true;
+	case 'm':
+		cl->opt->maildir_template = optarg;
+		return true;
+	case 'u':
+		cl->opt->uidl_format = optarg;
+		return true;
+	case 'D':
+		cl->opt->domain = optarg;
+		return true;
+	case 'C':
+		cl->opt->copy = true;
+		return true;
+	case 'd':
+		cl->opt->dest_template = optarg;
+		return true;
+	case 'S':
+		cl->opt->into_sql = true;
+		return true;
+	case 'n':
+		cl->opt->dry_run = true;
+		return true;
+	case 'q':
+		cl->opt->progress = false;
+		return true;
+	case 'H':
+		cl->host = optarg;
+		return true;
+	case 'P':
+		cl->port = optarg;
+		return true;
+	case 'T':
+		cl->tls = true;
+		return true;
+	case 'A':
+		cl->ca_file = optarg;
+		return true;
+	default:
+		return false;
+	}
+}
+
 int main(int argc, char **argv)
 {
-	const char *config_path = DEFAULT_CONFIG_PATH;
 	struct import_options opt = {
 		.maildir_template = "~/Maildir",
 		.dest_template = "%u",
@@ -179,63 +236,23 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	/* the pop3 options are passed on to that source */
-	const char *host = NULL, *port = NULL, *ca_file = NULL;
-	bool tls = false;
+	struct command_line cl = {.config_path = DEFAULT_CONFIG_PATH, .opt = &opt};
 	int c;
 	/* "+": options may come before or after the source's name, and stop
 	 * at the first operand of the source */
 	while ((c = getopt_long(argc, argv, "+c:", long_opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'm':
-			opt.maildir_template = optarg;
-			break;
-		case 'u':
-			opt.uidl_format = optarg;
-			break;
-		case 'D':
-			opt.domain = optarg;
-			break;
-		case 'C':
-			opt.copy = true;
-			break;
-		case 'd':
-			opt.dest_template = optarg;
-			break;
-		case 'S':
-			opt.into_sql = true;
-			break;
-		case 'n':
-			opt.dry_run = true;
-			break;
-		case 'q':
-			opt.progress = false;
-			break;
-		case 'H':
-			host = optarg;
-			break;
-		case 'P':
-			port = optarg;
-			break;
-		case 'T':
-			tls = true;
-			break;
-		case 'A':
-			ca_file = optarg;
-			break;
-		case 'h':
+		if (take_option(c, &cl))
+			continue;
+		if (c == 'h') {
 			fputs(usage_text, stdout);
 			return EX_OK;
-		case 'V':
+		}
+		if (c == 'V') {
 			tool_version("tpops-import");
 			return EX_OK;
-		default:
-			fputs(usage_text, stderr);
-			return EX_USAGE;
 		}
+		fputs(usage_text, stderr);
+		return EX_USAGE;
 	}
 	if (optind >= argc) {
 		fputs(usage_text, stderr);
@@ -244,47 +261,7 @@ int main(int argc, char **argv)
 	const char *source = argv[optind++];
 	/* the source's own options may follow its name */
 	while ((c = getopt_long(argc, argv, "c:", long_opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'm':
-			opt.maildir_template = optarg;
-			break;
-		case 'u':
-			opt.uidl_format = optarg;
-			break;
-		case 'D':
-			opt.domain = optarg;
-			break;
-		case 'C':
-			opt.copy = true;
-			break;
-		case 'd':
-			opt.dest_template = optarg;
-			break;
-		case 'S':
-			opt.into_sql = true;
-			break;
-		case 'n':
-			opt.dry_run = true;
-			break;
-		case 'q':
-			opt.progress = false;
-			break;
-		case 'H':
-			host = optarg;
-			break;
-		case 'P':
-			port = optarg;
-			break;
-		case 'T':
-			tls = true;
-			break;
-		case 'A':
-			ca_file = optarg;
-			break;
-		default:
+		if (!take_option(c, &cl)) {
 			fputs(usage_text, stderr);
 			return EX_USAGE;
 		}
@@ -303,21 +280,21 @@ int main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (strcmp(source, "pop3") == 0) {
-		if (host == NULL) {
+		if (cl.host == NULL) {
 			fprintf(stderr, "tpops-import: pop3 needs --host HOST\n");
 			return EX_USAGE;
 		}
-		if (ca_file != NULL && !tls) {
+		if (cl.ca_file != NULL && !cl.tls) {
 			fprintf(stderr, "tpops-import: --tls-ca goes with --tls\n");
 			return EX_USAGE;
 		}
-		import_pop3_endpoint(host, port, tls, ca_file);
-	} else if (host != NULL || port != NULL || tls || ca_file != NULL) {
+		import_pop3_endpoint(cl.host, cl.port, cl.tls, cl.ca_file);
+	} else if (cl.host != NULL || cl.port != NULL || cl.tls || cl.ca_file != NULL) {
 		fprintf(stderr, "tpops-import: --host, --port, --tls and --tls-ca are for pop3\n");
 		return EX_USAGE;
 	}
 	struct config cfg;
-	struct db *db = tool_open("tpops-import", config_path, &cfg);
+	struct db *db = tool_open("tpops-import", cl.config_path, &cfg);
 	if (opt.into_sql && cfg.mailbox != MAILBOX_SQL) {
 		fprintf(stderr,
 			"tpops-import: --into-sql, but %s says Mailbox: Maildir (tpops "

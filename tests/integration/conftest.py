@@ -155,10 +155,12 @@ class Tpops:
             con.close()
 
     # -- daemon --
-    def start(self, extra_args=()):
+    def start(self, extra_args=(), asan_options=DAEMON_ASAN, lsan_options=None):
         assert self.proc is None
-        env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN, TSAN_OPTIONS=TSAN,
+        env = dict(os.environ, ASAN_OPTIONS=asan_options, TSAN_OPTIONS=TSAN,
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        if lsan_options is not None:
+            env["LSAN_OPTIONS"] = lsan_options
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([program("tpops"), "-c", self.conf, *extra_args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)

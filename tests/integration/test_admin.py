@@ -8,6 +8,7 @@ import poplib
 import re
 import shutil
 import socket
+import sqlite3
 import ssl
 import subprocess
 import time
@@ -265,9 +266,81 @@ def test_a_quit_commit_with_mariadb_down_is_counted(make_tpops):
     assert quit_commits(t) == (0, 1)
     v = values(curl_metrics(t))
     assert v["tpops_messages_deleted_total"] == 0
+    # the commit's worker could not reach that server (a worker with a
+    # connection also counts the lost statement in tpops_db_errors_total)
+    host = f"127.0.0.1:{server.port}"
+    assert v[f'tpops_db_connections_total{{host="{host}",result="failed"}}'] >= 1
     assert "deleting messages at QUIT" in t.read_log()
     assert t.sql("SELECT count(*) FROM msg m JOIN user u ON u.uid = m.uid"
                  " WHERE u.login = 'alice'") == [(1,)]
+
+
+def test_streaming_and_storage_waits_are_seen(make_tpops):
+    """A RETR whose client stops reading is counted as streaming; a QUIT
+    whose commit waits for SQLite's write lock (another writer holds it)
+    as waiting for storage, its job as running; both end normally."""
+    t = with_metrics(make_tpops)
+    t.add_user("alice", "secret")
+    t.add_user("bob", "pw")
+    t.store("alice@example.com", msg(1, 8_000_000))  # more than the socket buffers hold
+    t.store("bob@example.com", msg(2, 300))
+    t.start()
+
+    def sessions():
+        v = values(curl_metrics(t))
+        return ({state: v[f'tpops_sessions{{state="{state}"}}']
+                 for state in ("authorization", "transaction", "streaming", "waiting_storage")},
+                v["tpops_storage_jobs_running"])
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", t.port))
+    reader = Client.__new__(Client)
+    reader.sock, reader.buf = s, b""
+    assert reader.line().startswith(b"+OK")
+    reader.login()
+    reader.send(b"RETR 1\r\n")  # and no reading for now
+    wait_for(lambda: sessions()[0]["streaming"] == 1, 20, "a session streaming")
+
+    bob = Client(t.port, timeout=30)
+    bob.login("bob", "pw")
+    assert bob.cmd("DELE 1").startswith(b"+OK")
+    # another writer holds the write lock; the commit waits for it (up to
+    # the 5 s busy timeout: the lock is let go as soon as the wait is seen)
+    con = sqlite3.connect(t.settings["SQLite_Path"], timeout=10, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        bob.send(b"QUIT\r\n")
+        wait_for(lambda: sessions()[0]["waiting_storage"] == 1, 4, "the QUIT waiting for storage")
+        states, running = sessions()
+        assert states == {"authorization": 0, "transaction": 0, "streaming": 1,
+                          "waiting_storage": 1}, states
+        assert running >= 1
+    finally:
+        con.rollback()
+        con.close()
+    assert bob.line().startswith(b"+OK"), "the commit went through once the lock was free"
+    bob.close()
+    assert quit_commits(t) == (1, 0)
+
+    # the reader reads its message to the end; nothing is left waiting
+    s.settimeout(60)
+    assert reader.line().startswith(b"+OK")
+    got = 0
+    while True:
+        line = reader.line()
+        if line == b".":
+            break
+        got += len(line) + 2
+    assert got >= 8_000_000
+    assert reader.cmd("QUIT").startswith(b"+OK")
+    reader.close()
+    wait_for(lambda: sessions() == ({"authorization": 0, "transaction": 0, "streaming": 0,
+                                     "waiting_storage": 0}, 0), 10, "no session left")
+    v = values(curl_metrics(t))
+    assert v["tpops_messages_retrieved_total"] == 1
+    assert quit_commits(t) == (2, 0)
 
 
 def test_failed_login_holds_are_counted(make_tpops):

@@ -47,6 +47,10 @@ def test_hostile_files_are_refused_at_once(make_tpops, client_for):
         t.store("alice@example.com", b"Subject: %s\n\nbody %d\n" % (kind.encode(), i))
     t.store("alice@example.com", b"Subject: fine\n\nstill served\n")
     t.store("bob@example.com", b"Subject: bob\n\nbody\n")
+    others = [f"other{i}" for i in range(2 * IO_THREADS)]
+    for login in others:
+        t.add_user(login, "pw")
+        t.store(f"{login}@example.com", b"Subject: other\n\nbody\n")
     t.start()
     alice = client_for(t)
     alice.login()
@@ -58,8 +62,18 @@ def test_hostile_files_are_refused_at_once(make_tpops, client_for):
     for n, kind in enumerate(KINDS):
         name = next(f for f in os.listdir(new) if f.startswith(uidls[n]))
         swap(os.path.join(new, name), kind, keep)
-    # others on every I/O thread: more sessions than threads
-    others = [client_for(t) for _ in range(2 * IO_THREADS)]
+    # others, logged in, on every I/O thread (tpops-admin who says which
+    # thread serves each; it asks every thread, so it answers only if none
+    # is stuck): more sessions than threads
+    sessions = []
+    for login in others:
+        c = client_for(t)
+        c.login(login, "pw")
+        sessions.append(c)
+    r = t.tool("tpops-admin", "who")
+    threads = {line.split()[-1] for line in r.stdout.decode().splitlines()[2:]
+               if line.split()[0] in others}
+    assert threads == {str(i) for i in range(IO_THREADS)}, r.stdout
     for n, kind in enumerate(KINDS, start=1):
         for command in (b"RETR %d" % n, b"TOP %d 0" % n):
             start = time.monotonic()
@@ -67,8 +81,9 @@ def test_hostile_files_are_refused_at_once(make_tpops, client_for):
             took = time.monotonic() - start
             assert reply.startswith(b"-ERR"), (kind, command, reply)
             assert took < 5, (kind, command, took)
-            for c in others:  # every other session answers meanwhile
-                assert c.cmd(b"USER someone").startswith(b"+OK"), kind
+            for c in sessions:  # every other session is served meanwhile
+                assert c.cmd(b"STAT").startswith(b"+OK 1 "), kind
+            assert t.tool("tpops-admin", "who").returncode == 0, kind
     # the session goes on: the regular message is served whole
     assert alice.cmd(b"RETR %d" % (len(KINDS) + 1)).startswith(b"+OK")
     assert b"still served" in b"\n".join(alice.multiline())
@@ -77,10 +92,10 @@ def test_hostile_files_are_refused_at_once(make_tpops, client_for):
     assert bob.cmd(b"RETR 1").startswith(b"+OK")
     bob.multiline()
     assert "not a regular file" in t.read_log()
-    # a new login lists them and serves the rest; SIGTERM still stops it
-    alice.cmd(b"QUIT")
-    again = client_for(t)
-    again.login()
+    # SIGTERM still stops it, with RETR and TOP of each of them just asked
+    # for (not yet answered)
+    for n in range(1, len(KINDS) + 1):
+        alice.send(b"RETR %d\r\nTOP %d 0\r\n" % (n, n))
     start = time.monotonic()
     rc = t.stop()
     assert time.monotonic() - start < 10, "SIGTERM did not stop the daemon within 10 s"

@@ -167,6 +167,12 @@ def test_dbinit_refuses_logins_that_differ_only_in_case(make_tpops):
     t.tool("tpops-useradd", "\u00e4lice", "third", "alice3@example.org")
     t.tool("tpops-useradd", "bob", "pw", "bob@example.com")
     uids = dict(t.sql("SELECT login, uid FROM `user`"))
+    # the daemon does not serve such a table
+    with pytest.raises(AssertionError) as refused:
+        t.start()
+    assert "letter case" in str(refused.value) and "tpops-dbinit" in str(refused.value)
+    t.proc = None
+    t.log.close()
     r = t.tool("tpops-dbinit", check=False)
     assert r.returncode == 65, r  # EX_DATAERR
     err = r.stderr.decode()

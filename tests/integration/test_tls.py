@@ -548,11 +548,13 @@ def test_poplib_over_tls_with_each_scheme(schemes, cert, scheme):
     p.close()
 
 
-# -- Maildir: pieces read on the I/O thread go out through TLS too --
+# -- Maildir over TLS: pieces read on a storage worker --
 
 def test_maildir_retr_over_stls_and_pop3s(make_tpops, cert):
-    """Maildir pieces already in memory are read on the I/O thread; over
-    STLS and POP3S they pass the TLS filter like any other output."""
+    """Over TLS, Maildir pieces are read and converted on a storage worker
+    (the I/O thread encrypts), also those already in memory, which plain
+    sessions read on the I/O thread: the same octets, over STLS and
+    POP3S."""
     t = make_tpops(backend="maildir", **tls_settings(cert))
     t.add_user("alice", "pw", None, "--plain")
     body = b"".join(b".line %06d of a message of several pieces\n" % i for i in range(40000))
