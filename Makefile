@@ -118,7 +118,7 @@ tsan:
 check-galera:
 	@scripts/deps.sh test
 	$(MAKE) BUILD=build-asan all
-	TPOPS_BUILD=$(abspath build-asan) $(PYTEST) -q -ra -s tests/galera $(PYTEST_ARGS)
+	TPOPS_BUILD=$(abspath build-asan) $(PYTEST) -q -ra -s --durations=0 tests/galera $(PYTEST_ARGS)
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20

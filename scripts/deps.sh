@@ -7,7 +7,7 @@
 set -e
 BUILD_PKGS="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev libargon2-dev libmariadb-dev"
 DEB_PKGS="debhelper dpkg-dev adduser groff-base man-db"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest curl fetchmail openssl strace sqlite3 mariadb-server galera-4 rsync iproute2 python3-pymysql postfix dovecot-pop3d dovecot-lmtpd mpop systemd prometheus fail2ban s-nail neomutt"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest curl fetchmail openssl strace sqlite3 mariadb-server galera-4 mariadb-backup socat iproute2 python3-pymysql postfix dovecot-pop3d dovecot-lmtpd mpop systemd prometheus fail2ban s-nail neomutt"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;

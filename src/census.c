@@ -132,7 +132,7 @@ static void add_row(struct census_part *part, struct session *s)
 	snprintf(row->peer, sizeof row->peer, "%s", s->peer_text);
 	row->state = state_of(s);
 	row->since = s->started;
-	row->messages = s->maildrop != NULL ? s->maildrop->count : 0;
+	row->messages = s->messages;
 	row->retrieved = s->retr_count;
 	row->octets_sent = octets_sent(s);
 	row->tls = s->tls;

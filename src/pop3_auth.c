@@ -260,6 +260,7 @@ static void login_finish(struct session_job *sj)
 		s->user = lj->user;
 		lj->user = (struct user){0};
 		s->maildrop = lj->maildrop;
+		s->messages = lj->maildrop->count;
 		s->locked = true;
 		snprintf(s->lock_owner, sizeof s->lock_owner, "%s", lj->owner);
 	}

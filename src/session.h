@@ -65,7 +65,8 @@ struct session {
 	char lock_owner[128];
 	bool locked;
 
-	struct maildrop *maildrop;
+	struct maildrop *maildrop; /* NULL while QUIT's commit job holds it */
+	size_t messages; /* in the maildrop at login (tpops-admin who) */
 	bool *deleted;
 	bool *retrieved;
 

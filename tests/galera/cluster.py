@@ -2,9 +2,9 @@
 (Debian's galera-4 and mariadb-server): every node has its own data
 directory, a free port for mysqld, one for group communication (gcomm), one
 for incremental state transfer (IST) and one for full state transfer (SST,
-by rsync, which needs nothing but rsync on the machine). Each node is
-started, killed and stopped by the PID of its own mariadbd; nothing else on
-the machine is touched."""
+by mariabackup, as docs/mysql.md recommends: Debian's mariadb-backup and
+socat). Each node is started, killed and stopped by the PID of its own
+mariadbd; nothing else on the machine is touched."""
 import os
 import random
 import shutil
@@ -17,6 +17,8 @@ import time
 from backends.mysql import DB_PASS, DB_USER, _find, pymysql
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
+# the donor's mariabackup logs in as this user (over the unix socket)
+SST_USER, SST_PASS = "tpops_sst", "tpops-sst-secret"
 
 
 def _ephemeral_range():
@@ -58,6 +60,18 @@ class Node:
             shutil.chown(self.datadir, cluster.run_user, cluster.run_user)
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.log = os.path.join(self.dir, "error.log")
+        # The node's only option file. The SST scripts read their options
+        # through my_print_defaults, which with --no-defaults would read
+        # the machine's /etc/mysql; this file keeps them to the test's:
+        # the SST's own logs in the data directories (not syslog), none
+        # archived in /tmp. The buffer pool's size is here, not on the
+        # command line: the donor's script would hand that on to
+        # mariadb-backup, which refuses it (10.11).
+        self.cnf = os.path.join(self.dir, "my.cnf")
+        with open(self.cnf, "w") as f:
+            f.write("[mysqld]\ninnodb-buffer-pool-size = 64M\n"
+                    "[sst]\nsst-syslog = -1\nsst-log-archive = 0\n")
+        os.chmod(self.cnf, 0o644)
         self.port, self.gcomm, self.ist, self.sst = (_free_port() for _ in range(4))
         self.proc = None
 
@@ -75,12 +89,12 @@ class Node:
             "pc.wait_prim_timeout=PT30S",
         ])
         return [
-            c.mariadbd, "--no-defaults", f"--datadir={self.datadir}",
+            c.mariadbd, f"--defaults-file={self.cnf}", f"--datadir={self.datadir}",
             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
             f"--pid-file={os.path.join(self.dir, 'mariadbd.pid')}", f"--log-error={self.log}",
             "--skip-name-resolve", "--max-connections=500",
             "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0",
-            "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=48M",
+            "--innodb-log-file-size=48M",
             "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
             "--default-storage-engine=InnoDB",
             "--wsrep-on=ON", f"--wsrep-provider={PROVIDER}",
@@ -88,7 +102,8 @@ class Node:
             f"--wsrep-node-address=127.0.0.1:{self.gcomm}",
             "--wsrep-cluster-address=gcomm://" + ("" if bootstrap else peers),
             f"--wsrep-provider-options={provider}",
-            "--wsrep-sst-method=rsync", f"--wsrep-sst-receive-address=127.0.0.1:{self.sst}",
+            "--wsrep-sst-method=mariabackup", f"--wsrep-sst-auth={SST_USER}:{SST_PASS}",
+            f"--wsrep-sst-receive-address=127.0.0.1:{self.sst}",
             "--wsrep-mode=REQUIRED_PRIMARY_KEY",
             *c.as_root,
         ]
@@ -163,17 +178,16 @@ class Cluster:
         if not os.path.exists(PROVIDER):
             raise RuntimeError(f"{PROVIDER} not found: the Galera tests need Debian's "
                                "galera-4 (scripts/deps.sh test installs it)")
-        for tool in ("rsync", "ss"):
+        for tool in ("mariadb-backup", "mbstream", "socat", "ss"):
             if shutil.which(tool) is None:
-                raise RuntimeError(f"{tool} not found: Galera's rsync SST needs it "
+                raise RuntimeError(f"{tool} not found: Galera's mariabackup SST needs it "
                                    "(scripts/deps.sh test installs it)")
         pymysql()
         self.dir = tempfile.mkdtemp(prefix="tpops-galera-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.name = os.path.basename(self.dir)
-        # As root, the nodes run as Debian's `mysql` user: rsync's daemon
-        # (the SST receiver) would otherwise drop to `nobody` and could
-        # not write the joiner's data directory.
+        # As root, the nodes run as Debian's `mysql` user, as the packaged
+        # server does, and so do the SST scripts they start.
         self.run_user = "mysql" if os.geteuid() == 0 else None
         self.as_root = [f"--user={self.run_user}"] if self.run_user else []
         self.nodes = []
@@ -190,6 +204,9 @@ class Cluster:
             with first.connect() as c, c.cursor() as cur:
                 cur.execute(f"CREATE USER '{DB_USER}'@'%' IDENTIFIED BY '{DB_PASS}'")
                 cur.execute(f"GRANT ALL PRIVILEGES ON `tpops\\_%`.* TO '{DB_USER}'@'%'")
+                cur.execute(f"CREATE USER '{SST_USER}'@'localhost' IDENTIFIED BY '{SST_PASS}'")
+                cur.execute("GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* "
+                            f"TO '{SST_USER}'@'localhost'")
             # the others join and receive the first node's state (SST)
             for node in self.nodes[1:]:
                 node.start()

@@ -6,8 +6,9 @@ three hosts), deliveries through node 3, and what must hold there:
   one made by earlier tpops (locks with a UNIQUE key) and one made by the
   original TPOPS;
 - simultaneous logins of one user on both daemons: one +OK, one [IN-USE];
+  the conflicts run again on the same connections (no reconnect counted);
 - concurrent sessions (DELE + QUIT) and deliveries: no [SYS/TEMP], every
-  tpops-store exits 0;
+  tpops-store exits 0, no reconnect;
 - quota under concurrent deliveries through two nodes;
 - kill -9 of the node daemon A uses, under load: logins through A succeed
   again within 10 s; the node restarts and rejoins; SIGHUP moves A back;
@@ -17,8 +18,9 @@ three hosts), deliveries through node 3, and what must hold there:
 - the ledger: every delivery that exited 0 is present exactly once or was
   deleted by a QUIT that answered +OK, and nothing else is there.
 
-Run with `make check-galera` (CI runs it under a time limit); it takes a
-few minutes. The tests of this file depend on each other's order."""
+Run with `make check-galera` (CI runs it under a time limit); it takes
+about a minute and a half, half of it the cluster's start (two full state
+transfers by mariabackup) and the killed node's return. The tests of this file depend on each other's order."""
 import os
 import re
 import signal
@@ -27,6 +29,7 @@ import tempfile
 import shutil
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -36,7 +39,7 @@ sys.path.insert(0, HERE)
 
 from backends.mysql import DB_PASS, DB_USER  # noqa: E402
 from cluster import Cluster  # noqa: E402
-from conftest import Client, Tpops, make_dir  # noqa: E402
+from conftest import Client, Tpops, free_port, make_dir  # noqa: E402
 
 LEASE = 6
 SEED_SCHEMA = os.path.join(HERE, "..", "..", "sql", "tpops-seed-sql.txt")
@@ -245,11 +248,41 @@ def test_dbinit_upgrades_original_tpops_database(world):
 
 # ---- two daemons, one user ----
 
+def with_metrics(t):
+    t.metrics_port = free_port()
+    t.write_config(MetricsListen=f"127.0.0.1:{t.metrics_port}")
+    return t
+
+
+def db_counters(t):
+    """The daemon's database counters, summed over the servers (its
+    metrics): reconnects (a worker opened a connection to replace one it
+    had: a failover, a move back) and failed statements (conflicts among
+    them, run again)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{t.metrics_port}/metrics",
+                                timeout=10) as r:
+        text = r.read().decode()
+    counts = {"tpops_db_reconnects": 0, "tpops_db_errors": 0}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        for family in counts:
+            if name in (family, family + "_total"):
+                counts[family] += int(float(line.rsplit(" ", 1)[1]))
+    return counts["tpops_db_reconnects"], counts["tpops_db_errors"]
+
+
+def db_counters_since(daemons, before):
+    """(reconnects, failed statements) of each daemon since before."""
+    return [tuple(n - m for n, m in zip(db_counters(t), b)) for t, b in zip(daemons, before)]
+
+
 @pytest.fixture(scope="module")
 def daemons(world):
     w = world
-    a = w.install("a", [0, 1, 2]).start()
-    b = w.install("b", [1, 2, 0]).start()
+    a = with_metrics(w.install("a", [0, 1, 2])).start()
+    b = with_metrics(w.install("b", [1, 2, 0])).start()
     store = w.install("store", [2, 0, 1])
     for login in ("alice", "bob", "carol", "dave", "erin"):
         a.add_user(login, "secret")
@@ -257,7 +290,12 @@ def daemons(world):
 
 
 def test_simultaneous_logins_one_ok_one_in_use(world, daemons):
+    """Both daemons take the lease through two nodes at once: Galera lets
+    one commit and answers the other 1213, which runs again on the same
+    connection (no reconnect counted) and finds the lease taken."""
     a, b, _ = daemons
+    before = [db_counters(a), db_counters(b)]
+    started = time.time()
     for rnd in range(30):
         barrier = threading.Barrier(2)
         replies = {}
@@ -283,6 +321,10 @@ def test_simultaneous_logins_one_ok_one_in_use(world, daemons):
         assert clients[ok[0]].cmd("QUIT").startswith(b"+OK")
         for c in clients.values():
             c.close()
+    since = db_counters_since((a, b), before)
+    assert all(reconnects == 0 for reconnects, _ in since), since
+    print(f"30 rounds in {time.time() - started:.1f} s; failed statements run again "
+          f"(conflicts): A {since[0][1]}, B {since[1][1]}; reconnects: none")
 
 
 # ---- concurrent sessions, DELE + QUIT, deliveries ----
@@ -320,6 +362,8 @@ def test_concurrent_quit_and_deliveries(world, daemons):
             else:
                 problems.append(f"QUIT {user}: {quit_reply!r}")
 
+    before = [db_counters(a), db_counters(b)]
+    started = time.time()
     workers = [threading.Thread(target=deliveries, args=(k,)) for k in range(3)]
     readers = [threading.Thread(target=sessions, args=(t, k)) for k, t in
                ((0, a), (1, b), (2, a), (0, b))]
@@ -334,6 +378,10 @@ def test_concurrent_quit_and_deliveries(world, daemons):
     assert not problems, (problems, w.store_failures, a.read_log()[-4000:], b.read_log()[-4000:])
     assert len(quits) >= 8, quits  # the sessions did run
     assert len(w.delivered) == 36
+    since = db_counters_since((a, b), before)
+    assert all(reconnects == 0 for reconnects, _ in since), since
+    print(f"36 deliveries and {len(quits)} sessions in {time.time() - started:.1f} s; "
+          f"failed statements run again (conflicts): A {since[0][1]}, B {since[1][1]}")
 
 
 def test_quota_under_deliveries_through_two_nodes(world, daemons):
@@ -371,11 +419,11 @@ def test_node_kill_under_load_fails_over(world, daemons):
     logins = []  # (started, finished, reply)
     stop = threading.Event()
 
-    def load():
+    def load(user):
         while not stop.is_set():
             started = time.time()
             try:
-                reply, quit_reply, marked = session(a.port, "erin", "secret",
+                reply, quit_reply, marked = session(a.port, user, "secret",
                                                     lambda tok: True, timeout=30)
                 if quit_reply is not None and quit_reply.startswith(b"+OK"):
                     with w.lock:
@@ -387,9 +435,13 @@ def test_node_kill_under_load_fails_over(world, daemons):
 
     def deliveries():
         while not stop.is_set():
-            w.deliver(store, "erin@example.com")
+            for user in ("erin", "bob"):
+                w.deliver(store, f"{user}@example.com")
 
-    threads = [threading.Thread(target=load), threading.Thread(target=deliveries)]
+    # a bounded load on daemon A: three users' sessions in a loop, and
+    # deliveries through node 3
+    threads = [threading.Thread(target=load, args=(u,)) for u in ("erin", "alice", "bob")]
+    threads.append(threading.Thread(target=deliveries))
     for th in threads:
         th.start()
     time.sleep(3)
@@ -408,9 +460,11 @@ def test_node_kill_under_load_fails_over(world, daemons):
     assert all(r.startswith(b"+OK") for s, f, r in after if s > ok_after[0] + 1), after
     print(f"first login through another node {ok_after[0]:.1f} s after the kill; "
           f"{len(after)} logins after it, {len(ok_after)} +OK")
-    # the node restarts and rejoins
+    # the node restarts and rejoins (a full state transfer: mariabackup)
+    restarted = time.time()
     node.start()
     assert w.cluster.size(node) == 3
+    print(f"node 1 restarted and Synced in the cluster of 3 after {time.time() - restarted:.1f} s")
     # SIGHUP moves daemon A's connections back to node 1
     a.proc.send_signal(signal.SIGHUP)
     time.sleep(1)

@@ -1,7 +1,7 @@
 """Fault test: many sessions against the real daemon, on SQLite and on
 Maildir, plain and TLS, each cut off by FIN or RST at a random point: in
-the greeting, the TLS handshake (in the ClientHello, or after the server's
-answer, in the client's Finished), the login delay, a storage job (the
+the greeting, the TLS handshake (POP3S or after STLS; in the ClientHello,
+or after the server's answer, in the client's Finished), the login delay, a storage job (the
 login's), a RETR of 1 KiB and of 20 MiB, a read-ahead (SQLite: Maildir
 reads from the page cache instead), a pipelined batch, QUIT. Afterwards:
 after every cut that may have left its maildrop locked (the login's
@@ -159,7 +159,17 @@ class Driver:
                 s.line()
             s.cut()
         elif cut == "handshake":
-            raw = socket.create_connection((HOST, self.t.settings["TLS_Port"]), timeout=20)
+            if rng.random() < 1 / 3:  # STLS on the plain port, then the handshake
+                raw = socket.create_connection((HOST, self.t.port), timeout=20)
+                got = b""
+                while got.count(b"\r\n") < 1:
+                    got += raw.recv(4096) or b"?\r\n"
+                raw.sendall(b"STLS\r\n")
+                while got.count(b"\r\n") < 2:
+                    got += raw.recv(4096) or b"?\r\n"
+                assert got.split(b"\r\n")[1].startswith(b"+OK"), got
+            else:
+                raw = socket.create_connection((HOST, self.t.settings["TLS_Port"]), timeout=20)
             inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
             obj = client_context(self.cert).wrap_bio(inc, out, server_hostname="tpops.test")
             try:

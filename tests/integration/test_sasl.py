@@ -435,7 +435,7 @@ def curl(*args):
 
 
 def last_method(t, user):
-    for _ in range(50):
+    for _ in range(100):  # 5 s, as failure_logged: a loaded machine logs late
         m = re.findall(rf"login: user={user} from=\S+ method=(\S+)", t.read_log())
         if m:
             return m[-1]
