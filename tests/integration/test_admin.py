@@ -343,6 +343,24 @@ def test_streaming_and_storage_waits_are_seen(make_tpops):
     assert quit_commits(t) == (2, 0)
 
 
+def test_the_total_limit_refusal_is_counted_as_such(make_tpops, client_for):
+    """MaxConnections reached (the per-address limit is not): the refusal
+    is counted under total_limit, not per_ip_limit."""
+    t = with_metrics(make_tpops, MaxConnections=2, MaxConnectionsPerIP=10)
+    t.start()
+    wait_for(lambda: values(curl_metrics(t))["tpops_connections_open"] == 0, 10,
+             "start()'s probe to be gone")
+    held = [client_for(t) for _ in range(2)]
+    refused = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+    assert refused.recv(512).startswith(b"-ERR [SYS/TEMP] Too many connections")
+    refused.close()
+    v = values(curl_metrics(t))
+    assert v['tpops_connections_refused_total{reason="total_limit"}'] == 1
+    assert v['tpops_connections_refused_total{reason="per_ip_limit"}'] == 0
+    assert v["tpops_connections_open"] == 2
+    assert v["tpops_connections_accepted_total"] == 1 + 2
+
+
 def test_failed_login_holds_are_counted(make_tpops):
     t = with_metrics(make_tpops, AuthFailureDelay=3)
     t.add_user("alice", "secret")
