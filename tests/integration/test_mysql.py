@@ -195,6 +195,27 @@ def test_dbinit_refuses_logins_that_differ_only_in_case(make_tpops):
     c.close()
 
 
+def test_dbinit_names_latin1_logins_that_utf8mb4_folds_together(make_tpops):
+    """A seed-era latin1 table may hold "alice" and "\u00e4lice" (latin1's
+    Swedish collation tells them apart, utf8mb4's does not): the upgrade
+    names them instead of failing on the new unique key, and changes
+    nothing."""
+    t = make_mysql(make_tpops)
+    t.sql("ALTER TABLE `user` MODIFY login VARCHAR(255) CHARACTER SET latin1 "
+          "COLLATE latin1_swedish_ci NOT NULL")
+    t.tool("tpops-useradd", "alice", "secret", "alice@example.com")
+    t.tool("tpops-useradd", "\u00e4lice", "other", "alice2@example.org")
+    uids = dict(t.sql("SELECT login, uid FROM `user`"))
+    r = t.tool("tpops-dbinit", check=False)
+    assert r.returncode == 65, r
+    err = r.stderr.decode()
+    for login in ("alice", "\u00e4lice"):
+        assert f'"{login}" (uid {uids[login]})' in err, err
+    assert t.sql("SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
+                 "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'user' "
+                 "AND COLUMN_NAME = 'login'") == [("latin1",)]
+
+
 def test_seed_database_upgrades_in_place(make_tpops):
     name, uid, expected, deleted_id = build_seed_database()
     # tpops-dbinit runs as the Tpops is made: it upgrades in place
