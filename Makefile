@@ -94,8 +94,11 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 PYTEST ?= /usr/bin/python3 -m pytest
+# TESTS: which tests (default all of them), e.g.
+#   make BUILD=build-asan integration TESTS=tests/integration/test_tls.py PYTEST_ARGS=-x
+TESTS ?= tests/integration
 integration:
-	TPOPS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -ra tests/integration $(PYTEST_ARGS)
+	TPOPS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -ra $(TESTS) $(PYTEST_ARGS)
 
 # The daemon and tools under ThreadSanitizer, with the integration tests
 # that drive its threads hardest: sessions and their ends on every store,
