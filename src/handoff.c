@@ -253,12 +253,21 @@ static void upgrade_over(struct handshake *h, enum handshake_result result, cons
 }
 
 /* A handshake thread makes way for the I/O threads when both want the
- * CPU (Linux: the nice value is per thread). */
+ * CPU (Linux: the nice value is per thread): TLS_HANDSHAKE_NICE steps
+ * below the daemon's own nice value, so that a daemon started under
+ * `nice` keeps the same order (and never asks to be raised, which it may
+ * not do once it has dropped root). */
 static void handshaker_lower_priority(struct job *job)
 {
 	free(job);
 	errno = 0;
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), TLS_HANDSHAKE_NICE) != 0)
+	int now = getpriority(PRIO_PROCESS, (id_t)gettid());
+	if (now == -1 && errno != 0) {
+		log_warn("TLS handshake thread: cannot read its priority: %s", strerror(errno));
+		return;
+	}
+	int lower = now + TLS_HANDSHAKE_NICE > 19 ? 19 : now + TLS_HANDSHAKE_NICE;
+	if (lower > now && setpriority(PRIO_PROCESS, (id_t)gettid(), lower) != 0)
 		log_warn("TLS handshake thread: cannot lower its priority: %s", strerror(errno));
 }
 

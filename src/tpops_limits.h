@@ -75,9 +75,10 @@
  * shorter), from accept, to finish its TLS handshake: a peer that sends
  * nothing holds a slot no longer. */
 #define TLS_HANDSHAKE_TIMEOUT 30
-/* The nice value of the threads that run POP3S handshakes: under load the
- * I/O threads that serve logged-in sessions get the CPU first (CFS weight
- * 1024 against 335 at +5), idle CPU still goes to handshakes. */
+/* How much nicer than the daemon's other threads the threads that run TLS
+ * handshakes are (added to the daemon's own nice value, at most 19): under
+ * load the I/O threads that serve logged-in sessions get the CPU first
+ * (CFS weight 1024 against 335 at +5), idle CPU still goes to handshakes. */
 #define TLS_HANDSHAKE_NICE 5
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"

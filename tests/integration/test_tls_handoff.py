@@ -212,3 +212,36 @@ def test_stls_in_inetd_mode(make_tpops, cert):
         log = f.read().decode(errors="replace")
     assert "logout: user=u0" in log, log
     assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+def thread_nice_values(pid):
+    """{thread name: [nice values]} of a process, from /proc."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        nice = int(stat[stat.rindex(")") + 2:].split()[16])
+        out.setdefault(name, []).append(nice)
+    return out
+
+
+def test_handshake_threads_are_nicer_than_the_daemon_started_under_nice(make_tpops, cert):
+    """A daemon started under `nice -n 10` keeps its order: the handshake
+    threads go to 15, the others stay at 10, and nothing asks to be raised
+    (which a daemon that dropped root may not do)."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, 10)
+    try:
+        t = daemon(make_tpops, cert)
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
+    c = Pop3(t.settings["TLS_Port"], tls=client_context(cert))  # the threads have started
+    login(c, USERS[0])
+    assert c.cmd("QUIT").startswith(b"+OK")
+    c.close()
+    values = thread_nice_values(t.proc.pid)
+    every = sorted(n for ns in values.values() for n in ns)
+    assert every.count(15) == 2, values  # one handshake thread per I/O thread
+    assert set(every) == {10, 15}, values
+    assert "priority" not in t.read_log(), t.read_log()
