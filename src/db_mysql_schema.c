@@ -59,16 +59,20 @@ static int column_info(struct db_mysql *d, const char *table, const char *name, 
 	return DB_OK;
 }
 
-static int text_query(struct db_mysql *d, enum stmt_id id, const char *a, const char *b, char *out,
-		      size_t outlen)
+/* The one text value the statement answers with ("" for none or NULL),
+ * given its parameters a and b (each NULL when the statement has fewer);
+ * what says what the statement does, for errors. */
+static int text_answer(struct db_mysql *d, enum stmt_id id, const char *a, const char *b,
+		       const char *what, char *out, size_t outlen)
 {
 	unsigned long lens[2], got = 0;
 	MYSQL_BIND params[2];
-	dbm_bind_text(&params[0], a, &lens[0]);
+	if (a != NULL)
+		dbm_bind_text(&params[0], a, &lens[0]);
 	if (b != NULL)
 		dbm_bind_text(&params[1], b, &lens[1]);
 	MYSQL_STMT *s = dbm_stmt(d, id);
-	int status = dbm_execute(d, s, params, "reading the schema");
+	int status = dbm_execute(d, s, a != NULL ? params : NULL, what);
 	if (status != DB_OK)
 		return status;
 	my_bool is_null = 0;
@@ -79,12 +83,18 @@ static int text_query(struct db_mysql *d, enum stmt_id id, const char *a, const 
 	res.buffer_length = (unsigned long)outlen - 1;
 	res.length = &got;
 	res.is_null = &is_null;
-	status = dbm_fetch(d, s, &res, "reading the schema");
+	status = dbm_fetch(d, s, &res, what);
 	dbm_done(s);
 	if (status == DB_NOT_FOUND || (status == DB_OK && is_null))
 		got = 0;
 	out[got < outlen ? got : outlen - 1] = '\0';
 	return status == DB_NOT_FOUND ? DB_OK : status;
+}
+
+static int text_query(struct db_mysql *d, enum stmt_id id, const char *a, const char *b, char *out,
+		      size_t outlen)
+{
+	return text_answer(d, id, a, b, "reading the schema", out, outlen);
 }
 
 static bool is_text_type(const char *type)
@@ -128,25 +138,8 @@ static int alter_run(struct db_mysql *d, struct alter *a, const char *what)
  * ST_MAIL_CONFLICTS), as text; "" when there are none. */
 static int conflicts_query(struct db_mysql *d, enum stmt_id id, char *out, size_t outlen)
 {
-	MYSQL_STMT *s = dbm_stmt(d, id);
-	int status = dbm_execute(d, s, NULL, "looking for users that differ only in case");
-	if (status != DB_OK)
-		return status;
-	unsigned long got = 0;
-	my_bool is_null = 0;
-	MYSQL_BIND res;
-	memset(&res, 0, sizeof res);
-	res.buffer_type = MYSQL_TYPE_STRING;
-	res.buffer = out;
-	res.buffer_length = (unsigned long)outlen - 1;
-	res.length = &got;
-	res.is_null = &is_null;
-	status = dbm_fetch(d, s, &res, "looking for users that differ only in case");
-	dbm_done(s);
-	if (status == DB_NOT_FOUND || (status == DB_OK && is_null))
-		got = 0;
-	out[got < outlen ? got : outlen - 1] = '\0';
-	return status == DB_NOT_FOUND ? DB_OK : status;
+	return text_answer(d, id, NULL, NULL, "looking for users that differ only in case", out,
+			   outlen);
 }
 
 /* Users that the login rule makes one (and the case-insensitive unique
