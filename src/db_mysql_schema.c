@@ -155,7 +155,9 @@ static int check_case_conflicts(struct db_mysql *d)
 		const char *column, *what;
 	} checks[] = {{ST_LOGIN_CONFLICTS, "login", "logins"}, {ST_MAIL_CONFLICTS, "mail", "addresses"}};
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
-		char found[600];
+		/* up to 5 groups, cut short if longer: the message around it
+		 * takes about 430 of d->error's 1024 bytes */
+		char found[480];
 		int status = conflicts_query(d, checks[i].id, found, sizeof found);
 		if (status != DB_OK)
 			return status;
