@@ -253,10 +253,9 @@ static void upgrade_over(struct handshake *h, enum handshake_result result, cons
 }
 
 /* A handshake thread makes way for the I/O threads when both want the
- * CPU (Linux: the nice value is per thread): TLS_HANDSHAKE_NICE steps
- * below the daemon's own nice value, so that a daemon started under
- * `nice` keeps the same order (and never asks to be raised, which it may
- * not do once it has dropped root). */
+ * CPU (Linux: the nice value is per thread): it goes to TLS_HANDSHAKE_NICE,
+ * also in a daemon started under `nice` (and never asks to be raised,
+ * which it may not do once it has dropped root). */
 static void handshaker_lower_priority(struct job *job)
 {
 	free(job);
@@ -266,8 +265,8 @@ static void handshaker_lower_priority(struct job *job)
 		log_warn("TLS handshake thread: cannot read its priority: %s", strerror(errno));
 		return;
 	}
-	int lower = now + TLS_HANDSHAKE_NICE > 19 ? 19 : now + TLS_HANDSHAKE_NICE;
-	if (lower > now && setpriority(PRIO_PROCESS, (id_t)gettid(), lower) != 0)
+	if (now < TLS_HANDSHAKE_NICE &&
+	    setpriority(PRIO_PROCESS, (id_t)gettid(), TLS_HANDSHAKE_NICE) != 0)
 		log_warn("TLS handshake thread: cannot lower its priority: %s", strerror(errno));
 }
 

@@ -75,11 +75,14 @@
  * shorter), from accept, to finish its TLS handshake: a peer that sends
  * nothing holds a slot no longer. */
 #define TLS_HANDSHAKE_TIMEOUT 30
-/* How much nicer than the daemon's other threads the threads that run TLS
- * handshakes are (added to the daemon's own nice value, at most 19): under
- * load the I/O threads that serve logged-in sessions get the CPU first
- * (CFS weight 1024 against 335 at +5), idle CPU still goes to handshakes. */
-#define TLS_HANDSHAKE_NICE 5
+/* The nice value of the threads that run TLS handshakes: the lowest
+ * priority, so that under load the I/O threads that serve logged-in
+ * sessions get the CPU first (CFS weight 1024 against 15), while CPU
+ * nobody else wants still goes to handshakes. Against +5, during a
+ * handshake storm RETRs kept 0.68 instead of 0.57 of their throughput, at
+ * 2 % fewer handshakes/s (docs/BENCHMARKS.md, "Handshakes off the
+ * threads that serve sessions"). */
+#define TLS_HANDSHAKE_NICE 19
 #define DEFAULT_RUN_USER "tpops"
 #define DEFAULT_RUN_GROUP "tpops"
 /* tpops-admin's Unix socket; /run/tpops is made at start-up when missing

@@ -228,8 +228,9 @@ def thread_nice_values(pid):
 
 def test_handshake_threads_are_nicer_than_the_daemon_started_under_nice(make_tpops, cert):
     """A daemon started under `nice -n 10` keeps its order: the handshake
-    threads go to 15, the others stay at 10, and nothing asks to be raised
-    (which a daemon that dropped root may not do)."""
+    threads go to 19 (the lowest priority), the others stay at 10, and
+    nothing asks to be raised (which a daemon that dropped root may not
+    do)."""
     before = os.getpriority(os.PRIO_PROCESS, 0)
     os.setpriority(os.PRIO_PROCESS, 0, 10)
     try:
@@ -242,6 +243,6 @@ def test_handshake_threads_are_nicer_than_the_daemon_started_under_nice(make_tpo
     c.close()
     values = thread_nice_values(t.proc.pid)
     every = sorted(n for ns in values.values() for n in ns)
-    assert every.count(15) == 2, values  # one handshake thread per I/O thread
-    assert set(every) == {10, 15}, values
+    assert every.count(19) == 2, values  # one handshake thread per I/O thread
+    assert set(every) == {10, 19}, values
     assert "priority" not in t.read_log(), t.read_log()
