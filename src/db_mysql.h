@@ -32,9 +32,7 @@ enum stmt_id {
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
 	ST_MSG_LIST,
-	ST_MSG_LENGTHS,
-	ST_MSG_HEADER_PIECE,
-	ST_MSG_BODY_PIECE,
+	ST_MSG_PIECE,
 	ST_MSG_PARTS,
 	ST_MSG_DELETE,
 	ST_MSG_PART_DELETE,
@@ -78,10 +76,11 @@ struct db_mysql {
 	uint64_t inline_max; /* largest message kept in header and body */
 	size_t part_size;    /* msg_part rows written */
 	size_t read_max;     /* octets read in one statement */
-	/* lengths of the last message read (ids are never reused, and a
-	 * stored message never changes) */
+	/* the last message read (ids are never reused, and a stored message
+	 * never changes): a piece past its columns goes straight to msg_part */
 	int64_t cached_id;
-	uint64_t cached_header_len, cached_body_len;
+	uint64_t cached_columns_len; /* header || body */
+	bool cached_has_parts;
 	char error[1024];
 };
 

@@ -92,61 +92,67 @@ static int msg_list_once(struct db_mysql *d, void *arg)
 	return DB_OK;
 }
 
-static int message_lengths(struct db_mysql *d, int64_t id)
-{
-	if (d->cached_id == id && id != 0)
-		return DB_OK;
-	MYSQL_BIND param;
-	dbm_bind_i64(&param, &id);
-	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_LENGTHS);
-	int status = dbm_execute(d, s, &param, "reading a message");
-	if (status != DB_OK)
-		return status;
-	int64_t header_len = 0, body_len = 0;
-	my_bool is_null[2] = {0};
-	MYSQL_BIND out[2];
-	dbm_bind_out_i64(&out[0], &header_len, &is_null[0]);
-	dbm_bind_out_i64(&out[1], &body_len, &is_null[1]);
-	status = dbm_fetch(d, s, out, "reading a message");
-	dbm_done(s);
-	if (status == DB_NOT_FOUND)
-		snprintf(d->error, sizeof d->error, "message %lld is gone", (long long)id);
-	if (status != DB_OK)
-		return status;
-	d->cached_id = id;
-	d->cached_header_len = (uint64_t)header_len;
-	d->cached_body_len = (uint64_t)body_len;
-	return DB_OK;
-}
+/* What ST_MSG_PIECE found: the two column lengths, whether msg_part rows
+ * follow, and how many octets it copied. */
+struct column_piece {
+	uint64_t header_len, body_len;
+	bool has_parts;
+	size_t got;
+};
 
-/* Reads exactly len octets of header or body from offset. */
-static int read_column_piece(struct db_mysql *d, enum stmt_id id, int64_t msg_id, uint64_t offset,
-			     char *buf, size_t len)
+/* Reads up to len octets of header || body from offset into buf, in one
+ * statement with the lengths it needs to check what came. */
+static int read_columns(struct db_mysql *d, int64_t msg_id, uint64_t offset, char *buf,
+			size_t len, struct column_piece *cp)
 {
-	int64_t position = (int64_t)offset + 1, length = (int64_t)len;
-	MYSQL_BIND params[3];
-	dbm_bind_i64(&params[0], &position);
-	dbm_bind_i64(&params[1], &length);
-	dbm_bind_i64(&params[2], &msg_id);
-	MYSQL_STMT *s = dbm_stmt(d, id);
+	int64_t from = (int64_t)offset, want = (int64_t)len;
+	MYSQL_BIND params[7];
+	dbm_bind_i64(&params[0], &from);
+	dbm_bind_i64(&params[1], &want);
+	dbm_bind_i64(&params[2], &from);
+	dbm_bind_i64(&params[3], &want);
+	dbm_bind_i64(&params[4], &from);
+	dbm_bind_i64(&params[5], &want);
+	dbm_bind_i64(&params[6], &msg_id);
+	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_PIECE);
 	int status = dbm_execute(d, s, params, "reading a message");
 	if (status != DB_OK)
 		return status;
-	unsigned long got = 0;
-	my_bool is_null = 0;
-	MYSQL_BIND out;
-	dbm_bind_out_len(&out, &got, &is_null);
-	status = dbm_fetch(d, s, &out, "reading a message");
-	if (status == DB_OK && got != len) {
-		snprintf(d->error, sizeof d->error, "message %lld changed while read",
-			 (long long)msg_id);
-		status = DB_NOT_FOUND;
+	int64_t header_len = 0, body_len = 0, has_parts = 0;
+	unsigned long header_got = 0, body_got = 0;
+	my_bool is_null[5] = {0};
+	MYSQL_BIND out[5];
+	dbm_bind_out_i64(&out[0], &header_len, &is_null[0]);
+	dbm_bind_out_i64(&out[1], &body_len, &is_null[1]);
+	dbm_bind_out_len(&out[2], &header_got, &is_null[2]);
+	dbm_bind_out_len(&out[3], &body_got, &is_null[3]);
+	dbm_bind_out_i64(&out[4], &has_parts, &is_null[4]);
+	status = dbm_fetch(d, s, out, "reading a message");
+	if (status == DB_OK) {
+		cp->header_len = (uint64_t)header_len;
+		cp->body_len = (uint64_t)body_len;
+		cp->has_parts = has_parts != 0;
+		/* what the lengths say must come, and nothing more */
+		uint64_t columns = cp->header_len + cp->body_len;
+		uint64_t expected = offset < columns ? columns - offset : 0;
+		if (expected > len)
+			expected = len;
+		if ((uint64_t)header_got + body_got != expected) {
+			snprintf(d->error, sizeof d->error, "message %lld changed while read",
+				 (long long)msg_id);
+			status = DB_NOT_FOUND;
+		}
 	}
 	if (status == DB_OK)
-		status = dbm_fetch_bytes(d, s, 0, 0, buf, (unsigned long)len, "reading a message");
+		status = dbm_fetch_bytes(d, s, 2, 0, buf, header_got, "reading a message");
+	if (status == DB_OK)
+		status = dbm_fetch_bytes(d, s, 3, 0, buf + header_got, body_got,
+					 "reading a message");
 	dbm_done(s);
 	if (status == DB_NOT_FOUND && d->error[0] == '\0')
 		snprintf(d->error, sizeof d->error, "message %lld is gone", (long long)msg_id);
+	if (status == DB_OK)
+		cp->got = (size_t)header_got + body_got;
 	return status;
 }
 
@@ -212,44 +218,30 @@ struct piece {
 static int msg_read_once(struct db_mysql *d, void *arg)
 {
 	struct piece *p = arg;
-	int64_t id = p->id;
-	uint64_t offset = p->offset;
-	void *buf = p->buf;
-	size_t len = p->len, *got_r = p->got_r;
 	d->error[0] = '\0';
-	int status = message_lengths(d, id);
-	if (status != DB_OK)
-		return status;
-	if (len > d->read_max) /* a reply must fit in a packet */
-		len = d->read_max;
-	uint64_t header_len = d->cached_header_len;
-	uint64_t columns_len = header_len + d->cached_body_len;
-	char *out = buf;
+	size_t len = p->len < d->read_max ? p->len : d->read_max; /* a reply must fit in a packet */
 	size_t got = 0;
-	if (offset < header_len) {
-		size_t n = header_len - offset < len ? (size_t)(header_len - offset) : len;
-		status = read_column_piece(d, ST_MSG_HEADER_PIECE, id, offset, out, n);
-		if (status != DB_OK)
+	int status;
+	/* the later pieces of a message in parts: msg_part rows only */
+	if (d->cached_id != p->id || p->offset < d->cached_columns_len) {
+		struct column_piece cp;
+		if ((status = read_columns(d, p->id, p->offset, p->buf, len, &cp)) != DB_OK)
 			return status;
-		got += n;
+		got = cp.got;
+		d->cached_id = p->id;
+		d->cached_columns_len = cp.header_len + cp.body_len;
+		d->cached_has_parts = cp.has_parts;
 	}
-	uint64_t at = offset + got;
-	if (got < len && at < columns_len) {
-		size_t n = columns_len - at < len - got ? (size_t)(columns_len - at) : len - got;
-		status = read_column_piece(d, ST_MSG_BODY_PIECE, id, at - header_len, out + got, n);
-		if (status != DB_OK)
-			return status;
-		got += n;
-	}
-	at = offset + got;
-	if (got < len) {
+	uint64_t columns_len = d->cached_columns_len;
+	if (got < len && d->cached_has_parts) {
 		size_t more = 0;
-		status = read_parts(d, id, at - columns_len, out + got, len - got, &more);
+		status = read_parts(d, p->id, p->offset + got - columns_len, (char *)p->buf + got,
+				    len - got, &more);
 		if (status != DB_OK)
 			return status;
 		got += more;
 	}
-	*got_r = got;
+	*p->got_r = got;
 	return DB_OK;
 }
 

@@ -69,9 +69,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * the index and the row hold. timestamp + 0 is the seed's UIDL part. */
 	[ST_MSG_LIST] = "SELECT id, size, CAST(timestamp + 0 AS CHAR), uidl FROM msg "
 			"WHERE uid = ? ORDER BY timestamp, id",
-	[ST_MSG_LENGTHS] = "SELECT LENGTH(header), LENGTH(body) FROM msg WHERE id = ?",
-	[ST_MSG_HEADER_PIECE] = "SELECT SUBSTRING(header, ?, ?) FROM msg WHERE id = ?",
-	[ST_MSG_BODY_PIECE] = "SELECT SUBSTRING(body, ?, ?) FROM msg WHERE id = ?",
+	/* A piece of header || body from offset ? (0-based) of at most ?
+	 * octets, the two lengths, and whether msg_part rows follow: one
+	 * round trip reads a message that is not stored in parts. */
+	[ST_MSG_PIECE] = "SELECT LENGTH(header), LENGTH(body), SUBSTRING(header, ? + 1, ?), "
+			 "SUBSTRING(body, GREATEST(? - LENGTH(header), 0) + 1, "
+			 "? - LEAST(GREATEST(LENGTH(header) - ?, 0), ?)), "
+			 "EXISTS (SELECT 1 FROM msg_part WHERE msg_part.id = msg.id) "
+			 "FROM msg WHERE id = ?",
 	[ST_MSG_PARTS] = "SELECT pos, SUBSTRING(data, GREATEST(? - pos, 0) + 1) FROM msg_part "
 			 "WHERE id = ? AND pos > ? AND pos < ? ORDER BY pos",
 	[ST_MSG_DELETE] = "DELETE FROM msg WHERE id = ? AND uid = ?",
