@@ -9,9 +9,9 @@ import statistics
 import sys
 from collections import defaultdict
 
-SERVERS = ["tpops", "tpops-maildir", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr",
+SERVERS = ["tpops", "tpops-maildir", "tpops-mysql", "dovecot-fast", "dovecot-stock", "loopback", "loopback-rr",
            "tpops-metrics-off", "tpops-metrics-on"]
-TPOPS = ["tpops", "tpops-maildir"]
+TPOPS = ["tpops", "tpops-maildir", "tpops-mysql"]
 ORDER = ["sessions", "retr", "idle", "maildir", "deliver", "rss", "metrics",
          "tls-sessions", "tls-retr", "tls-storm", "lmtp"]
 NOT_SHOWN = ("other_load_pct", "loadavg_1min")
@@ -213,7 +213,7 @@ def main():
                 if t_text:
                     text = t_text
                     verdicts.append(verdict if len(variants) == 1
-                                    else "%s %s" % (tp.replace("tpops-", "").replace("tpops", "sql"), verdict))
+                                    else "%s %s" % (tp.replace("tpops-", "").replace("tpops", "sqlite"), verdict))
             row += [text, ", ".join(verdicts)]
             print("| " + " | ".join(row) + " |")
             if scenario == "metrics" and metric.startswith("rate_"):

@@ -29,8 +29,12 @@
 #                         Dovecot fork 10,000 processes twice (~4 minutes)
 #   BENCH_SECONDS=2       length of one sessions measurement
 #   BENCH_CONCURRENCY="1 16 64"   BENCH_IDLE="1000 5000 10000"
-#   BENCH_SERVERS="tpops tpops-maildir dovecot-fast dovecot-stock"
-#                         (tpops-maildir: the same tpops with Mailbox: Maildir
+#   BENCH_SERVERS="tpops tpops-maildir tpops-mysql dovecot-fast dovecot-stock"
+#                         (tpops-mysql: the same tpops on a private MariaDB
+#                         that this script starts, with the same users and
+#                         messages, in the scenarios of MYSQL_SCENARIOS;
+#                         left out, with a note, without mariadbd;
+#                         tpops-maildir: the same tpops with Mailbox: Maildir
 #                         on Dovecot's Maildirs; left out, with a note, when
 #                         `tpops -t` does not accept Mailbox: Maildir)
 #   BENCH_QUIET_WAIT=3    before each server's turn, wait up to this many
@@ -65,7 +69,7 @@ IDLE_REPEAT=${BENCH_IDLE_REPEAT:-1}
 SECS=${BENCH_SECONDS:-2}
 CONCS=${BENCH_CONCURRENCY:-"1 16 64"}
 IDLE_SIZES=${BENCH_IDLE:-"1000 5000 10000"}
-SERVERS=${BENCH_SERVERS:-"tpops tpops-maildir dovecot-fast dovecot-stock"}
+SERVERS=${BENCH_SERVERS:-"tpops tpops-maildir tpops-mysql dovecot-fast dovecot-stock"}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-3}
 MAILDIR_COUNT=${BENCH_MAILDIR_COUNT:-100000}
 DELIVER_COUNT=${BENCH_DELIVER:-300}
@@ -200,19 +204,90 @@ tpops_conf_port() {
 	sed -i "s/^Port: .*/Port: $TPOPS_PORT/" "$TCONF"
 }
 
+# The configurations a fixture goes into: the SQLite store's, and
+# tpops-mysql's while the fixtures of one of MYSQL_SCENARIOS are made
+fixture_confs() {
+	echo "$TCONF"
+	[ "$FIXTURE_MYSQL" = yes ] && echo "$MCONF"
+	return 0
+}
+
 # tpops_user LOGIN PASSWORD plain|sha512 [MAILDIR]
 tpops_user() {
-	local opt=""
+	local opt="" conf
 	[ "$3" = plain ] && opt=--plain
-	"$BIN/tpops-useradd" -c "$TCONF" $opt "$1" "$2" "$1@bench.test" ${4:+"$4"} >/dev/null ||
-		die "tpops-useradd $1 failed"
+	for conf in $(fixture_confs); do
+		"$BIN/tpops-useradd" -c "$conf" $opt "$1" "$2" "$1@bench.test" ${4:+"$4"} >/dev/null ||
+			die "tpops-useradd $1 ($conf) failed"
+	done
 }
 
 # tpops_store LOGIN FILE...
 tpops_store() {
-	local login=$1
+	local login=$1 conf
 	shift
-	"$BIN/tpops-store" -c "$TCONF" "$login@bench.test" "$@" || die "tpops-store for $login failed"
+	for conf in $(fixture_confs); do
+		"$BIN/tpops-store" -c "$conf" "$login@bench.test" "$@" ||
+			die "tpops-store for $login ($conf) failed"
+	done
+}
+
+# ---- tpops on MariaDB (tpops-mysql) ----
+# A private MariaDB server in the work directory (its own data directory,
+# a Unix socket, no TCP), started once and left running for the whole
+# run: the same tpops, Database: mysql, with the same users and messages.
+# MariaDB's settings are its defaults (a commit is flushed to disk), but
+# for a buffer pool that holds the fixtures.
+MY=$W/mariadb
+MCONF=$T/tpops-mysql.conf
+MYSQL_SCENARIOS="sessions retr deliver lmtp tls-sessions tls-retr tls-storm"
+FIXTURE_MYSQL=no
+
+mysql_start() {
+	local mariadbd install client
+	mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+	install=$(command -v mariadb-install-db || echo /usr/bin/mariadb-install-db)
+	client=$(command -v mariadb || echo /usr/bin/mariadb)
+	if [ ! -x "$mariadbd" ] || [ ! -x "$install" ] || [ ! -x "$client" ]; then
+		echo "tpops-mysql: skipped: no MariaDB server (apt-get install mariadb-server)"
+		return 1
+	fi
+	if [ ! -d "$MY/data/mysql" ]; then
+		mkdir -p "$MY"
+		chmod 755 "$MY"
+		"$install" --no-defaults --datadir="$MY/data" --auth-root-authentication-method=normal \
+			--skip-test-db --user=root > "$MY/install.log" 2>&1 ||
+			die "mariadb-install-db failed (see $MY/install.log)"
+	fi
+	"$mariadbd" --no-defaults --datadir="$MY/data" --socket="$MY/mysqld.sock" --skip-networking \
+		--pid-file="$MY/mariadbd.pid" --log-error="$MY/error.log" --user=root \
+		--max-connections=1000 --innodb-buffer-pool-size=1G &
+	local pid=$!
+	PIDS="$PIDS $pid"
+	for _ in $(seq 1 600); do
+		"$client" --socket="$MY/mysqld.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+		if ! kill -0 $pid 2>/dev/null; then
+			tail -20 "$MY/error.log" >&2
+			die "mariadbd exited at start"
+		fi
+		sleep 0.1
+	done
+	chmod 777 "$MY/mysqld.sock" || die "mariadbd does not answer (see $MY/error.log)"
+	"$client" --socket="$MY/mysqld.sock" -uroot -e "
+		CREATE DATABASE IF NOT EXISTS tpops_bench;
+		CREATE USER IF NOT EXISTS 'tpops'@'localhost' IDENTIFIED BY 'bench';
+		GRANT ALL PRIVILEGES ON tpops_bench.* TO 'tpops'@'localhost';" ||
+		die "cannot create the MariaDB database for tpops-mysql"
+	if [ ! -e "$MCONF" ]; then
+		{
+			sed -e 's/^Database: .*/Database: mysql/' -e '/^SQLite_Path:/d' \
+				-e "s/^Port: .*/Port: $(free_port)/" "$TCONF"
+			printf 'MySQL_Server: localhost\nMySQL_Socket: %s\n' "$MY/mysqld.sock"
+			printf 'MySQL_User: tpops\nMySQL_Pass: bench\nMySQL_DB: tpops_bench\n'
+		} > "$MCONF"
+		"$BIN/tpops-dbinit" -c "$MCONF" >/dev/null || die "tpops-dbinit (tpops-mysql) failed"
+	fi
+	return 0
 }
 
 wait_port() { # PORT PID NAME LOG
@@ -410,6 +485,7 @@ start_server() { # NAME
 	case $1 in
 	tpops) start_tpops "$(lmtp_conf "$TCONF")" ;;
 	tpops-maildir) start_tpops "$(lmtp_conf "$T/tpops-maildir.conf")" ;;
+	tpops-mysql) start_tpops "$(lmtp_conf "$MCONF")" ;;
 	dovecot-*) start_dovecot "$1" ;;
 	esac
 }
@@ -545,11 +621,19 @@ gen() { $PY "$ROOT/bench/fixtures.py" "$@" || die "fixtures.py $1 failed"; }
 
 # fixture NAME: true when NAME still has to be made
 fixture() {
-	[ -e "$W/.fixture-$1" ] && return 1
+	if [ -e "$W/.fixture-$1" ]; then
+		[ "$FIXTURE_MYSQL" = yes ] && [ ! -e "$W/.fixture-$1-mysql" ] &&
+			die "the fixtures '$1' in $W were made without tpops-mysql: use a new BENCH_DIR, or BENCH_SERVERS without tpops-mysql"
+		return 1
+	fi
 	note "making fixtures: $1"
 	return 0
 }
-fixture_done() { touch "$W/.fixture-$1"; }
+fixture_done() {
+	touch "$W/.fixture-$1"
+	[ "$FIXTURE_MYSQL" = yes ] && touch "$W/.fixture-$1-mysql"
+	return 0
+}
 
 # a user in both servers with the same messages: tpops rows via
 # tpops-store, a Dovecot Maildir with the same files
@@ -776,9 +860,10 @@ maildir_measure() { # SERVER
 deliver_measure() { # SERVER [SCENARIO METRIC]
 	local srv=$1 scenario=${2:-deliver} metric=${3:-deliveries_per_s} start end f n=0
 	start=$(date +%s.%N)
-	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ]; then
+	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ] || [ "$srv" = tpops-mysql ]; then
 		local conf=$TCONF
 		[ "$srv" = tpops-maildir ] && conf=$T/tpops-maildir.conf
+		[ "$srv" = tpops-mysql ] && conf=$MCONF
 		for f in "$MSGS"/deliver/*; do
 			"$BIN/tpops-store" -c "$conf" d0@bench.test < "$f" || die "tpops-store ($srv) failed"
 			n=$((n + 1))
@@ -806,7 +891,7 @@ lmtp_measure() { # SERVER
 	local srv=$1 sock line c
 	deliver_measure "$srv" lmtp pipe_per_s
 	case $srv in
-	tpops|tpops-maildir) sock=$T/lmtp ;;
+	tpops|tpops-maildir|tpops-mysql) sock=$T/lmtp ;;
 	dovecot-*)
 		if [ $DOVECOT_LMTP = no ]; then
 			note "  $srv: no LMTP (install dovecot-lmtpd)"
@@ -996,6 +1081,8 @@ run_scenario() {
 		esac
 		for srv in $SERVERS; do
 			case $SCENARIO:$srv in
+			idle:tpops-mysql|maildir:tpops-mysql|rss:tpops-mysql)
+				continue ;; # only MYSQL_SCENARIOS have its fixtures
 			maildir:dovecot-*|maildir:tpops-maildir)
 				# the first login: a never-opened copy
 				maildir_fresh "$MAIL/k0/Maildir" ;;
@@ -1044,10 +1131,19 @@ if [[ " $SERVERS " == *" tpops-maildir "* ]] && ! tpops_maildir_available; then
 fi
 note "work directory $W; servers: $SERVERS; $REPEAT round(s)"
 
+if [[ " $SERVERS " == *" tpops-mysql "* ]] && ! mysql_start; then
+	SERVERS=$(sed 's/ *tpops-mysql//' <<<" $SERVERS")
+fi
+
 mkdir -p "$MAIL"
 for s in $SCENARIOS; do
+	FIXTURE_MYSQL=no
+	if [[ " $SERVERS " == *" tpops-mysql "* ]] && [[ " $MYSQL_SCENARIOS " == *" $s "* ]]; then
+		FIXTURE_MYSQL=yes
+	fi
 	"fixtures_$s"
 done
+FIXTURE_MYSQL=no
 as_run_user "$MAIL"
 passwd_refresh
 note "fixtures ready after $(($(date +%s) - START)) s"
@@ -1062,6 +1158,9 @@ note "fixtures ready after $(($(date +%s) - START)) s"
 	echo "dovecot: $(dovecot --version)"
 	echo "sqlite: $($PY -c 'import ctypes.util, ctypes; l = ctypes.CDLL(ctypes.util.find_library("sqlite3")); l.sqlite3_libversion.restype = ctypes.c_char_p; print(l.sqlite3_libversion().decode())')"
 	echo "libevent: $(pkg-config --modversion libevent 2>/dev/null)"
+	if [[ " $SERVERS " == *" tpops-mysql "* ]]; then
+		echo "mariadb: $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), private server for tpops-mysql"
+	fi
 	echo "ulimit -n: $(ulimit -n)"
 } > "$W/machine.txt"
 sed 's/^/bench: /' "$W/machine.txt" >&2
