@@ -6,6 +6,7 @@ move back to the first MySQL_Server host, and conflicts run again on the
 same connection.
 The protocol suite runs against this backend as well (the `tpops`
 fixture); this file holds what only MySQL has."""
+import contextlib
 import hashlib
 import os
 import re
@@ -152,6 +153,23 @@ def check_seed_mailbox(t, uid, expected):
     c.close()
 
 
+
+@contextlib.contextmanager
+def mariadb_global(name, value):
+    """The test server's global variable name set to value for the length
+    of the block (a worker's session takes it when it connects), then put
+    back."""
+    srv = mysql.server()
+    with srv.connect() as c, c.cursor() as cur:
+        cur.execute(f"SELECT @@GLOBAL.{name}")
+        saved = cur.fetchone()[0]
+        cur.execute(f"SET GLOBAL {name} = %s", (value,))
+    try:
+        yield
+    finally:
+        with srv.connect() as c, c.cursor() as cur:
+            cur.execute(f"SET GLOBAL {name} = %s", (saved,))
+
 def test_dbinit_refuses_logins_that_differ_only_in_case(make_tpops):
     """A user table made with a case-sensitive collation may hold "alice"
     and "ALICE" (or "älice") as two users, which the login rule and the
@@ -282,15 +300,9 @@ def test_upgrade_refuses_small_packet_without_changing_anything(make_tpops):
                     "VALUES ('tommy', 'tommypw', 'tommy@example.com', '', 0)")
         cur.execute("INSERT INTO msg (uid, header, body, size, timestamp) "
                     "VALUES (1, 'Subject: x\n', REPEAT('\n', 700000), 1400012, NOW())")
-        cur.execute("SELECT @@GLOBAL.max_allowed_packet")
-        packet = cur.fetchone()[0]
-        cur.execute("SET GLOBAL max_allowed_packet = 1048576")
-    try:
+    with mariadb_global("max_allowed_packet", 1048576):
         with pytest.raises(AssertionError, match="max_allowed_packet"):
             make_mysql(make_tpops, MySQL_DB=name)
-    finally:
-        with srv.connect() as c, c.cursor() as cur:
-            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
     with srv.connect(name) as c, c.cursor() as cur:
         cur.execute("SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
                     "DATABASE() AND TABLE_NAME = 'msg' AND COLUMN_NAME = 'header'")
@@ -560,21 +572,12 @@ def test_deadlock_runs_again_on_the_same_connection(make_tpops):
 def test_lock_wait_timeout_runs_again_on_the_same_connection(make_tpops):
     """1205: the QUIT waits for the message's row longer than
     innodb_lock_wait_timeout, and runs again until the row is free."""
-    srv = mysql.server()
-    with srv.connect() as c, c.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.innodb_lock_wait_timeout")
-        saved = cur.fetchone()[0]
-        # the worker's session takes the global value when it connects
-        cur.execute("SET GLOBAL innodb_lock_wait_timeout = 1")
-    try:
+    with mariadb_global("innodb_lock_wait_timeout", 1):
         def hold(srv, cur, worker, uid):
             wait_for_delete(srv, worker)
             time.sleep(3)  # the QUIT's wait times out at least once
 
         log = conflict_in_quit(make_tpops, hold)
-    finally:
-        with srv.connect() as c, c.cursor() as cur:
-            cur.execute(f"SET GLOBAL innodb_lock_wait_timeout = {int(saved)}")
     assert re.search(r"Lock wait timeout exceeded.*running it again \(attempt 2\)", log), log
 
 
@@ -662,12 +665,7 @@ def test_small_max_allowed_packet_reads_a_piece_in_several_statements(make_tpops
     small = b"Subject: small\n\nhello\n"
     for m in (medium, exact, small):
         t.store("alice@example.com", m)
-    srv = mysql.server()
-    with srv.connect() as c, c.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.max_allowed_packet")
-        packet = cur.fetchone()[0]
-        cur.execute("SET GLOBAL max_allowed_packet = 65536")
-    try:
+    with mariadb_global("max_allowed_packet", 65536):
         t.start()
         c = Client(t.port, timeout=60)
         c.login()
@@ -676,9 +674,6 @@ def test_small_max_allowed_packet_reads_a_piece_in_several_statements(make_tpops
             assert status == b"+OK %d octets" % len(crlf(m))
             assert got == crlf(m)
         assert c.cmd("QUIT").startswith(b"+OK")
-    finally:
-        with srv.connect() as c, c.cursor() as cur:
-            cur.execute("SET GLOBAL max_allowed_packet = %s", (packet,))
 
 
 def test_100mib_message_streams_in_pieces(make_tpops):
