@@ -60,6 +60,17 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_targets(pid):
+    """What each open descriptor is, for the message of a failed check."""
+    out = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            out.append(f"{fd}->{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return out
+
+
 class Session:
     def __init__(self, t, cert, tls, how, source=None):
         self.how = how
@@ -366,7 +377,7 @@ def test_vanishing_clients_cost_nothing(make_tpops, cert, store):
 
     # the daemon is back where it started
     fds1 = settled_fds(fds0 + 2)
-    assert fds1 <= fds0 + 2, (fds0, fds1)
+    assert fds1 <= fds0 + 2, (fds0, fds1, fd_targets(pid), t.read_log()[-3000:])
     eventually_locks = time.time() + 5
     while t.sql("SELECT COUNT(*) FROM locks")[0][0] != 0 and time.time() < eventually_locks:
         time.sleep(0.1)
