@@ -144,7 +144,7 @@ static void start_threads(struct daemon_state *d)
 {
 	d->io_threads = d->cfg->io_threads > 0 ? d->cfg->io_threads : cpu_count();
 	d->workers = d->cfg->workers > 0 ? d->cfg->workers : 2 * cpu_count();
-	worker_pool_start(d->cfg, d->workers);
+	worker_pool_start(d->cfg, d->workers, true);
 	server_start(d->srv, d->io_threads);
 	lmtp_server_start(d->lmtp);
 	admin_start(d->admin, d->srv, d->base, reload_now, d);

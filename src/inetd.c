@@ -90,7 +90,7 @@ int inetd_serve(const struct config *cfg)
 	}
 	evutil_make_socket_nonblocking(fd);
 
-	worker_pool_start(cfg, 2);
+	worker_pool_start(cfg, 2, false);
 	struct ioloop *loop = ioloop_new(0);
 	struct timeval timeout = {cfg->command_timeout, 0};
 	loop->command_timeout = event_base_init_common_timeout(loop->base, &timeout);

@@ -16,6 +16,7 @@ static struct {
 	bool stopping;
 	pthread_t *threads;
 	int nthreads;
+	bool connect_now;
 	const struct config *cfg;
 } pool = {.mutex = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
 
@@ -62,6 +63,10 @@ void worker_db_discard(void)
 static void *worker_main(void *arg)
 {
 	(void)arg;
+	char err[256];
+	if (pool.connect_now && worker_db(err, sizeof err) == NULL)
+		log_warn("storage worker: no database connection yet (tried again at the "
+			 "first job): %s", err);
 	for (;;) {
 		pthread_mutex_lock(&pool.mutex);
 		while (pool.head == NULL && !pool.stopping)
@@ -86,9 +91,10 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-void worker_pool_start(const struct config *cfg, int threads)
+void worker_pool_start(const struct config *cfg, int threads, bool connect_now)
 {
 	pool.cfg = config_hold(cfg);
+	pool.connect_now = connect_now;
 	pool.nthreads = threads;
 	pool.threads = xcalloc((size_t)threads, sizeof *pool.threads);
 	for (int i = 0; i < threads; i++) {

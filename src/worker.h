@@ -3,6 +3,7 @@
  * thread; the result is posted back to the loop that submitted the job. */
 #ifndef TPOPS_WORKER_H
 #define TPOPS_WORKER_H
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -20,9 +21,12 @@ struct job {
 	double submitted;   /* metrics_now() at worker_submit */
 };
 
-/* Starts `threads` workers; each opens its own database connection with
- * cfg when it first needs one. */
-void worker_pool_start(const struct config *cfg, int threads);
+/* Starts `threads` workers, each with its own database connection made
+ * with cfg: at once when connect_now (the daemon: the first logins do not
+ * wait for connections, and the daemon's descriptors do not grow later),
+ * else when the thread first needs one (inetd: one session, which may
+ * never log in). A connection that fails is tried again at the next job. */
+void worker_pool_start(const struct config *cfg, int threads, bool connect_now);
 /* Finishes the queued jobs, then joins the threads and closes their
  * connections. */
 void worker_pool_stop(void);

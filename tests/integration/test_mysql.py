@@ -429,6 +429,28 @@ def connection_ids(server, db):
         return [r[0] for r in cur.fetchall()]
 
 
+def test_workers_connect_as_the_daemon_starts(make_tpops):
+    """Each storage worker has its connection before the first login (which
+    then does not wait for one); the count stays the same under load."""
+    srv = mysql.server()
+    t = make_mysql(make_tpops, Workers=3)
+    db = t.settings["MySQL_DB"]
+    t.add_user("alice", "secret")
+    t.start()
+    deadline = time.time() + 10
+    while len(connection_ids(srv, db)) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    at_start = connection_ids(srv, db)
+    assert len(at_start) == 3, (at_start, t.read_log())
+    for _ in range(20):
+        c = Client(t.port)
+        c.login()
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.close()
+    assert connection_ids(srv, db) == at_start, t.read_log()
+    t.stop()
+
+
 def test_moves_back_to_the_first_host_after_failback_time(make_tpops):
     """After a failover the worker's connection moves back to the first
     MySQL_Server host at its first use once MySQL_FailbackTime has passed
@@ -448,6 +470,8 @@ def test_moves_back_to_the_first_host_after_failback_time(make_tpops):
         t.add_user("alice", "secret")
         first.stop()
         t.write_config(MySQL_Server=f"127.0.0.1:{first.port} 127.0.0.1:{second.port}")
+        # the worker's connection: made as the daemon starts, on the second host
+        before_connect = time.monotonic()
         t.start()
 
         def login():
@@ -456,8 +480,6 @@ def test_moves_back_to_the_first_host_after_failback_time(make_tpops):
             assert c.cmd("QUIT").startswith(b"+OK")
             c.close()
 
-        # the worker's connection: made during this login, on the second host
-        before_connect = time.monotonic()
         login()
         connected = time.monotonic()
         on_second = connection_ids(second, db)
