@@ -431,7 +431,8 @@ def connection_ids(server, db):
 
 def test_workers_connect_as_the_daemon_starts(make_tpops):
     """Each storage worker has its connection before the first login (which
-    then does not wait for one); the count stays the same under load."""
+    then does not wait for one), and twenty logins later the same three
+    connections serve them."""
     srv = mysql.server()
     t = make_mysql(make_tpops, Workers=3)
     db = t.settings["MySQL_DB"]
