@@ -452,6 +452,44 @@ def test_workers_connect_as_the_daemon_starts(make_tpops):
     t.stop()
 
 
+def test_starts_and_serves_when_the_database_comes_later(make_tpops):
+    """MariaDB down as the daemon starts: it starts anyway and says so, each
+    worker's connection attempt fails with a warning, a login answers
+    [SYS/TEMP]; once MariaDB is up the next login works, without a
+    restart or a SIGHUP."""
+    server = mysql.MariaDB()  # a server of its own, to stop and start
+    try:
+        t = make_mysql(make_tpops, Workers=2)
+        db = t.settings["MySQL_DB"]
+        server.create_database(db)
+        t.write_config(MySQL_Server=f"127.0.0.1:{server.port}")
+        t.tool("tpops-dbinit")
+        t.add_user("alice", "secret")
+        server.stop()
+        t.start()
+        log = t.read_log()
+        assert "logins fail with [SYS/TEMP] until it works" in log, log
+        deadline = time.time() + 10
+        while log.count("storage worker: no database connection yet") < 2 and \
+                time.time() < deadline:
+            time.sleep(0.1)
+            log = t.read_log()
+        assert log.count("storage worker: no database connection yet") == 2, log
+        c = Client(t.port)
+        assert c.cmd("USER alice").startswith(b"+OK")
+        reply = c.cmd("PASS secret")
+        assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
+        c.close()
+        server.start()
+        c = Client(t.port)
+        c.login()
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.close()
+        t.stop()
+    finally:
+        server.destroy()
+
+
 def test_moves_back_to_the_first_host_after_failback_time(make_tpops):
     """After a failover the worker's connection moves back to the first
     MySQL_Server host at its first use once MySQL_FailbackTime has passed
