@@ -480,12 +480,20 @@ lmtp_conf() {
 	fi
 }
 
+# tpops_server_conf NAME: the configuration of one of the tpops servers
+tpops_server_conf() {
+	case $1 in
+	tpops) echo "$TCONF" ;;
+	tpops-maildir) echo "$T/tpops-maildir.conf" ;;
+	tpops-mysql) echo "$MCONF" ;;
+	*) return 1 ;;
+	esac
+}
+
 start_server() { # NAME
 	quiet_gate "$1"
 	case $1 in
-	tpops) start_tpops "$(lmtp_conf "$TCONF")" ;;
-	tpops-maildir) start_tpops "$(lmtp_conf "$T/tpops-maildir.conf")" ;;
-	tpops-mysql) start_tpops "$(lmtp_conf "$MCONF")" ;;
+	tpops*) start_tpops "$(lmtp_conf "$(tpops_server_conf "$1")")" ;;
 	dovecot-*) start_dovecot "$1" ;;
 	esac
 }
@@ -860,10 +868,8 @@ maildir_measure() { # SERVER
 deliver_measure() { # SERVER [SCENARIO METRIC]
 	local srv=$1 scenario=${2:-deliver} metric=${3:-deliveries_per_s} start end f n=0
 	start=$(date +%s.%N)
-	if [ "$srv" = tpops ] || [ "$srv" = tpops-maildir ] || [ "$srv" = tpops-mysql ]; then
-		local conf=$TCONF
-		[ "$srv" = tpops-maildir ] && conf=$T/tpops-maildir.conf
-		[ "$srv" = tpops-mysql ] && conf=$MCONF
+	local conf
+	if conf=$(tpops_server_conf "$srv"); then
 		for f in "$MSGS"/deliver/*; do
 			"$BIN/tpops-store" -c "$conf" d0@bench.test < "$f" || die "tpops-store ($srv) failed"
 			n=$((n + 1))
@@ -1080,9 +1086,10 @@ run_scenario() {
 			continue ;;
 		esac
 		for srv in $SERVERS; do
+			# only MYSQL_SCENARIOS have tpops-mysql's fixtures
+			[ "$srv" = tpops-mysql ] && [[ " $MYSQL_SCENARIOS " != *" $SCENARIO "* ]] &&
+				continue
 			case $SCENARIO:$srv in
-			idle:tpops-mysql|maildir:tpops-mysql|rss:tpops-mysql)
-				continue ;; # only MYSQL_SCENARIOS have its fixtures
 			maildir:dovecot-*|maildir:tpops-maildir)
 				# the first login: a never-opened copy
 				maildir_fresh "$MAIL/k0/Maildir" ;;

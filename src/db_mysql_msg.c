@@ -107,12 +107,10 @@ static int read_columns(struct db_mysql *d, int64_t msg_id, uint64_t offset, cha
 {
 	int64_t from = (int64_t)offset, want = (int64_t)len;
 	MYSQL_BIND params[7];
-	dbm_bind_i64(&params[0], &from);
-	dbm_bind_i64(&params[1], &want);
-	dbm_bind_i64(&params[2], &from);
-	dbm_bind_i64(&params[3], &want);
-	dbm_bind_i64(&params[4], &from);
-	dbm_bind_i64(&params[5], &want);
+	for (int i = 0; i < 6; i += 2) { /* the statement asks for (offset, length) three times */
+		dbm_bind_i64(&params[i], &from);
+		dbm_bind_i64(&params[i + 1], &want);
+	}
 	dbm_bind_i64(&params[6], &msg_id);
 	MYSQL_STMT *s = dbm_stmt(d, ST_MSG_PIECE);
 	int status = dbm_execute(d, s, params, "reading a message");
