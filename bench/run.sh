@@ -50,6 +50,12 @@
 #   BENCH_KEEP=1          keep the work directory
 #   BENCH_OUT=FILE        also write the report (markdown) to FILE
 #   TPOPS_BUILD=DIR       where tpops and its tools are (default build/)
+#   BENCH_SERVER_CPUS=LIST, BENCH_CLIENT_CPUS=LIST   (taskset lists, both or
+#                         neither; e.g. 1 and 0) the servers, their
+#                         databases and this script on the first, the load
+#                         generator alone on the second: the server-bound
+#                         figures, as if the clients were on other machines.
+#                         Default: everything shares every CPU.
 #   DOVECOT_POP3_CLIENT_LIMIT=1   clients per pop3 process, fast Dovecot
 #
 # The servers: tpops (build/tpops, SQLite store, Foreground, Log stderr) and
@@ -107,6 +113,20 @@ command -v dovecot >/dev/null || die "dovecot is missing: apt-get install doveco
 DOVECOT_LDA=/usr/lib/dovecot/dovecot-lda
 [ -x $DOVECOT_LDA ] || DOVECOT_LDA=$(command -v dovecot-lda || true)
 
+# CPUs of their own for the servers and the load generators: this script
+# (and so every server and database it starts) moves to the servers' CPUs
+SERVER_CPUS=${BENCH_SERVER_CPUS:-}
+CLIENT_CPUS=${BENCH_CLIENT_CPUS:-}
+if [ -n "$SERVER_CPUS$CLIENT_CPUS" ]; then
+	[ -n "$SERVER_CPUS" ] && [ -n "$CLIENT_CPUS" ] ||
+		die "set both BENCH_SERVER_CPUS and BENCH_CLIENT_CPUS, or neither"
+	command -v taskset >/dev/null || die "taskset is missing: apt-get install util-linux"
+	taskset -c "$CLIENT_CPUS" true 2>/dev/null ||
+		die "cannot run on CPUs '$CLIENT_CPUS' (BENCH_CLIENT_CPUS)"
+	taskset -p -c "$SERVER_CPUS" $$ >/dev/null 2>&1 ||
+		die "cannot run on CPUs '$SERVER_CPUS' (BENCH_SERVER_CPUS)"
+fi
+
 # 10,000 idle sessions need more than 10,000 descriptors in each process
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -ge 10100 ] || note "ulimit -n is $(ulimit -n): the 10,000-session idle test will fail"
@@ -127,6 +147,16 @@ mkdir -p "$BIN"
 cp "$BUILD"/tpops "$BUILD"/tpops-* "$BIN"/ 2>/dev/null
 make -s -C "$ROOT/bench" OUT="$ROOT/build/bench" >/dev/null || die "cannot build bench/loadgen.c"
 LOADGEN=$ROOT/build/bench/loadgen
+
+# The load generators on CPUs of their own (BENCH_CLIENT_CPUS): loadgen
+# through a wrapper, lmtp_send.py through ON_CLIENT_CPUS.
+ON_CLIENT_CPUS=()
+if [ -n "$CLIENT_CPUS" ]; then
+	printf '#!/bin/sh\nexec taskset -c %s %s "$@"\n' "$CLIENT_CPUS" "$LOADGEN" > "$W/loadgen-pinned"
+	chmod 755 "$W/loadgen-pinned"
+	LOADGEN=$W/loadgen-pinned
+	ON_CLIENT_CPUS=(taskset -c "$CLIENT_CPUS")
+fi
 
 PIDS=""
 cleanup() {
@@ -906,7 +936,7 @@ lmtp_measure() { # SERVER
 		sock=$W/$srv/run/lmtp ;;
 	esac
 	for c in $LMTP_CONNECTIONS; do
-		line=$($PY "$ROOT/bench/lmtp_send.py" "$sock" d0@bench.test "$MSGS/deliver" "$c") ||
+		line=$("${ON_CLIENT_CPUS[@]}" $PY "$ROOT/bench/lmtp_send.py" "$sock" d0@bench.test "$MSGS/deliver" "$c") ||
 			die "LMTP deliveries to $srv failed"
 		note "  $srv LMTP, $c connection(s): $line"
 		record lmtp "lmtp_per_s_c$c" "$srv" "$(field per_s "$line")"
@@ -1157,6 +1187,11 @@ note "fixtures ready after $(($(date +%s) - START)) s"
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "nproc: $NPROC"
+	if [ -n "$SERVER_CPUS" ]; then
+		echo "cpus: servers on $SERVER_CPUS, load generator on $CLIENT_CPUS"
+	else
+		echo "cpus: servers and load generator share all"
+	fi
 	echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 	echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
 	echo "kernel: $(uname -r)"
@@ -1169,6 +1204,14 @@ note "fixtures ready after $(($(date +%s) - START)) s"
 		echo "mariadb: $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'), private server for tpops-mysql"
 	fi
 	echo "ulimit -n: $(ulimit -n)"
+	# the floor under a POP3S session: OpenSSL's own server CPU per handshake
+	if [[ " $SCENARIOS " == *" tls-"* ]]; then
+		for c in $CERTS; do
+			echo "openssl server handshake ($c, in memory, bench/handshake_cost): $(
+				"$ROOT/build/bench/handshake_cost" "$W/certs/$c.crt" "$W/certs/$c.key" 1000 |
+				sed 's/^openssl="[^"]*" //')"
+		done
+	fi
 } > "$W/machine.txt"
 sed 's/^/bench: /' "$W/machine.txt" >&2
 for mode in dovecot-fast dovecot-stock; do
