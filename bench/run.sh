@@ -145,7 +145,7 @@ BIN=$W/bin
 mkdir -p "$BIN"
 # a snapshot: other work may rebuild build/ while this runs
 cp "$BUILD"/tpops "$BUILD"/tpops-* "$BIN"/ 2>/dev/null
-make -s -C "$ROOT/bench" OUT="$ROOT/build/bench" >/dev/null || die "cannot build bench/loadgen.c"
+make -s -C "$ROOT/bench" OUT="$ROOT/build/bench" >/dev/null || die "cannot build bench/loadgen.c and bench/handshake_cost.c"
 LOADGEN=$ROOT/build/bench/loadgen
 
 # The load generators on CPUs of their own (BENCH_CLIENT_CPUS): loadgen
