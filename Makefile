@@ -42,7 +42,7 @@ PROGRAMS := $(BUILD)/tpops $(TOOLS)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check check-galera unit integration tsan fuzz fuzz-check bench install uninstall clean format
+.PHONY: all deps run check check-galera check-ktls unit integration tsan fuzz fuzz-check bench install uninstall clean format
 all: $(PROGRAMS)
 
 deps:
@@ -122,6 +122,12 @@ check-galera:
 	@scripts/deps.sh test
 	$(MAKE) BUILD=build-asan all
 	TPOPS_BUILD=$(abspath build-asan) $(PYTEST) -q -ra -s --durations=0 tests/galera $(PYTEST_ARGS)
+
+# tpops with kernel TLS, in a QEMU VM with Debian's kernel (tests/ktls/run.sh)
+check-ktls:
+	@scripts/deps.sh ktls
+	$(MAKE) BUILD=build-asan all
+	tests/ktls/run.sh build-asan
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20

@@ -4,16 +4,19 @@
 #   deps.sh build   what `make` and `make run` need
 #   deps.sh test    what `make check` needs as well (real peers for the tests)
 #   deps.sh deb     what `make deb`, scripts/ci-deb.sh and `make check-man` need
+#   deps.sh ktls    what `make check-ktls` needs (a VM whose kernel has kTLS)
 set -e
 BUILD_PKGS="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev libargon2-dev libmariadb-dev"
 DEB_PKGS="debhelper dpkg-dev adduser groff-base man-db"
+KTLS_PKGS="qemu-system-x86 busybox-static cpio python3 openssl"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 python3-pytest curl fetchmail openssl strace sqlite3 mariadb-server galera-4 mariadb-backup socat iproute2 python3-pymysql postfix dovecot-pop3d dovecot-lmtpd mpop systemd prometheus fail2ban s-nail neomutt"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;
 test) want="$BUILD_PKGS $TEST_PKGS" ;;
 deb) want="$BUILD_PKGS $DEB_PKGS" ;;
-*) echo "usage: $0 build|test|deb" >&2; exit 64 ;;
+ktls) want="$BUILD_PKGS $KTLS_PKGS" ;;
+*) echo "usage: $0 build|test|deb|ktls" >&2; exit 64 ;;
 esac
 
 missing=""
