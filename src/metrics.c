@@ -58,6 +58,7 @@ struct counters {
 	uint64_t deleted, deleted_octets;
 	uint64_t commits_ok, commits_failed;
 	uint64_t tls_ok, tls_failed;
+	uint64_t tls_by_kernel, tls_by_openssl;
 	uint64_t listing_hits, listing_misses;
 	int64_t jobs_queued, jobs_running; /* +1 where queued, -1 where started */
 	struct histogram jobs[JOB_KINDS];
@@ -257,6 +258,17 @@ void metrics_tls_handshake(bool ok)
 		ADD(c->tls_ok, 1);
 	else
 		ADD(c->tls_failed, 1);
+}
+
+void metrics_tls_session(bool kernel_encrypts)
+{
+	if (!enabled)
+		return;
+	struct counters *c = counters();
+	if (kernel_encrypts)
+		ADD(c->tls_by_kernel, 1);
+	else
+		ADD(c->tls_by_openssl, 1);
 }
 
 void metrics_listing_cache(bool hit)
@@ -594,6 +606,11 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	family(&r, "tpops_tls_handshakes", COUNTER, "TLS handshakes (POP3S and STLS), by result.");
 	sample(&r, (const char *[]){"result", "ok", NULL}, c.tls_ok);
 	sample(&r, (const char *[]){"result", "failed", NULL}, c.tls_failed);
+	family(&r, "tpops_tls_sessions", COUNTER,
+	       "TLS sessions whose handshake finished, by who encrypts their records: "
+	       "the kernel (kTLS) or OpenSSL in user space.");
+	sample(&r, (const char *[]){"encrypted_by", "kernel", NULL}, c.tls_by_kernel);
+	sample(&r, (const char *[]){"encrypted_by", "openssl", NULL}, c.tls_by_openssl);
 
 	family(&r, "tpops_storage_jobs_queued", GAUGE, "Storage jobs waiting for a worker.");
 	sample_gauge(&r, NULL, c.jobs_queued);

@@ -66,6 +66,8 @@ void metrics_message_retrieved(uint64_t octets);
 void metrics_messages_deleted(uint64_t count, uint64_t octets);
 void metrics_quit_commit(bool ok);
 void metrics_tls_handshake(bool ok);
+/* A TLS session whose handshake finished: who encrypts its records. */
+void metrics_tls_session(bool kernel_encrypts);
 void metrics_listing_cache(bool hit);
 
 /* Storage jobs: the queue and the workers call these. */

@@ -1,12 +1,14 @@
 /* TLS handshakes for the metrics, watched through OpenSSL's own hooks so
  * that no session code counts them: the info callback sees a handshake
- * start and finish, and the free hook of a per-connection mark sees a
- * connection go before its handshake finished. */
+ * start and finish (and, at the finish, who encrypts the session's
+ * records), and the free hook of a per-connection mark sees a connection
+ * go before its handshake finished. */
 #include "metrics_tls.h"
 
 #include <pthread.h>
 
 #include "metrics.h"
+#include "tls.h"
 
 /* The mark: none, started, or finished (counted once). */
 #define HANDSHAKE_STARTED ((void *)1)
@@ -36,6 +38,7 @@ static void on_info(const SSL *ssl, int where, int ret)
 	} else if (where & SSL_CB_HANDSHAKE_DONE) {
 		SSL_set_ex_data((SSL *)ssl, mark_index, HANDSHAKE_DONE);
 		metrics_tls_handshake(true);
+		metrics_tls_session(tls_records_by_kernel(ssl));
 	}
 }
 

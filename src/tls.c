@@ -3,6 +3,7 @@
 
 #include <openssl/err.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "metrics_tls.h"
@@ -13,6 +14,7 @@
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *current;
 static int kernel_tls = -1; /* -1: not asked yet; the kernel's answer at start-up */
+static atomic_bool warned_user_space; /* a session kept in user space was logged */
 
 /* Asked once, at the first load (as root, so that asking may load the
  * kernel module), and said in the log: which path encrypts. */
@@ -28,11 +30,29 @@ static bool kernel_tls_offered(void)
 	kernel_tls = ktls_kernel_offers(why, sizeof why) ? 1 : 0;
 #endif
 	if (kernel_tls == 1)
-		log_info("TLS: kernel TLS (kTLS): after the handshake the kernel encrypts the records "
-			 "of TLS sessions (POP3S and STLS)");
+		log_info("TLS: kernel TLS (kTLS): after each handshake OpenSSL hands the session's keys "
+			 "to the kernel, which encrypts its records where it has the cipher (POP3S and "
+			 "STLS; tpops_tls_sessions_total says who did)");
 	else
 		log_info("TLS: records are encrypted in user space by OpenSSL; no kernel TLS: %s", why);
 	return kernel_tls == 1;
+}
+
+bool tls_records_by_kernel(const SSL *ssl)
+{
+#ifndef OPENSSL_NO_KTLS
+	bool kernel = BIO_get_ktls_send(SSL_get_wbio(ssl)) != 0;
+#else
+	bool kernel = false;
+#endif
+	/* kernel_tls is set once, before the first handshake thread starts */
+	if (!kernel && kernel_tls == 1 && !atomic_exchange(&warned_user_space, true))
+		log_warn("TLS: kernel TLS is offered, but the kernel did not take the records of a "
+			 "%s session with %s: OpenSSL encrypts them in user space (is a kernel crypto "
+			 "module for that cipher missing?); this is said once, "
+			 "tpops_tls_sessions_total{encrypted_by=\"openssl\"} counts such sessions",
+			 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	return kernel;
 }
 
 static void openssl_error(char *err, size_t errlen, const char *what, const char *path)

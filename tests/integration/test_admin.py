@@ -407,6 +407,13 @@ def test_tls_handshakes_and_the_tls_refusal_are_counted(make_tpops, cert):
     wait_for(counted, 10, "one good and one failed handshake counted")
     v = values(curl_metrics(t))
     assert v['tpops_connections_refused_total{reason="tls_required"}'] == 1
+    # the one session that finished its handshake, by who encrypts it
+    kernel = v['tpops_tls_sessions_total{encrypted_by="kernel"}']
+    user_space = v['tpops_tls_sessions_total{encrypted_by="openssl"}']
+    assert kernel + user_space == 1, v
+    with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+        if "tls" not in f.read().split():
+            assert user_space == 1, "no kernel TLS here, yet a session was counted as the kernel's"
 
 
 def test_maildir_listing_cache_is_counted(make_tpops):

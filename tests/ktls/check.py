@@ -2,14 +2,17 @@
 
   check.py --messages DIR       writes the four test messages m1..m4 to DIR
   check.py --store NAME --log FILE --admin PROGRAM --control SOCKET \
-           PLAIN-PORT TLS-PORT USER PASSWORD
+           [--without-ciphers] PLAIN-PORT TLS-PORT USER PASSWORD
 
 With kernel TLS in use, every RETR, TOP and UIDL over POP3S and STLS
 (full handshakes and resumed ones) must be the same octets as over the
-plaintext port; the kernel's own counters (/proc/net/tls_stat) must show
-that it encrypted those sessions; and a client that resets its
+plaintext port; the kernel's own counters (/proc/net/tls_stat) and
+tpops's (tpops_tls_sessions_total) must show that it encrypted those
+sessions; and a client that resets its
 connection in the middle of a RETR must leave no session and no lock
-behind. Prints one line per check ("ktls-check: ok: ..." or
+behind. With --without-ciphers (the kernel has tls but none of its
+cipher modules) the same octets must come, encrypted by OpenSSL, counted
+as such, with one warning in the log. Prints one line per check ("ktls-check: ok: ..." or
 "ktls-check: FAILED: ..."), exits 1 if any failed."""
 import argparse
 import os
@@ -101,6 +104,17 @@ def everything(args, mode, session=None):
     return result
 
 
+def tls_sessions_counted(args):
+    """tpops_tls_sessions_total by encrypted_by, from `tpops-admin stats`."""
+    out = subprocess.run([args.admin, "-s", args.control, "stats"], capture_output=True, text=True).stdout
+    counted = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0].startswith("encrypted_by="):
+            counted[words[0].split("=", 1)[1]] = int(words[1])
+    return counted
+
+
 def tls_tx_sw():
     with open("/proc/net/tls_stat") as f:
         return int(dict(line.split() for line in f if line.strip())["TlsTxSw"])
@@ -113,6 +127,8 @@ def main():
     p.add_argument("--log")
     p.add_argument("--admin")
     p.add_argument("--control")
+    p.add_argument("--without-ciphers", action="store_true",
+                   help="the kernel has tls but no cipher module: OpenSSL must encrypt")
     p.add_argument("ports_and_login", nargs="*")
     args = p.parse_args()
     if args.messages:
@@ -154,7 +170,20 @@ def main():
             check("%s: the session was resumed" % mode, got["reused"] is True)
         session = got["session"]
     sessions = tls_tx_sw() - before
-    check("the kernel encrypted the records of those 4 sessions (TlsTxSw +%d)" % sessions, sessions >= 4)
+    counted = tls_sessions_counted(args)
+    with open(args.log, errors="replace") as f:
+        warnings = f.read().count("did not take the records")
+    if args.without_ciphers:
+        check("the kernel encrypted none of them (TlsTxSw +%d)" % sessions, sessions == 0)
+        check("tpops counted them as OpenSSL's (tpops_tls_sessions_total: %s)" % counted,
+              counted.get("kernel") == 0 and counted.get("openssl") == 4)
+        check("and said once that the kernel did not take them (warnings in the log: %d)" % warnings, warnings == 1)
+    else:
+        check("the kernel encrypted the records of those 4 sessions (TlsTxSw +%d)" % sessions,
+              sessions >= 4)
+        check("tpops counted them as the kernel's (tpops_tls_sessions_total: %s)" % counted,
+              counted.get("kernel") == 4 and counted.get("openssl") == 0)
+        check("and logged no warning that the kernel did not take a session", warnings == 0)
 
     # a reset in the middle of a 5 MiB RETR: no session and no lock left
     c = Conn(args, "pop3s")

@@ -1,20 +1,23 @@
 #!/bin/bash
-# Runs as the VM's first process (tests/ktls/run.sh): tpops on SQLite and
-# on Maildir, with kernel TLS, checked by tests/ktls/check.py. The root is
-# read-only; what is written goes to /run (a tmpfs). The last line of
-# output is "ktls-result: passed" or "ktls-result: failed".
+# Runs as the VM's first process (tests/ktls/run.sh). The root is
+# read-only; what is written goes to /run, a tmpfs that the initramfs
+# mounted with the cipher modules in /run/ktls-mod. First tpops with the
+# tls module but no cipher module (the kernel cannot take the sessions:
+# OpenSSL must encrypt them, and tpops must say so), then, with the
+# ciphers loaded, tpops on SQLite and on Maildir with kernel TLS, checked
+# by tests/ktls/check.py. The last line of output is "ktls-result: passed"
+# or "ktls-result: failed".
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-mount -t tmpfs tmpfs /run
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/run TMPDIR=/run
 ip link set lo up
 finish() {
 	echo "ktls-result: $1"
-	/bin/busybox poweroff -f
+	/run/ktls-mod/busybox poweroff -f
 }
 grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp || finish "failed (no tls upper layer protocol in the VM)"
 
@@ -25,12 +28,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 chmod 644 $T/key.pem
 python3 "$here/check.py" --messages $T || finish "failed (messages)"
 
-ok=1
-for store in sql maildir; do
-	d=$T/$store
+# setup STORE (sql or maildir) NAME: a configuration, a database, user u1
+# and the four messages in $T/NAME
+setup() {
+	local store=$1 d=$T/$2
 	mkdir -p $d && chown nobody:nogroup $d
-	conf=$d/tpops.conf
-	cat > $conf <<CONF
+	cat > $d/tpops.conf <<CONF
 Port: 110
 Listen: 127.0.0.1
 Hostname: ktls.test
@@ -48,38 +51,54 @@ TLS_Cert: $T/cert.pem
 TLS_Key: $T/key.pem
 CONF
 	if [ $store = maildir ]; then
-		printf 'Mailbox: Maildir\nMaildirRoot: %s\n' $d >> $conf
-		md=$d/u1/Maildir
+		printf 'Mailbox: Maildir\nMaildirRoot: %s\n' $d >> $d/tpops.conf
+		local md=$d/u1/Maildir
 		mkdir -p $md/new $md/cur $md/tmp
 		for i in 1 2 3 4; do cp $T/m$i $md/new/100000000$i.M1P1.ktls.test; done
 		chown -R nobody:nogroup $d/u1
 	else
-		echo "Mailbox: MySQL" >> $conf
+		echo "Mailbox: MySQL" >> $d/tpops.conf
 	fi
-	"$build/tpops-dbinit" -c $conf >/dev/null && chown nobody:nogroup $d/tpops.db* ||
-		finish "failed ($store: tpops-dbinit)"
+	"$build/tpops-dbinit" -c $d/tpops.conf >/dev/null && chown nobody:nogroup $d/tpops.db* || return 1
 	if [ $store = maildir ]; then
-		"$build/tpops-useradd" -c $conf u1 pw u1@ktls.test $md >/dev/null
+		"$build/tpops-useradd" -c $d/tpops.conf u1 pw u1@ktls.test $md >/dev/null
 	else
-		"$build/tpops-useradd" -c $conf u1 pw u1@ktls.test >/dev/null &&
-			"$build/tpops-store" -c $conf u1@ktls.test $T/m1 $T/m2 $T/m3 $T/m4
-	fi || finish "failed ($store: user or messages)"
+		"$build/tpops-useradd" -c $d/tpops.conf u1 pw u1@ktls.test >/dev/null &&
+			"$build/tpops-store" -c $d/tpops.conf u1@ktls.test $T/m1 $T/m2 $T/m3 $T/m4
+	fi
+}
+
+# run NAME CHECK-OPTION...: tpops on $T/NAME, check.py, a clean SIGTERM
+run() {
+	local name=$1 d=$T/$1
+	shift
 	# as tests/integration/conftest.py runs the daemon under ASan (it does
 	# not free what lives until exit)
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$build/tpops" -c $conf 2> $d/log &
-	pid=$!
-	python3 "$here/check.py" --store $store --log $d/log --admin "$build/tpops-admin" \
-		--control $d/control 110 995 u1 pw || ok=0
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$build/tpops" -c $d/tpops.conf 2> $d/log &
+	local pid=$! status
+	python3 "$here/check.py" --store $name --log $d/log --admin "$build/tpops-admin" \
+		--control $d/control "$@" 110 995 u1 pw || ok=0
 	kill $pid
 	wait $pid
 	status=$?
 	if [ $status = 0 ]; then
-		echo "ktls-check: ok: $store: tpops stopped cleanly on SIGTERM"
+		echo "ktls-check: ok: $name: tpops stopped cleanly on SIGTERM"
 	else
-		echo "ktls-check: FAILED: $store: tpops exited with $status on SIGTERM; its log ends:"
+		echo "ktls-check: FAILED: $name: tpops exited with $status on SIGTERM; its log ends:"
 		tail -20 $d/log | sed 's/^/ktls-log:   /'
 		ok=0
 	fi
+}
+
+ok=1
+setup sql no-ciphers || finish "failed (setting up no-ciphers)"
+run no-ciphers --without-ciphers
+for m in $(cat /run/ktls-mod/order); do
+	/run/ktls-mod/busybox insmod /run/ktls-mod/$m || finish "failed (insmod $m)"
+done
+for store in sql maildir; do
+	setup $store $store || finish "failed (setting up $store)"
+	run $store
 done
 [ $ok = 1 ] && finish passed
 finish failed

@@ -43,21 +43,28 @@ fi
 kernel=$(ls "$kdir"/x/boot/vmlinuz-* | head -1)
 mods=$(ls -d "$kdir"/x/lib/modules/*/kernel | head -1)
 
-# the initramfs: busybox, the modules in load order, and /init
+# the initramfs: busybox, the modules in load order, and /init. The root
+# file system's and tls are loaded at once; the ciphers' are left in
+# /run/ktls-mod for in_vm.sh, which first checks tpops without them.
 ir=$work/initramfs
-rm -rf "$ir" && mkdir -p "$ir/bin" "$ir/lib/mod" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/newroot"
+rm -rf "$ir" && mkdir -p "$ir/bin" "$ir/lib/mod" "$ir/lib/ciphers" "$ir/proc" "$ir/sys" "$ir/dev" "$ir/newroot"
 cp "$busybox" "$ir/bin/busybox"
-order=""
-for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
-	drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/9p/9pnet net/9p/9pnet_virtio \
-	fs/netfs/netfs fs/fscache/fscache fs/9p/9p crypto/gf128mul crypto/ghash-generic crypto/cryptd \
-	crypto/crypto_simd arch/x86/crypto/aesni-intel arch/x86/crypto/ghash-clmulni-intel crypto/ctr \
-	crypto/gcm crypto/chacha20poly1305 net/tls/tls; do
-	name=${m##*/}
-	for f in "$mods/$m.ko" "$mods/$m.ko.xz"; do
-		[ -e "$f" ] && { cp "$f" "$ir/lib/mod/"; order="$order ${f##*/}"; break; }
+modules() { # DIR MODULE...: copies them into DIR, prints their file names in order
+	dir=$1
+	shift
+	for m in "$@"; do
+		f=$mods/$m.ko
+		[ -e "$f" ] || { echo "check-ktls: the kernel package has no $m.ko" >&2; exit 1; }
+		cp "$f" "$dir/"
+		printf ' %s' "${f##*/}"
 	done
-done
+}
+order=$(modules "$ir/lib/mod" drivers/virtio/virtio_ring drivers/virtio/virtio \
+	drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci \
+	net/9p/9pnet net/9p/9pnet_virtio fs/netfs/netfs fs/fscache/fscache fs/9p/9p net/tls/tls)
+ciphers=$(modules "$ir/lib/ciphers" crypto/gf128mul crypto/ghash-generic crypto/cryptd crypto/crypto_simd \
+	arch/x86/crypto/aesni-intel arch/x86/crypto/ghash-clmulni-intel crypto/ctr crypto/gcm \
+	crypto/chacha20poly1305)
 cat > "$ir/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -69,6 +76,10 @@ for m in $order; do
 done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot ||
 	{ echo "ktls-vm: cannot mount the root"; poweroff -f; }
+mount -t tmpfs tmpfs /newroot/run
+mkdir /newroot/run/ktls-mod
+cp /bin/busybox /lib/ciphers/* /newroot/run/ktls-mod/
+echo "$ciphers" > /newroot/run/ktls-mod/order
 exec switch_root /newroot /bin/bash $root/tests/ktls/in_vm.sh $build
 EOF
 chmod 755 "$ir/init"
