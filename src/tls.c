@@ -45,7 +45,8 @@ bool tls_records_by_kernel(const SSL *ssl)
 #else
 	bool kernel = false;
 #endif
-	/* kernel_tls is set once, before the first handshake thread starts */
+	/* kernel_tls is set once, before the first context is published (under
+	 * the mutex tls_session_new takes), so every handshake sees it set */
 	if (!kernel && kernel_tls == 1 && !atomic_exchange(&warned_user_space, true))
 		log_warn("TLS: kernel TLS is offered, but the kernel did not take the records of a "
 			 "%s session with %s: OpenSSL encrypts them in user space (is a kernel crypto "

@@ -8,12 +8,13 @@
 # `apt-get download` into build/ktls/) under QEMU, without KVM (TCG: it
 # works inside other VMs, and the check is about bytes, not speed). Its
 # root file system is this machine's root, read-only over 9p; its /run is
-# a tmpfs for everything it writes. An initramfs made here with
-# busybox-static loads the modules the kernel would load by itself on a
-# Debian machine (virtio and 9p for the root, the AES-GCM and ChaCha20
-# ciphers and tls for kTLS), then runs tests/ktls/in_vm.sh, which starts
-# tpops and runs tests/ktls/check.py. The VM's console is the output; the
-# last line says how it went.
+# a tmpfs for everything it writes. A Debian machine loads the modules it
+# needs by itself; the VM cannot (its root has no /lib/modules), so an
+# initramfs made here with busybox-static loads virtio, 9p and tls, and
+# leaves the cipher modules (AES-GCM, ChaCha20) in /run/ktls-mod. Then
+# tests/ktls/in_vm.sh runs tpops without the ciphers, loads them, and runs
+# it again, each time checked by tests/ktls/check.py. The VM's console is
+# the output; the last line says how it went.
 set -eu
 build=$(cd "${1:?usage: run.sh BUILD-DIR}" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
