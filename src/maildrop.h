@@ -62,6 +62,12 @@ struct maildrop_ops {
 	 * consumed then. NULL where every read may block (SQL). */
 	int (*read_nowait)(struct maildrop_reader *r, uint64_t offset, void *buf, size_t len,
 			   size_t *got_r);
+	/* Optional (Maildir), on a worker right after a read: a new descriptor
+	 * (close-on-exec, the caller's to close) of the file that read came
+	 * from, holding the stored octets at the offsets read, so that they
+	 * can be sent straight from it (SSL_sendfile); -1 when there is none.
+	 * Touches the reader only. NULL where octets live in a database. */
+	int (*file_dup)(struct maildrop_reader *r);
 	/* On the session's thread: frees r; with md (the maildrop r was made
 	 * from, while the session holds it), what the read learned is kept
 	 * there first (a Maildir message found under a new name). */

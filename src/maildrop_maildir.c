@@ -625,9 +625,16 @@ static int maildir_read(struct maildrop_reader *r, struct db *db, uint64_t offse
 		got += (size_t)n;
 	}
 	*got_r = got;
-	if (got < len) /* the end */
-		reader_close(mr);
+	/* At the end too the file stays open, so that the last piece can go
+	 * out from it (maildir_file_dup); the reader is freed right after, on
+	 * the session's thread. */
 	return DB_OK;
+}
+
+static int maildir_file_dup(struct maildrop_reader *r)
+{
+	const struct maildir_reader *mr = (const struct maildir_reader *)r;
+	return mr->fd >= 0 ? fcntl(mr->fd, F_DUPFD_CLOEXEC, 0) : -1;
 }
 
 /* Set once a kernel refuses RWF_NOWAIT reads (EOPNOTSUPP): every read
@@ -849,6 +856,7 @@ const struct maildrop_ops maildrop_maildir_ops = {
 	.reader_new = maildir_reader_new,
 	.read = maildir_read,
 	.read_nowait = maildir_read_nowait,
+	.file_dup = maildir_file_dup,
 	.reader_free = maildir_reader_free,
 	.commit = maildir_commit,
 	.free = maildir_free,

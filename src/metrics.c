@@ -55,6 +55,7 @@ struct counters {
 	uint64_t holds[HOLD_KINDS];
 	uint64_t lmtp[DELIVER_PERMANENT + 1]; /* by enum deliver_result */
 	uint64_t retrieved, retrieved_octets;
+	uint64_t sendfile_octets;
 	uint64_t deleted, deleted_octets;
 	uint64_t commits_ok, commits_failed;
 	uint64_t tls_ok, tls_failed;
@@ -227,6 +228,12 @@ void metrics_message_retrieved(uint64_t octets)
 	struct counters *c = counters();
 	ADD(c->retrieved, 1);
 	ADD(c->retrieved_octets, octets);
+}
+
+void metrics_sendfile_octets(uint64_t octets)
+{
+	if (enabled)
+		ADD(counters()->sendfile_octets, octets);
 }
 
 void metrics_messages_deleted(uint64_t count, uint64_t octets)
@@ -596,6 +603,10 @@ void metrics_render(struct buf *out, enum metrics_format format, const struct me
 	family(&r, "tpops_retrieved_bytes", COUNTER,
 	       "Octets of the messages sent by RETR (their POP3 sizes).");
 	sample(&r, NULL, c.retrieved_octets);
+	family(&r, "tpops_retrieved_sendfile_bytes", COUNTER,
+	       "Octets of RETR that the kernel sent straight from the message's Maildir file "
+	       "(kernel TLS and SSL_sendfile), without a copy through tpops.");
+	sample(&r, NULL, c.sendfile_octets);
 	family(&r, "tpops_messages_deleted", COUNTER, "Messages deleted by a committed QUIT.");
 	sample(&r, NULL, c.deleted);
 	family(&r, "tpops_deleted_bytes", COUNTER, "Octets of the messages deleted.");

@@ -63,6 +63,9 @@ void metrics_login_hold(enum metric_hold when);
  * stored. */
 void metrics_lmtp_delivery(enum deliver_result result);
 void metrics_message_retrieved(uint64_t octets);
+/* Octets of a RETR the kernel sent straight from the message's file
+ * (SSL_sendfile under kernel TLS). */
+void metrics_sendfile_octets(uint64_t octets);
 void metrics_messages_deleted(uint64_t count, uint64_t octets);
 void metrics_quit_commit(bool ok);
 void metrics_tls_handshake(bool ok);

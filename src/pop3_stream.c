@@ -12,18 +12,31 @@
  * maildrop, which the session goes on using meanwhile (commands after a
  * read-ahead was started, a QUIT after a client left in the middle of a
  * piece). What it still shares is read-only for the daemon's life: the
- * maildrop's ops table. */
+ * maildrop's ops table.
+ *
+ * Where the kernel encrypts the session's records (kernel TLS) and the
+ * store keeps messages in files (Maildir), a piece that the worker found
+ * already in wire form (CRLF, no line to dot-stuff) does not go out from
+ * the worker's buffer: the I/O thread sends it straight from the file
+ * with SSL_sendfile, and the kernel encrypts it from the page cache,
+ * which the worker's read has just filled. The worker reads the next
+ * piece meanwhile; it is held until the file's octets are out, and so is
+ * the session's next reply. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "session.h"
+#include "tls.h"
 #include "tpops_limits.h"
 #include "worker.h"
 #include "xalloc.h"
@@ -41,6 +54,12 @@ struct pop3_stream {
 	bool on_worker; /* a piece was not in memory: read on a worker */
 	bool top;
 	bool abandoned; /* the client is gone: the piece in flight is dropped */
+	/* Kernel TLS and a store of files: pieces in wire form go from the
+	 * file (SSL_sendfile); see the top of this file */
+	bool from_file;
+	struct chunk_job *sending; /* a piece whose file octets go out now */
+	struct chunk_job *held;    /* the next piece, back before those are out */
+	struct event *writable;    /* the socket takes more, for `sending` */
 	/* SQL stores: the message after the one just retrieved, read while
 	 * the client takes that one in */
 	struct {
@@ -60,6 +79,12 @@ struct chunk_job {
 	uint64_t offset;
 	struct pop3_out filter;
 	size_t reserved; /* read-ahead octets counted in ahead_total */
+	bool try_file;   /* in wire form, the piece may go from its file */
+	/* The piece's octets in the message's file, when they go from there:
+	 * a descriptor of the job's own, and what of them is not sent yet.
+	 * out then holds only what follows them (the message's end). */
+	int file_fd;
+	uint64_t file_offset, file_left;
 	char *out;
 	size_t out_len;
 	uint64_t consumed;
@@ -88,18 +113,31 @@ static void chunk_fill(struct chunk_job *cj, struct db *db)
 	else
 		cj->status = ops->read_nowait(cj->reader, cj->offset, raw, RETR_CHUNK_SIZE, &got);
 	if (cj->status == DB_OK) {
-		if (pop3_out_passthrough(&cj->filter, raw, got)) {
-			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
-			cj->out_len = got;
-			raw = NULL;
+		/* A CR that ends a full piece may be the first half of a CRLF:
+		 * it is left for the next piece, so that this one can still go
+		 * as it is */
+		size_t as_is = got == RETR_CHUNK_SIZE && raw[got - 1] == '\r' ? got - 1 : got;
+		if (pop3_out_passthrough(&cj->filter, raw, as_is)) {
+			/* CRLF already, nothing to stuff: no copy */
+			cj->consumed = as_is;
+			if (cj->try_file && (cj->file_fd = ops->file_dup(cj->reader)) >= 0) {
+				cj->file_offset = cj->offset;
+				cj->file_left = as_is;
+			} else {
+				cj->out = raw;
+				cj->out_len = as_is;
+				raw = NULL;
+			}
 		} else {
 			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
 			cj->out_len = pop3_out_feed(&cj->filter, raw, got, cj->out);
+			cj->consumed = got;
 		}
-		cj->consumed = got;
 		/* a short read is the last one (the maildrop_ops contract):
 		 * the message ends in this job, without one more hand-off */
 		if (got < RETR_CHUNK_SIZE || pop3_out_done(&cj->filter)) {
+			if (cj->out == NULL)
+				cj->out = xmalloc(POP3_OUT_FINISH_MAX);
 			cj->out_len += pop3_out_finish(&cj->filter, cj->out + cj->out_len);
 			cj->end = true;
 		}
@@ -139,6 +177,8 @@ static void chunk_job_free(struct chunk_job *cj)
 	reader_release(cj->sj.session, cj->reader);
 	if (cj->reserved > 0)
 		atomic_fetch_sub(&ahead_total, cj->reserved);
+	if (cj->file_fd >= 0)
+		close(cj->file_fd);
 	free(cj->out);
 	free(cj);
 }
@@ -158,6 +198,9 @@ static struct pop3_stream *stream_of(struct session *s)
 static void stream_fetch(struct session *s);
 static void read_ahead(struct session *s, size_t index);
 
+static void piece_take(struct session *s, struct chunk_job *cj);
+static void stream_send_file(struct session *s);
+
 static void chunk_finish(struct session_job *sj)
 {
 	struct chunk_job *cj = (struct chunk_job *)sj;
@@ -169,8 +212,58 @@ static void chunk_finish(struct session_job *sj)
 		chunk_job_free(cj);
 		return;
 	}
+	if (st->sending != NULL) { /* follows the file octets going out now */
+		assert(st->held == NULL);
+		st->held = cj;
+		return;
+	}
+	piece_take(s, cj);
+}
+
+/* Bookkeeping once a piece's octets are out of the stream's hands (queued
+ * in the output, or sent from the file): the message's end, or the next
+ * piece. Frees cj. */
+static void piece_out(struct session *s, struct chunk_job *cj)
+{
+	struct pop3_stream *st = s->stream;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (cj->out_len > 0) {
+		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
+		cj->out = NULL;
+	}
+	bool end = cj->end;
+	chunk_job_free(cj);
+	if (end) {
+		if (!st->top) {
+			struct maildrop_msg *m = &s->maildrop->msgs[st->index];
+			s->retrieved[st->index] = true;
+			s->retr_count++;
+			s->retr_octets += m->size;
+			metrics_message_retrieved(m->size);
+			/* before the next command: it may be the RETR of this one */
+			read_ahead(s, st->index + 1);
+		}
+		session_resume(s);
+		return;
+	}
+	if (st->held != NULL) { /* came back while the file's octets went out */
+		struct chunk_job *next = st->held;
+		st->held = NULL;
+		piece_take(s, next);
+		return;
+	}
+	/* Keep one piece ahead of the socket; else the write callback asks
+	 * for the next piece once the output drains to RETR_LOW_WATER. */
+	if (!st->fetching && evbuffer_get_length(out) < 2 * RETR_CHUNK_SIZE)
+		stream_fetch(s);
+}
+
+/* A piece, in order: the RETR's first answer, then its octets. */
+static void piece_take(struct session *s, struct chunk_job *cj)
+{
+	struct pop3_stream *st = s->stream;
 	/* the session waits for this stream: no QUIT took the maildrop */
-	assert(s->maildrop != NULL && st->reader == NULL);
+	assert(s->maildrop != NULL && st->reader == NULL && st->sending == NULL);
 	struct maildrop_msg *m = &s->maildrop->msgs[cj->index];
 	if (cj->status != DB_OK) {
 		log_error("user=%s: reading message %zu: %s", s->user.login, cj->index + 1,
@@ -201,29 +294,14 @@ static void chunk_finish(struct session_job *sj)
 			reply_ok(s, "%llu octets", (unsigned long long)m->size);
 	}
 	st->offset += cj->consumed;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if (cj->out_len > 0) {
-		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
-		cj->out = NULL;
-	}
-	bool end = cj->end;
-	chunk_job_free(cj);
-	if (end) {
-		if (!st->top) {
-			s->retrieved[st->index] = true;
-			s->retr_count++;
-			s->retr_octets += m->size;
-			metrics_message_retrieved(m->size);
-			/* before the next command: it may be the RETR of this one */
-			read_ahead(s, st->index + 1);
-		}
-		session_resume(s);
+	if (cj->file_fd < 0) {
+		piece_out(s, cj);
 		return;
 	}
-	/* Keep one piece ahead of the socket; else the write callback asks
-	 * for the next piece once the output drains to RETR_LOW_WATER. */
-	if (evbuffer_get_length(out) < 2 * RETR_CHUNK_SIZE)
+	st->sending = cj;
+	if (!cj->end) /* a worker reads the next piece while this one goes */
 		stream_fetch(s);
+	stream_send_file(s);
 }
 
 static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t offset)
@@ -234,6 +312,7 @@ static struct chunk_job *chunk_job_new(struct session *s, size_t index, uint64_t
 	cj->sj.discard = chunk_discard;
 	cj->sj.job.kind = JOB_RETR_PIECE;
 	cj->sj.session = s; /* for chunk_job_free before the job is submitted */
+	cj->file_fd = -1;
 	cj->index = index;
 	cj->offset = offset;
 	return cj;
@@ -277,18 +356,89 @@ static void stream_fetch(struct session *s)
 				  s->user.login, cj->index + 1, (unsigned long long)cj->offset);
 		}
 	}
+	cj->try_file = st->from_file; /* what the worker reads is in the page cache after */
 	session_submit(s, &cj->sj, false);
+}
+
+/* ---- sending from the file ---- */
+
+static void stream_writable(evutil_socket_t fd, short what, void *arg)
+{
+	pop3_stream_resume(arg);
+}
+
+/* The file octets of st->sending, as far as the socket takes them. */
+static void stream_send_file(struct session *s)
+{
+	struct pop3_stream *st = s->stream;
+	struct chunk_job *cj = st->sending;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return; /* what was queued before goes first: on_write calls again */
+	uint64_t before = cj->file_left;
+	bool peer_gone = false;
+	char err[256] = "";
+	enum tls_sendfile_result r =
+		tls_sendfile(bufferevent_openssl_get_ssl(s->bev), cj->file_fd, &cj->file_offset,
+			     &cj->file_left, RETR_CHUNK_SIZE, &peer_gone, err, sizeof err);
+	if (cj->file_left < before) {
+		metrics_sendfile_octets(before - cj->file_left);
+		session_command_timer_reset(s); /* the client is reading: not idle */
+	}
+	switch (r) {
+	case TLS_SENDFILE_DONE:
+		st->sending = NULL;
+		piece_out(s, cj);
+		return;
+	case TLS_SENDFILE_MORE: /* the socket may take more: at the loop's next turn */
+	case TLS_SENDFILE_WAIT:
+		if (st->writable == NULL)
+			st->writable =
+				event_new(bufferevent_get_base(s->bev), bufferevent_getfd(s->bev),
+					  EV_WRITE, stream_writable, s);
+		event_add(st->writable, NULL);
+		return;
+	case TLS_SENDFILE_FAILED:
+		break;
+	}
+	if (peer_gone) { /* as when the bufferevent finds it out: the one path */
+		log_debug("session %llu: sending message %zu: %s", (unsigned long long)s->id,
+			  cj->index + 1, err);
+		s->peer_gone = true;
+		session_input_ended(s);
+		return;
+	}
+	log_error("user=%s: sending message %zu from its file: %s", s->user.login, cj->index + 1,
+		  err);
+	session_close(s, "read error in the middle of a message");
+}
+
+/* Drops what the stream still had to send from the file. */
+static void stream_stop_sending(struct pop3_stream *st)
+{
+	if (st->writable != NULL)
+		event_del(st->writable);
+	if (st->sending != NULL)
+		chunk_job_free(st->sending);
+	if (st->held != NULL)
+		chunk_job_free(st->held);
+	st->sending = NULL;
+	st->held = NULL;
 }
 
 void pop3_stream_resume(struct session *s)
 {
-	if (s->wait == WAIT_STREAM && !s->stream->fetching)
+	if (s->wait != WAIT_STREAM || s->closing)
+		return;
+	if (s->stream->sending != NULL)
+		stream_send_file(s);
+	else if (!s->stream->fetching)
 		stream_fetch(s);
 }
 
 void pop3_stream_abandon(struct session *s)
 {
 	struct pop3_stream *st = s->stream;
+	stream_stop_sending(st);
 	reader_release(s, st->reader); /* between pieces: nobody reads on */
 	st->reader = NULL;
 	if (st->ahead.adopted) { /* the read-ahead it waited for is kept as such */
@@ -386,6 +536,8 @@ void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines)
 	st->first = true;
 	st->on_worker = false;
 	st->top = top_lines >= 0;
+	st->from_file = !st->top && s->tls && s->maildrop->ops->file_dup != NULL &&
+			tls_kernel_sends(bufferevent_openssl_get_ssl(s->bev));
 	pop3_out_init(&st->filter, true, top_lines);
 	session_wait_enter(s, WAIT_STREAM);
 	if (!st->top && stream_from_ahead(s))
@@ -402,6 +554,9 @@ void pop3_stream_free(struct session *s)
 	if (s->stream == NULL)
 		return;
 	reader_release(s, s->stream->reader);
+	stream_stop_sending(s->stream);
+	if (s->stream->writable != NULL)
+		event_free(s->stream->writable);
 	if (s->stream->ahead.job != NULL)
 		chunk_job_free(s->stream->ahead.job);
 	free(s->stream);

@@ -1,10 +1,12 @@
 /* The OpenSSL server context, swapped as a whole on reload. */
 #include "tls.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "metrics_tls.h"
 #include "ktls.h"
@@ -38,13 +40,18 @@ static bool kernel_tls_offered(void)
 	return kernel_tls == 1;
 }
 
-bool tls_records_by_kernel(const SSL *ssl)
+bool tls_kernel_sends(const SSL *ssl)
 {
 #ifndef OPENSSL_NO_KTLS
-	bool kernel = BIO_get_ktls_send(SSL_get_wbio(ssl)) != 0;
+	return BIO_get_ktls_send(SSL_get_wbio(ssl)) != 0;
 #else
-	bool kernel = false;
+	return false;
 #endif
+}
+
+bool tls_records_by_kernel(const SSL *ssl)
+{
+	bool kernel = tls_kernel_sends(ssl);
 	/* kernel_tls is set once, before the first context is published (under
 	 * the mutex tls_session_new takes), so every handshake sees it set */
 	if (!kernel && kernel_tls == 1 && !atomic_exchange(&warned_user_space, true))
@@ -54,6 +61,50 @@ bool tls_records_by_kernel(const SSL *ssl)
 			 "tpops_tls_sessions_total{encrypted_by=\"openssl\"} counts such sessions",
 			 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 	return kernel;
+}
+
+enum tls_sendfile_result tls_sendfile(SSL *ssl, int fd, uint64_t *offset, uint64_t *left,
+				      size_t most, bool *peer_gone_r, char *err, size_t errlen)
+{
+	*peer_gone_r = false;
+	size_t sent = 0;
+	while (*left > 0 && sent < most) {
+		size_t n = *left < most - sent ? (size_t)*left : most - sent;
+		errno = 0;
+		ossl_ssize_t r = SSL_sendfile(ssl, fd, (off_t)*offset, n, 0);
+		int e = errno;
+		if (r > 0) {
+			*offset += (uint64_t)r;
+			*left -= (uint64_t)r;
+			sent += (size_t)r;
+			continue;
+		}
+		/* SSL_sendfile is sendfile(2) on the socket once OpenSSL has
+		 * flushed its own output (with EAGAIN when it could not): errno
+		 * says what happened, and OpenSSL's queue only "uninitialized" */
+		unsigned long ssl_error = ERR_peek_error();
+		ERR_clear_error(); /* else the next SSL_read on this thread reports it */
+		if (r < 0 && e == EINTR)
+			continue;
+		if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EBUSY))
+			return TLS_SENDFILE_WAIT;
+		if (r == 0) {
+			snprintf(err, errlen, "the file ended %llu octets early",
+				 (unsigned long long)*left);
+		} else if (e == EPIPE || e == ECONNRESET || e == ETIMEDOUT || e == ENOTCONN) {
+			*peer_gone_r = true;
+			snprintf(err, errlen, "%s", strerror(e));
+		} else if (e != 0) {
+			snprintf(err, errlen, "sendfile: %s", strerror(e));
+		} else {
+			char reason[200] = "refused";
+			if (ssl_error != 0)
+				ERR_error_string_n(ssl_error, reason, sizeof reason);
+			snprintf(err, errlen, "SSL_sendfile: %s", reason);
+		}
+		return TLS_SENDFILE_FAILED;
+	}
+	return *left == 0 ? TLS_SENDFILE_DONE : TLS_SENDFILE_MORE;
 }
 
 static void openssl_error(char *err, size_t errlen, const char *what, const char *path)

@@ -1,11 +1,11 @@
 #!/bin/bash
 # Runs as the VM's first process (tests/ktls/run.sh). The root is
 # read-only; what is written goes to /run, a tmpfs that the initramfs
-# mounted with the cipher modules in /run/ktls-mod. First tpops with the
-# tls module but no cipher module (the kernel cannot take the sessions:
-# OpenSSL must encrypt them, and tpops must say so), then, with the
-# ciphers loaded, tpops on SQLite and on Maildir with kernel TLS, checked
-# by tests/ktls/check.py. The last line of output is "ktls-result: passed"
+# mounted with the cipher modules in /run/ktls-mod. First tpops on Maildir
+# with the tls module but no cipher module (the kernel cannot take the
+# sessions: OpenSSL must encrypt them, tpops must say so, and nothing goes
+# by SSL_sendfile), then, with the ciphers loaded, tpops on SQLite and on
+# Maildir with kernel TLS, checked by tests/ktls/check.py. The last line of output is "ktls-result: passed"
 # or "ktls-result: failed".
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +29,7 @@ chmod 644 $T/key.pem
 python3 "$here/check.py" --messages $T || finish "failed (messages)"
 
 # setup STORE (sql or maildir) NAME: a configuration, a database, user u1
-# and the four messages in $T/NAME
+# and the six messages in $T/NAME
 setup() {
 	local store=$1 d=$T/$2
 	mkdir -p $d && chown nobody:nogroup $d
@@ -46,6 +46,8 @@ User: nobody
 Group: nogroup
 AuthFailureDelay: 0
 ControlSocket: $d/control
+MetricsListen: 127.0.0.1:9100
+CommandTimeout: 5
 TLS_Port: 995
 TLS_Cert: $T/cert.pem
 TLS_Key: $T/key.pem
@@ -54,7 +56,7 @@ CONF
 		printf 'Mailbox: Maildir\nMaildirRoot: %s\n' $d >> $d/tpops.conf
 		local md=$d/u1/Maildir
 		mkdir -p $md/new $md/cur $md/tmp
-		for i in 1 2 3 4; do cp $T/m$i $md/new/100000000$i.M1P1.ktls.test; done
+		for i in 1 2 3 4 5 6; do cp $T/m$i $md/new/100000000$i.M1P1.ktls.test; done
 		chown -R nobody:nogroup $d/u1
 	else
 		echo "Mailbox: MySQL" >> $d/tpops.conf
@@ -64,7 +66,7 @@ CONF
 		"$build/tpops-useradd" -c $d/tpops.conf u1 pw u1@ktls.test $md >/dev/null
 	else
 		"$build/tpops-useradd" -c $d/tpops.conf u1 pw u1@ktls.test >/dev/null &&
-			"$build/tpops-store" -c $d/tpops.conf u1@ktls.test $T/m1 $T/m2 $T/m3 $T/m4
+			"$build/tpops-store" -c $d/tpops.conf u1@ktls.test $T/m1 $T/m2 $T/m3 $T/m4 $T/m5 $T/m6
 	fi
 }
 
@@ -75,10 +77,11 @@ run() {
 	# as tests/integration/conftest.py runs the daemon under ASan (it does
 	# not free what lives until exit)
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$build/tpops" -c $d/tpops.conf 2> $d/log &
-	local pid=$! status
+	local pid=$! status maildir=
+	[ -d $d/u1/Maildir ] && maildir="--maildir $d/u1/Maildir"
 	python3 "$here/check.py" --store $name --log $d/log --admin "$build/tpops-admin" \
-		--control $d/control "$@" 110 995 u1 pw || ok=0
-	kill $pid
+		--control $d/control --pid $pid --metrics 9100 $maildir "$@" 110 995 u1 pw || ok=0
+	kill $pid 2>/dev/null # check.py may have sent SIGTERM itself
 	wait $pid
 	status=$?
 	if [ $status = 0 ]; then
@@ -91,7 +94,7 @@ run() {
 }
 
 ok=1
-setup sql no-ciphers || finish "failed (setting up no-ciphers)"
+setup maildir no-ciphers || finish "failed (setting up no-ciphers)"
 run no-ciphers --without-ciphers
 for m in $(cat /run/ktls-mod/order); do
 	/run/ktls-mod/busybox insmod /run/ktls-mod/$m || finish "failed (insmod $m)"
