@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import Client
+from pop3tls import Pop3, cert, client_context, tls_settings  # noqa: F401 (cert: a fixture)
 
 
 def wire(msg):
@@ -310,21 +311,54 @@ def seam_messages():
         # longer than one piece
         "header_ends_at_seam": bytes(filled(n - 1, b"X-Long: h\n")) + b"\n\n.body\n",
         "header_over_seams": bytes(filled(2 * n + 77, b"X-Long: h\n")) + b"\n\nbody\n",
+    } | crlf_seam_messages(n, line)
+
+
+def crlf_seam_messages(n, line):
+    """Messages already in wire form (CRLF, nothing to stuff), which go out
+    as they are read (and from the file under kernel TLS), with the CR of
+    a CRLF as the last octet of a piece: the daemon leaves it to the next
+    piece."""
+    line = line[:-1] + b"\r\n"
+
+    def crlf(size, head=b""):
+        out = bytearray(head)
+        while len(out) < size:
+            out += line
+        return bytes(out[:size])
+
+    head = b"Subject: wire form\r\n\r\n"
+    first = crlf(n - 1, head)  # the CR of the next CRLF ends the first piece
+    return {
+        "crlf_cr_ends_piece": first + b"\r\n" + crlf(n + 300) + b"\r\n",
+        "crlf_cr_ends_piece_then_dot": first + b"\r\n.dot\r\n" + crlf(n) + b"\r\n",
+        # after the first piece is one octet short, the second ends one
+        # octet earlier too: its last octet is 2n - 2
+        "crlf_cr_ends_two_pieces": first + b"\r\n" + crlf(n - 3) + b"\r\n" + crlf(500) + b"\r\n",
+        "crlf_ends_with_cr_at_seam": first + b"\r",
+        "crlf_bare_cr_ends_piece": first + b"\rx" + crlf(n) + b"\r\n",
     }
 
 
-def test_piece_seams(make_tpops):
+@pytest.mark.parametrize("backend", ["sqlite", "maildir"])
+@pytest.mark.parametrize("over", ["plaintext", "pop3s"])
+def test_piece_seams(make_tpops, cert, backend, over):
     """Line ends, bare CRs and leading dots that fall on the boundary
-    between two pieces the daemon reads come out as if read whole."""
-    t = make_tpops()
+    between two pieces the daemon reads come out as if read whole, from
+    either store, in plaintext (where Maildir pieces are read on the I/O
+    thread) and over TLS (read on storage workers)."""
+    t = make_tpops(backend=backend, **tls_settings(cert))
     t.add_user("alice", "secret")
     msgs = seam_messages()
     names = sorted(msgs)
     for name in names:
         t.store("alice@example.com", bytes(msgs[name]))
     t.start()
-    c = Client(t.port, timeout=30)
-    c.login()
+    if over == "pop3s":
+        c = Pop3(t.settings["TLS_Port"], tls=client_context(cert), timeout=30)
+    else:
+        c = Pop3(t.port, timeout=30)
+    c.login("alice", "secret")
     for i, name in enumerate(names, 1):
         msg = bytes(msgs[name])
         size = len(wire(msg))
