@@ -16,12 +16,13 @@
  *
  * Where the kernel encrypts the session's records (kernel TLS) and the
  * store keeps messages in files (Maildir), a piece that the worker found
- * already in wire form (CRLF, no line to dot-stuff) does not go out from
+ * already in wire form (CRLF, no line to dot-stuff) is not written from
  * the worker's buffer: the I/O thread sends it straight from the file
  * with SSL_sendfile, and the kernel encrypts it from the page cache,
- * which the worker's read has just filled. The worker reads the next
- * piece meanwhile; it is held until the file's octets are out, and so is
- * the session's next reply. */
+ * which the worker's read has just filled. The buffer is kept until then:
+ * where the kernel refuses the file, the piece goes from it after all.
+ * The worker reads the next piece meanwhile; it is held until the file's
+ * octets are out, and so is the session's next reply. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -80,13 +81,16 @@ struct chunk_job {
 	struct pop3_out filter;
 	size_t reserved; /* read-ahead octets counted in ahead_total */
 	bool try_file;   /* in wire form, the piece may go from its file */
-	/* The piece's octets in the message's file, when they go from there:
-	 * a descriptor of the job's own, and what of them is not sent yet.
-	 * out then holds only what follows them (the message's end). */
-	int file_fd;
-	uint64_t file_offset, file_left;
 	char *out;
 	size_t out_len;
+	/* When the piece goes from the message's file: a descriptor of the
+	 * job's own, where out[0] is in it, and how many octets of out are
+	 * there (all but the message's end). out is kept until they are sent:
+	 * it is the way back if the kernel refuses the file. out_sent: what
+	 * of out went from the file so far. */
+	int file_fd;
+	uint64_t file_offset;
+	size_t file_len, out_sent;
 	uint64_t consumed;
 	bool end;
 	int status;
@@ -118,15 +122,13 @@ static void chunk_fill(struct chunk_job *cj, struct db *db)
 		 * as it is */
 		size_t as_is = got == RETR_CHUNK_SIZE && raw[got - 1] == '\r' ? got - 1 : got;
 		if (pop3_out_passthrough(&cj->filter, raw, as_is)) {
-			/* CRLF already, nothing to stuff: no copy */
+			cj->out = raw; /* CRLF already, nothing to stuff: no copy */
+			cj->out_len = as_is;
 			cj->consumed = as_is;
+			raw = NULL;
 			if (cj->try_file && (cj->file_fd = ops->file_dup(cj->reader)) >= 0) {
 				cj->file_offset = cj->offset;
-				cj->file_left = as_is;
-			} else {
-				cj->out = raw;
-				cj->out_len = as_is;
-				raw = NULL;
+				cj->file_len = as_is;
 			}
 		} else {
 			cj->out = xmalloc(POP3_OUT_MAX(got) + POP3_OUT_FINISH_MAX);
@@ -136,8 +138,6 @@ static void chunk_fill(struct chunk_job *cj, struct db *db)
 		/* a short read is the last one (the maildrop_ops contract):
 		 * the message ends in this job, without one more hand-off */
 		if (got < RETR_CHUNK_SIZE || pop3_out_done(&cj->filter)) {
-			if (cj->out == NULL)
-				cj->out = xmalloc(POP3_OUT_FINISH_MAX);
 			cj->out_len += pop3_out_finish(&cj->filter, cj->out + cj->out_len);
 			cj->end = true;
 		}
@@ -158,9 +158,11 @@ static void chunk_work(struct session_job *sj)
 		worker_db_discard();
 }
 
+/* evbuffer's cleanup of a piece's octets: arg is their whole buffer, of
+ * which only a tail may have gone into the output. */
 static void free_chunk(const void *data, size_t len, void *arg)
 {
-	free((void *)data);
+	free(arg);
 }
 
 /* On the session's thread: a reader the stream is done with. The maildrop
@@ -227,8 +229,9 @@ static void piece_out(struct session *s, struct chunk_job *cj)
 {
 	struct pop3_stream *st = s->stream;
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if (cj->out_len > 0) {
-		evbuffer_add_reference(out, cj->out, cj->out_len, free_chunk, NULL);
+	if (cj->out_len > cj->out_sent) { /* what did not go from the file */
+		evbuffer_add_reference(out, cj->out + cj->out_sent, cj->out_len - cj->out_sent,
+				       free_chunk, cj->out);
 		cj->out = NULL;
 	}
 	bool end = cj->end;
@@ -367,6 +370,10 @@ static void stream_writable(evutil_socket_t fd, short what, void *arg)
 	pop3_stream_resume(arg);
 }
 
+/* Set once the kernel refused to send a message file (the file system
+ * cannot, say): from then on RETRs copy, as without kernel TLS. */
+static atomic_bool sendfile_refused;
+
 /* The file octets of st->sending, as far as the socket takes them. */
 static void stream_send_file(struct session *s)
 {
@@ -374,17 +381,28 @@ static void stream_send_file(struct session *s)
 	struct chunk_job *cj = st->sending;
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return; /* what was queued before goes first: on_write calls again */
-	uint64_t before = cj->file_left;
+	uint64_t offset = cj->file_offset + cj->out_sent;
+	uint64_t left = cj->file_len - cj->out_sent;
 	bool peer_gone = false;
 	char err[256] = "";
-	enum tls_sendfile_result r =
-		tls_sendfile(bufferevent_openssl_get_ssl(s->bev), cj->file_fd, &cj->file_offset,
-			     &cj->file_left, RETR_CHUNK_SIZE, &peer_gone, err, sizeof err);
-	if (cj->file_left < before) {
-		metrics_sendfile_octets(before - cj->file_left);
+	enum tls_sendfile_result r = TLS_SENDFILE_REFUSED;
+	if (!atomic_load_explicit(&sendfile_refused, memory_order_relaxed))
+		r = tls_sendfile(bufferevent_openssl_get_ssl(s->bev), cj->file_fd, &offset, &left,
+				 RETR_CHUNK_SIZE, &peer_gone, err, sizeof err);
+	size_t went = (size_t)(cj->file_len - cj->out_sent - left);
+	if (went > 0) {
+		cj->out_sent += went;
+		metrics_sendfile_octets(went);
 		session_command_timer_reset(s); /* the client is reading: not idle */
 	}
 	switch (r) {
+	case TLS_SENDFILE_REFUSED: /* the rest of the piece from its buffer */
+		if (err[0] != '\0' && !atomic_exchange(&sendfile_refused, true))
+			log_warn("user=%s: sending message %zu from its file: %s: the kernel does not "
+				 "send these files (SSL_sendfile); from now on RETRs copy them "
+				 "through tpops",
+				 s->user.login, cj->index + 1, err);
+		/* fall through */
 	case TLS_SENDFILE_DONE:
 		st->sending = NULL;
 		piece_out(s, cj);
@@ -537,6 +555,7 @@ void pop3_stream_start(struct session *s, uint32_t n, int64_t top_lines)
 	st->on_worker = false;
 	st->top = top_lines >= 0;
 	st->from_file = !st->top && s->tls && s->maildrop->ops->file_dup != NULL &&
+			!atomic_load_explicit(&sendfile_refused, memory_order_relaxed) &&
 			tls_kernel_sends(bufferevent_openssl_get_ssl(s->bev));
 	pop3_out_init(&st->filter, true, top_lines);
 	session_wait_enter(s, WAIT_STREAM);

@@ -91,17 +91,25 @@ enum tls_sendfile_result tls_sendfile(SSL *ssl, int fd, uint64_t *offset, uint64
 		if (r == 0) {
 			snprintf(err, errlen, "the file ended %llu octets early",
 				 (unsigned long long)*left);
-		} else if (e == EPIPE || e == ECONNRESET || e == ETIMEDOUT || e == ENOTCONN) {
+			return TLS_SENDFILE_FAILED;
+		}
+		if (e == EPIPE || e == ECONNRESET || e == ETIMEDOUT || e == ENOTCONN) {
 			*peer_gone_r = true;
 			snprintf(err, errlen, "%s", strerror(e));
-		} else if (e != 0) {
+			return TLS_SENDFILE_FAILED;
+		}
+		if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) { /* nothing was sent */
 			snprintf(err, errlen, "sendfile: %s", strerror(e));
-		} else {
+			return TLS_SENDFILE_REFUSED;
+		}
+		if (e == 0) { /* OpenSSL's own checks: no kernel TLS on ssl after all */
 			char reason[200] = "refused";
 			if (ssl_error != 0)
 				ERR_error_string_n(ssl_error, reason, sizeof reason);
 			snprintf(err, errlen, "SSL_sendfile: %s", reason);
+			return TLS_SENDFILE_REFUSED;
 		}
+		snprintf(err, errlen, "sendfile: %s", strerror(e));
 		return TLS_SENDFILE_FAILED;
 	}
 	return *left == 0 ? TLS_SENDFILE_DONE : TLS_SENDFILE_MORE;

@@ -29,6 +29,8 @@ enum tls_sendfile_result {
 	TLS_SENDFILE_MORE,   /* `most` octets went: call again (the socket may take more) */
 	TLS_SENDFILE_WAIT,   /* the socket is full: call again once it is writable */
 	TLS_SENDFILE_FAILED, /* nothing more can go; why in err */
+	TLS_SENDFILE_REFUSED, /* the kernel cannot send this file so (its file
+				 system, say): write its octets instead; why in err */
 };
 /* Sends up to `most` of the *left octets of file fd from *offset (both
  * advanced by what went) through ssl, whose records the kernel encrypts

@@ -3,6 +3,7 @@
   check.py --messages DIR       writes the six test messages m1..m6 to DIR
   check.py --store NAME --log FILE --admin PROGRAM --control SOCKET \
            --pid PID --metrics PORT [--maildir DIR] [--without-ciphers] \
+           [--sendfile-refused] \
            PLAIN-PORT TLS-PORT USER PASSWORD
 
 With kernel TLS in use, every RETR, TOP and UIDL over POP3S and STLS
@@ -17,8 +18,9 @@ as such, with one warning in the log.
 
 With --maildir (the Maildir holding m1..m6), the pieces of a RETR that are
 in wire form must go straight from the file (SSL_sendfile), exactly those
-(tpops_retrieved_sendfile_bytes_total), and the ways a RETR sent so can
-end badly are tried: a reset and a close in the middle, a client that
+(tpops_retrieved_sendfile_bytes_total), unless --sendfile-refused (the
+kernel refuses sendfile: RETRs copy, with one warning), and the ways a
+RETR sent so can end badly are tried: a reset and a close in the middle, a client that
 stops reading (CommandTimeout), the file cut short under it, and SIGTERM;
 each must leave no session, no lock and no descriptor behind.
 
@@ -266,6 +268,8 @@ def main():
     p.add_argument("--maildir", help="the Maildir with m1..m6: check what goes from the files")
     p.add_argument("--without-ciphers", action="store_true",
                    help="the kernel has tls but no cipher module: OpenSSL must encrypt")
+    p.add_argument("--sendfile-refused", action="store_true",
+                   help="sendfile(2) fails (LD_PRELOAD): RETRs must copy, with one warning")
     p.add_argument("ports_and_login", nargs="*")
     args = p.parse_args()
     if args.messages:
@@ -335,10 +339,16 @@ def main():
     if args.maildir:
         names = sorted(os.listdir(os.path.join(args.maildir, "cur")) + os.listdir(os.path.join(args.maildir, "new")))
         messages = [open(os.path.join(args.maildir, "cur" if ":" in n else "new", n), "rb").read() for n in names]
-    expect = 6 * sum(map(from_file, messages)) if args.maildir and not args.without_ciphers else 0
+    by_file = args.maildir and not args.without_ciphers and not args.sendfile_refused
+    expect = 6 * sum(map(from_file, messages)) if by_file else 0
     sent = sendfile_bytes(args)
     check("RETRs sent %d octets from the files, %d expected (tpops_retrieved_sendfile_bytes_total)"
           % (sent, expect), sent == expect)
+    if args.sendfile_refused:
+        with open(args.log, errors="replace") as f:
+            refusals = f.read().count("the kernel does not send these files")
+        check("where the kernel refuses sendfile, RETRs copy, and that is said once (%d)" % refusals,
+              refusals == 1)
 
     # a reset, and a close, in the middle of a 5 MiB RETR (m3 goes through
     # tpops, m5 from its file): no session, no lock, no descriptor left
@@ -354,7 +364,7 @@ def main():
     again = everything(args, "pop3s")
     check("and the next login gets the maildrop and the same messages", again["retr"] == want["retr"])
 
-    if args.maildir and not args.without_ciphers:
+    if by_file:
         sendfile_failures(args, check, fds, want)
     return 1 if failures else 0
 

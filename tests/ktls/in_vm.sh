@@ -5,8 +5,10 @@
 # with the tls module but no cipher module (the kernel cannot take the
 # sessions: OpenSSL must encrypt them, tpops must say so, and nothing goes
 # by SSL_sendfile), then, with the ciphers loaded, tpops on SQLite and on
-# Maildir with kernel TLS, checked by tests/ktls/check.py. The last line of output is "ktls-result: passed"
-# or "ktls-result: failed".
+# Maildir with kernel TLS, and on Maildir once more with sendfile(2)
+# refused (tests/ktls/refuse_sendfile.c), checked by tests/ktls/check.py.
+# The last line of output is "ktls-result: passed" or "ktls-result:
+# failed".
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
 mount -t proc proc /proc
@@ -75,8 +77,9 @@ run() {
 	local name=$1 d=$T/$1
 	shift
 	# as tests/integration/conftest.py runs the daemon under ASan (it does
-	# not free what lives until exit)
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$build/tpops" -c $d/tpops.conf 2> $d/log &
+	# not free what lives until exit); PRELOAD: a library to preload
+	LD_PRELOAD=${PRELOAD:-} ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0 \
+		"$build/tpops" -c $d/tpops.conf 2> $d/log &
 	local pid=$! status maildir=
 	[ -d $d/u1/Maildir ] && maildir="--maildir $d/u1/Maildir"
 	python3 "$here/check.py" --store $name --log $d/log --admin "$build/tpops-admin" \
@@ -103,5 +106,9 @@ for store in sql maildir; do
 	setup $store $store || finish "failed (setting up $store)"
 	run $store
 done
+# the kernel refuses sendfile (as for a file system it cannot splice
+# from): RETRs must copy instead, with one warning
+setup maildir refused || finish "failed (setting up refused)"
+PRELOAD=$here/../../build/ktls/refuse_sendfile.so run refused --sendfile-refused
 [ $ok = 1 ] && finish passed
 finish failed

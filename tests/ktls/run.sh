@@ -13,15 +13,17 @@
 # initramfs made here with busybox-static loads virtio, 9p and tls, and
 # leaves the cipher modules (AES-GCM, ChaCha20) in /run/ktls-mod. Then
 # tests/ktls/in_vm.sh runs tpops without the ciphers, loads them, and runs
-# it again, each time checked by tests/ktls/check.py. The VM's console is
-# the output; the last line says how it went.
+# it again (once more with sendfile(2) refused through a library built here
+# from tests/ktls/refuse_sendfile.c), each time checked by
+# tests/ktls/check.py. The VM's console is the output; the last line says
+# how it went.
 set -eu
 build=$(cd "${1:?usage: run.sh BUILD-DIR}" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$root/build/ktls
 mkdir -p "$work"
 
-for tool in qemu-system-x86_64 cpio; do
+for tool in qemu-system-x86_64 cpio cc; do
 	command -v $tool >/dev/null || { echo "check-ktls: $tool is missing (scripts/deps.sh ktls)" >&2; exit 1; }
 done
 [ -x /bin/busybox ] && busybox=/bin/busybox || { echo "check-ktls: busybox is missing (busybox-static)" >&2; exit 1; }
@@ -43,6 +45,9 @@ if [ ! -e "$kdir/.done" ]; then
 fi
 kernel=$(ls "$kdir"/x/boot/vmlinuz-* | head -1)
 mods=$(ls -d "$kdir"/x/lib/modules/*/kernel | head -1)
+
+# sendfile(2) refused, for the run that checks the way back to copying
+cc -shared -fPIC -O2 -o "$work/refuse_sendfile.so" "$root/tests/ktls/refuse_sendfile.c"
 
 # the initramfs: busybox, the modules in load order, and /init. The root
 # file system's and tls are loaded at once; the ciphers' are left in
