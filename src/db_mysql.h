@@ -25,6 +25,7 @@ enum stmt_id {
 	ST_SECRET_ADD,
 	ST_USER_CLAIM,
 	ST_USER_UNCLAIM,
+	ST_QUOTA_RESTORE,
 	ST_LOCK_EXPIRE,
 	ST_LOCK_INSERT,
 	ST_LOCK_OWNED,
@@ -39,6 +40,7 @@ enum stmt_id {
 	ST_MSG_INSERT,
 	ST_MSG_PART_INSERT,
 	ST_MSG_USAGE,
+	ST_MSG_STORED,
 	ST_IMPORTED_ADD,
 	ST_IMPORTED_LIST,
 	ST_COLUMN_INFO,
@@ -70,6 +72,7 @@ struct db_mysql {
 	unsigned int last_err; /* the error that ended it */
 	bool in_txn;           /* between START TRANSACTION and its end */
 	bool committing;       /* COMMIT sent, no answer yet */
+	bool autocommit_off;   /* inside dbm_begin's transaction, until its end */
 	bool outcome_unknown;  /* lost while a change may have been committed */
 	uint64_t random;       /* jitter */
 	/* sizes bounded by the server's max_allowed_packet */
@@ -136,7 +139,7 @@ int dbm_exec_stmt(struct db_mysql *d, enum stmt_id id, MYSQL_BIND *params, const
 int dbm_query_i64(struct db_mysql *d, enum stmt_id id, MYSQL_BIND *params, int64_t *v,
 		  const char *what);
 int dbm_plain_query(struct db_mysql *d, const char *sql, const char *what);
-int dbm_begin(struct db_mysql *d);
+int dbm_begin(struct db_mysql *d, const enum stmt_id *uses, size_t count);
 int dbm_commit(struct db_mysql *d);
 void dbm_rollback(struct db_mysql *d);
 int dbm_changed_one(int status, uint64_t affected);

@@ -191,6 +191,7 @@ static int connect_server(struct db_mysql *d)
 	pthread_once(&library_once, library_init);
 	disconnect(d);
 	d->broken = false;
+	d->autocommit_off = false;
 	d->cached_id = 0;
 	int status = DB_TEMPFAIL;
 	for (size_t n = 0; n < d->hosts.count; n++) {

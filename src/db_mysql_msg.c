@@ -8,6 +8,7 @@
  * MYSQL_PART_SIZE, each read for the price of its own size (docs/mysql.md
  * has the measurements). */
 #include <mysql.h>
+#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,18 @@ struct deletion {
 	size_t count;
 };
 
+/* QUIT's ownership check (ST_LOCK_CLAIM): DB_NOT_FOUND when the lease is
+ * no longer this server's. */
+static int claim_lease(struct db_mysql *d, MYSQL_BIND *claim)
+{
+	uint64_t matched = 0;
+	int status = dbm_exec_stmt(d, ST_LOCK_CLAIM, claim, "checking the lock", &matched);
+	status = dbm_changed_one(status, matched);
+	if (status == DB_NOT_FOUND) /* someone else may hold it */
+		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
+	return status;
+}
+
 /* QUIT: safe to run again, also after a COMMIT whose answer was lost (ids
  * are never reused: a message deleted once is not found again, and the
  * lease is still this server's until it releases it after QUIT). */
@@ -257,7 +270,8 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 {
 	const struct deletion *del = arg;
 	int64_t uid = del->uid;
-	int status = dbm_begin(d);
+	static const enum stmt_id uses[] = {ST_LOCK_CLAIM, ST_MSG_DELETE, ST_MSG_PART_DELETE};
+	int status = dbm_begin(d, uses, sizeof uses / sizeof uses[0]);
 	if (status != DB_OK)
 		return status;
 	/* A write on the lease row, in the deleting transaction: on one
@@ -265,18 +279,11 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 	 * before the commit; on Galera, a server that took it meanwhile
 	 * through another node conflicts at certification, and then this
 	 * runs again and finds the lease gone. */
-	uint64_t matched = 0;
 	unsigned long owner_len;
 	MYSQL_BIND claim[2];
 	dbm_bind_i64(&claim[0], &uid);
 	dbm_bind_text(&claim[1], del->owner, &owner_len);
-	status = dbm_exec_stmt(d, ST_LOCK_CLAIM, claim, "checking the lock", &matched);
-	status = dbm_changed_one(status, matched);
-	if (status == DB_NOT_FOUND) { /* the lease was lost: someone else may hold it */
-		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
-		goto fail;
-	}
-	if (status != DB_OK)
+	if ((status = claim_lease(d, claim)) != DB_OK)
 		goto fail;
 	for (size_t i = 0; i < del->count; i++) {
 		int64_t id = del->ids[i];
@@ -292,7 +299,10 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 		if (d->cached_id == id)
 			d->cached_id = 0;
 	}
-	if ((status = dbm_commit(d)) != DB_OK)
+	/* Once more at the end: had the server lost the transaction after
+	 * the first claim without saying so (dbm_begin), the deletes since
+	 * are in a new one, and this claim holds the lease in that one. */
+	if ((status = claim_lease(d, claim)) != DB_OK || (status = dbm_commit(d)) != DB_OK)
 		goto fail;
 	return DB_OK;
 fail:
@@ -396,6 +406,24 @@ struct delivery {
 	const char *uidl;
 };
 
+#define TXN_LOST "the server ended the transaction without saying so (a conflict on Galera)"
+
+/* After the COMMIT: is the message there? A transaction that the server
+ * lost without saying so (dbm_begin) leaves a COMMIT that commits
+ * nothing. Then nothing was stored, and the delivery runs again. */
+static int stored_check(struct db_mysql *d, int64_t id)
+{
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &id);
+	int64_t found = 0;
+	int status = dbm_query_i64(d, ST_MSG_STORED, &param, &found, "checking the stored message");
+	if (status == DB_NOT_FOUND)
+		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "storing a message");
+	/* the check could not run (the connection lost, say): the COMMIT's
+	 * answer stands, as it did before the check */
+	return DB_OK;
+}
+
 /* A delivery runs again after a conflict, or after a connection lost
  * before COMMIT; never after one lost during COMMIT, which may have stored
  * the message (the MTA tries again later: DB_TEMPFAIL). */
@@ -408,7 +436,20 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	uint64_t size = dl->size;
 	const char *uidl = dl->uidl;
 	MYSQL_STMT *s = NULL;
-	int status = dbm_begin(d);
+	enum stmt_id uses[7];
+	size_t n_uses = 0;
+	uses[n_uses++] = ST_MSG_INSERT;
+	uses[n_uses++] = ST_MSG_STORED;
+	if (quota > 0) {
+		uses[n_uses++] = ST_USER_CLAIM;
+		uses[n_uses++] = ST_MSG_USAGE;
+		uses[n_uses++] = ST_USER_UNCLAIM;
+	}
+	if (uidl != NULL)
+		uses[n_uses++] = ST_IMPORTED_ADD;
+	if (header_len + body_len > d->inline_max)
+		uses[n_uses++] = ST_MSG_PART_INSERT;
+	int status = dbm_begin(d, uses, n_uses);
 	if (status != DB_OK)
 		return status;
 	MYSQL_BIND user_param;
@@ -424,7 +465,8 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 				       &matched);
 		status = dbm_changed_one(status, matched);
 		if (status == DB_NOT_FOUND) {
-			snprintf(d->error, sizeof d->error, "user %lld is gone", (long long)uid);
+			snprintf(d->error, sizeof d->error, "user %lld is gone, or its quota was removed",
+				 (long long)uid);
 			goto fail;
 		}
 		uint64_t used = 0;
@@ -497,12 +539,19 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	}
 	if (sp.n[0] + sp.n[1] > 0 && (status = store_parts(d, id, &sp)) != DB_OK)
 		goto fail;
-	if (quota > 0 && (status = dbm_exec_stmt(d, ST_USER_UNCLAIM, &user_param,
-						  "claiming the user's quota", NULL)) != DB_OK)
-		goto fail;
+	if (quota > 0) {
+		uint64_t unclaimed = 0;
+		status = dbm_exec_stmt(d, ST_USER_UNCLAIM, &user_param, "claiming the user's quota",
+				       &unclaimed);
+		if (status == DB_OK && unclaimed == 0) /* the claim is gone with the transaction */
+			status = dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST,
+					       "claiming the user's quota");
+		if (status != DB_OK)
+			goto fail;
+	}
 	if ((status = dbm_commit(d)) != DB_OK)
 		goto fail;
-	return DB_OK;
+	return stored_check(d, id);
 fail:
 	if (s != NULL && !d->broken)
 		mysql_stmt_reset(s);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "db_mysql.h"
+#include "log.h"
 #include "schema_mysql.h"
 #include "tpops_limits.h"
 #include "xalloc.h"
@@ -209,6 +210,25 @@ static int upgrade_user(struct db_mysql *d)
 	if (a.clauses > 0)
 		alter_add(&a, "DEFAULT CHARACTER SET utf8mb4");
 	return alter_run(d, &a, "upgrading table user");
+}
+
+/* A quota is never negative (0 is none), but a delivery through Galera by
+ * an earlier tpops could leave one negated, which then counted nothing:
+ * the server had aborted its transaction without reporting it, and the
+ * release ran alone (docs/mysql.md). The claim only negated it, so
+ * negating it again restores it. A delivery under way holds its claim
+ * uncommitted: this waits for it, or conflicts with it, and then finds
+ * that quota positive. */
+static int restore_negated_quotas(struct db_mysql *d)
+{
+	uint64_t restored = 0;
+	int status = dbm_exec_stmt(d, ST_QUOTA_RESTORE, NULL, "restoring negated quotas",
+				   &restored);
+	if (status == DB_OK && restored > 0)
+		log_warn("mysql: restored the quota of %llu user(s), left negated by a delivery "
+			 "whose transaction the server aborted without reporting it",
+			 (unsigned long long)restored);
+	return status;
 }
 
 /* Before anything changes: the conversion rewrites each message in one
@@ -444,7 +464,8 @@ int mysql_schema_install(struct db *db)
 	struct db_mysql *d = db_mysql(db);
 	int status = dbm_ready(d);
 	if (status != DB_OK || (status = create_tables(d)) != DB_OK ||
-	    (status = upgrade_user(d)) != DB_OK || (status = upgrade_msg(d)) != DB_OK ||
+	    (status = upgrade_user(d)) != DB_OK || (status = restore_negated_quotas(d)) != DB_OK ||
+	    (status = upgrade_msg(d)) != DB_OK ||
 	    (status = upgrade_locks(d)) != DB_OK || (status = store_salt_key(d)) != DB_OK)
 		return status;
 	/* statements prepared before the upgrade describe the old tables */

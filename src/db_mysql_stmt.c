@@ -5,6 +5,7 @@
  * plain queries are used only for constant text (session setup, START
  * TRANSACTION, the schema's DDL). Message parts are bound and fetched as
  * binary, so no character set conversion touches them. */
+#include <assert.h>
 #include <mysql.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,9 +51,15 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * COMMIT), so that two deliveries on two nodes conflict, and one
 	 * runs again and sees the other's message. A single UPDATE that sets
 	 * the same value would change no row and certify nothing; negating a
-	 * quota (> 0 here) always changes it and cannot overflow. */
-	[ST_USER_CLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ?",
-	[ST_USER_UNCLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ?",
+	 * quota (> 0 here) always changes it and cannot overflow. Each half
+	 * changes only a row in the state the other leaves: were the claim
+	 * lost, the unclaim changes no row and the delivery fails, and a
+	 * quota is never left negated. */
+	[ST_USER_CLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ? AND quota > 0",
+	[ST_USER_UNCLAIM] = "UPDATE `user` SET quota = -quota WHERE uid = ? AND quota < 0",
+	/* tpops-dbinit: a quota that an earlier tpops left negated (a claim
+	 * committed without its release: docs/mysql.md, Galera) */
+	[ST_QUOTA_RESTORE] = "UPDATE `user` SET quota = -quota WHERE quota < 0",
 	/* The server's clock, so that every tpops server agrees on expiry. */
 	[ST_LOCK_EXPIRE] = "DELETE FROM locks WHERE uid = ? AND expires < UNIX_TIMESTAMP()",
 	[ST_LOCK_INSERT] = "INSERT IGNORE INTO locks (uid, owner, expires, timestamp) "
@@ -85,6 +92,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
+	[ST_MSG_STORED] = "SELECT 1 FROM msg WHERE id = ?",
 	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
 	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
 	/* the character set, with "/cs" when the collation tells letter case
@@ -134,6 +142,9 @@ static const int stmt_sync_wait[ST_COUNT] = {
 MYSQL_STMT *dbm_stmt(struct db_mysql *d, enum stmt_id id)
 {
 	if (d->stmts[id] == NULL) {
+		/* Galera: a prepare inside an aborted transaction has been seen
+		 * to swallow the abort (dbm_begin) */
+		assert(!d->in_txn && "a transaction's statements are prepared by dbm_begin");
 		MYSQL_STMT *s = mysql_stmt_init(d->conn);
 		if (s == NULL) {
 			dbm_fail_conn(d, "preparing a statement");
@@ -300,10 +311,38 @@ int dbm_plain_query(struct db_mysql *d, const char *sql, const char *what)
 	return DB_OK;
 }
 
-int dbm_begin(struct db_mysql *d)
+/* Autocommit back on once the transaction has ended. Where that fails,
+ * the connection is dropped (a new one starts with it on); the
+ * transaction's outcome stands. */
+static void autocommit_on(struct db_mysql *d)
 {
+	if (d->autocommit_off && !d->broken && mysql_autocommit(d->conn, 1) != 0)
+		d->broken = true;
+	d->autocommit_off = false;
+}
+
+/* A transaction runs with autocommit off. On Galera a write through
+ * another node can abort it; the server rolls it back and is to report
+ * that with the next statement's error. That error has been seen lost:
+ * the statements after it then ran by themselves, each committed at once
+ * (a delivery stored without its quota check, a quota left negated).
+ * With autocommit off such statements start a new transaction instead,
+ * which commits only at our COMMIT, and each transaction checks there that
+ * it is still the one it began (msg_store_once, msg_delete_once). Its
+ * statements are prepared before it starts: a prepare inside it is one
+ * place that lost the error. */
+int dbm_begin(struct db_mysql *d, const enum stmt_id *uses, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (dbm_stmt(d, uses[i]) == NULL)
+			return d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
+	if (mysql_autocommit(d->conn, 0) != 0)
+		return dbm_fail_conn(d, "starting a transaction");
+	d->autocommit_off = true;
 	int status = dbm_plain_query(d, "START TRANSACTION", "starting a transaction");
 	d->in_txn = status == DB_OK;
+	if (status != DB_OK)
+		autocommit_on(d);
 	return status;
 }
 
@@ -313,8 +352,10 @@ int dbm_commit(struct db_mysql *d)
 	d->committing = true;
 	int status = mysql_commit(d->conn) != 0 ? dbm_fail_conn(d, "commit") : DB_OK;
 	d->committing = false;
-	if (status == DB_OK)
+	if (status == DB_OK) {
 		d->in_txn = false;
+		autocommit_on(d);
+	}
 	return status;
 }
 
@@ -323,6 +364,7 @@ void dbm_rollback(struct db_mysql *d)
 	if (!d->broken)
 		mysql_rollback(d->conn);
 	d->in_txn = false;
+	autocommit_on(d);
 }
 
 int dbm_changed_one(int status, uint64_t affected)

@@ -712,6 +712,27 @@ def test_quota_holds_under_concurrent_deliveries(make_tpops):
     assert t.sql("SELECT COUNT(*), SUM(size) FROM msg")[0][0] == 3
 
 
+def test_dbinit_restores_a_negated_quota(make_tpops):
+    """An earlier tpops on Galera could leave a quota negated (the claim of
+    a delivery committed without its release, docs/mysql.md): it then
+    counted nothing. tpops-dbinit restores it and says so; a delivery
+    then counts it again."""
+    t = make_mysql(make_tpops)
+    t.add_user("alice", "secret", None, "--quota", "5000")
+    t.add_user("bob", "secret", None, "--quota", "0")
+    t.sql("UPDATE `user` SET quota = -quota WHERE login = 'alice'")
+    r = t.tool("tpops-dbinit")
+    err = r.stderr.decode()
+    assert "restored the quota of 1 user(s)" in err, err
+    assert t.sql("SELECT login, quota FROM `user` ORDER BY login") == [("alice", 5000), ("bob", 0)]
+    again = t.tool("tpops-dbinit").stderr.decode()
+    assert "restored" not in again, again
+    message = b"Subject: q\n\n" + b"x" * 2900 + b"\n"  # 3016 octets on the wire
+    assert t.store("alice@example.com", message, check=False) == 0
+    assert t.store("alice@example.com", message, check=False) == 73  # over quota
+    assert t.sql("SELECT quota FROM `user` WHERE login = 'alice'") == [(5000,)]
+
+
 # ---- a large message streams in pieces ----
 
 def test_small_max_allowed_packet_reads_a_piece_in_several_statements(make_tpops):
