@@ -244,24 +244,29 @@ static int msg_read_once(struct db_mysql *d, void *arg)
 	return DB_OK;
 }
 
+#define TXN_LOST "the server ended the transaction without saying so (a conflict on Galera)"
+
+/* After a COMMIT: is message id there? DB_OK or DB_NOT_FOUND; when the
+ * check cannot run (the connection lost, say), the COMMIT's answer stands
+ * and it answers expected. A transaction that the server ended without
+ * saying so (dbm_begin) leaves a COMMIT that commits nothing. */
+static int committed_check(struct db_mysql *d, int64_t id, int expected)
+{
+	MYSQL_BIND param;
+	dbm_bind_i64(&param, &id);
+	int64_t found = 0;
+	int status = dbm_query_i64(d, ST_MSG_EXISTS, &param, &found, "checking the commit");
+	if (status != DB_OK && status != DB_NOT_FOUND)
+		return expected;
+	return status;
+}
+
 struct deletion {
 	int64_t uid;
 	const char *owner;
 	const int64_t *ids;
 	size_t count;
 };
-
-/* QUIT's ownership check (ST_LOCK_CLAIM): DB_NOT_FOUND when the lease is
- * no longer this server's. */
-static int claim_lease(struct db_mysql *d, MYSQL_BIND *claim)
-{
-	uint64_t matched = 0;
-	int status = dbm_exec_stmt(d, ST_LOCK_CLAIM, claim, "checking the lock", &matched);
-	status = dbm_changed_one(status, matched);
-	if (status == DB_NOT_FOUND) /* someone else may hold it */
-		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
-	return status;
-}
 
 /* QUIT: safe to run again, also after a COMMIT whose answer was lost (ids
  * are never reused: a message deleted once is not found again, and the
@@ -270,7 +275,9 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 {
 	const struct deletion *del = arg;
 	int64_t uid = del->uid;
-	static const enum stmt_id uses[] = {ST_LOCK_CLAIM, ST_MSG_DELETE, ST_MSG_PART_DELETE};
+	static const enum stmt_id uses[] = {ST_LOCK_CLAIM, ST_MSG_DELETE, ST_MSG_PART_DELETE,
+					    ST_LOCK_CONFIRM, ST_MSG_EXISTS};
+	int64_t witness = 0; /* a message this transaction deletes */
 	int status = dbm_begin(d, uses, sizeof uses / sizeof uses[0]);
 	if (status != DB_OK)
 		return status;
@@ -283,7 +290,14 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 	MYSQL_BIND claim[2];
 	dbm_bind_i64(&claim[0], &uid);
 	dbm_bind_text(&claim[1], del->owner, &owner_len);
-	if ((status = claim_lease(d, claim)) != DB_OK)
+	uint64_t matched = 0;
+	status = dbm_exec_stmt(d, ST_LOCK_CLAIM, claim, "checking the lock", &matched);
+	status = dbm_changed_one(status, matched);
+	if (status == DB_NOT_FOUND) { /* the lease was lost: someone else may hold it */
+		snprintf(d->error, sizeof d->error, "the maildrop lock was lost");
+		goto fail;
+	}
+	if (status != DB_OK)
 		goto fail;
 	for (size_t i = 0; i < del->count; i++) {
 		int64_t id = del->ids[i];
@@ -296,14 +310,22 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 			status = dbm_exec_stmt(d, ST_MSG_PART_DELETE, params, "deleting a message", NULL);
 		if (status != DB_OK)
 			goto fail;
+		if (deleted > 0)
+			witness = id;
 		if (d->cached_id == id)
 			d->cached_id = 0;
 	}
-	/* Once more at the end: had the server lost the transaction after
-	 * the first claim without saying so (dbm_begin), the deletes since
-	 * are in a new one, and this claim holds the lease in that one. */
-	if ((status = claim_lease(d, claim)) != DB_OK || (status = dbm_commit(d)) != DB_OK)
+	/* The claim must still be in effect: had the server ended the
+	 * transaction without saying so (dbm_begin), the deletes before that
+	 * are undone and the ones after it are in a new transaction. That
+	 * one is rolled back, and QUIT's deletions run again. */
+	status = dbm_exec_stmt(d, ST_LOCK_CONFIRM, claim, "checking the lock", &matched);
+	if (status == DB_OK && matched == 0)
+		status = dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "deleting messages");
+	if (status != DB_OK || (status = dbm_commit(d)) != DB_OK)
 		goto fail;
+	if (witness != 0 && committed_check(d, witness, DB_NOT_FOUND) == DB_OK)
+		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "deleting messages");
 	return DB_OK;
 fail:
 	dbm_rollback(d);
@@ -406,24 +428,6 @@ struct delivery {
 	const char *uidl;
 };
 
-#define TXN_LOST "the server ended the transaction without saying so (a conflict on Galera)"
-
-/* After the COMMIT: is the message there? A transaction that the server
- * lost without saying so (dbm_begin) leaves a COMMIT that commits
- * nothing. Then nothing was stored, and the delivery runs again. */
-static int stored_check(struct db_mysql *d, int64_t id)
-{
-	MYSQL_BIND param;
-	dbm_bind_i64(&param, &id);
-	int64_t found = 0;
-	int status = dbm_query_i64(d, ST_MSG_STORED, &param, &found, "checking the stored message");
-	if (status == DB_NOT_FOUND)
-		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "storing a message");
-	/* the check could not run (the connection lost, say): the COMMIT's
-	 * answer stands, as it did before the check */
-	return DB_OK;
-}
-
 /* A delivery runs again after a conflict, or after a connection lost
  * before COMMIT; never after one lost during COMMIT, which may have stored
  * the message (the MTA tries again later: DB_TEMPFAIL). */
@@ -439,7 +443,7 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	enum stmt_id uses[7];
 	size_t n_uses = 0;
 	uses[n_uses++] = ST_MSG_INSERT;
-	uses[n_uses++] = ST_MSG_STORED;
+	uses[n_uses++] = ST_MSG_EXISTS;
 	if (quota > 0) {
 		uses[n_uses++] = ST_USER_CLAIM;
 		uses[n_uses++] = ST_MSG_USAGE;
@@ -465,8 +469,8 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 				       &matched);
 		status = dbm_changed_one(status, matched);
 		if (status == DB_NOT_FOUND) {
-			snprintf(d->error, sizeof d->error, "user %lld is gone, or its quota was removed",
-				 (long long)uid);
+			snprintf(d->error, sizeof d->error,
+				 "user %lld is gone, or its quota was removed", (long long)uid);
 			goto fail;
 		}
 		uint64_t used = 0;
@@ -551,7 +555,10 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	}
 	if ((status = dbm_commit(d)) != DB_OK)
 		goto fail;
-	return stored_check(d, id);
+	/* nothing stored: the delivery runs again */
+	if (committed_check(d, id, DB_OK) == DB_NOT_FOUND)
+		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "storing a message");
+	return DB_OK;
 fail:
 	if (s != NULL && !d->broken)
 		mysql_stmt_reset(s);

@@ -222,8 +222,8 @@ static int upgrade_user(struct db_mysql *d)
 static int restore_negated_quotas(struct db_mysql *d)
 {
 	uint64_t restored = 0;
-	int status = dbm_exec_stmt(d, ST_QUOTA_RESTORE, NULL, "restoring negated quotas",
-				   &restored);
+	int status =
+		dbm_exec_stmt(d, ST_QUOTA_RESTORE, NULL, "restoring negated quotas", &restored);
 	if (status == DB_OK && restored > 0)
 		log_warn("mysql: restored the quota of %llu user(s), left negated by a delivery "
 			 "whose transaction the server aborted without reporting it",
@@ -465,8 +465,8 @@ int mysql_schema_install(struct db *db)
 	int status = dbm_ready(d);
 	if (status != DB_OK || (status = create_tables(d)) != DB_OK ||
 	    (status = upgrade_user(d)) != DB_OK || (status = restore_negated_quotas(d)) != DB_OK ||
-	    (status = upgrade_msg(d)) != DB_OK ||
-	    (status = upgrade_locks(d)) != DB_OK || (status = store_salt_key(d)) != DB_OK)
+	    (status = upgrade_msg(d)) != DB_OK || (status = upgrade_locks(d)) != DB_OK ||
+	    (status = store_salt_key(d)) != DB_OK)
 		return status;
 	/* statements prepared before the upgrade describe the old tables */
 	dbm_close_statements(d);

@@ -67,8 +67,15 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LOCK_OWNED] = "SELECT 1 FROM locks WHERE uid = ? AND owner = ?",
 	/* QUIT's ownership check, a write for Galera to certify: a server
 	 * that took the expired lease meanwhile on another node conflicts
-	 * with it. It adds a second to the lease, which QUIT releases next. */
-	[ST_LOCK_CLAIM] = "UPDATE locks SET expires = expires + 1 WHERE uid = ? AND owner = ?",
+	 * with it. It negates expires (> 0 for a live lease) until
+	 * ST_LOCK_CONFIRM, the transaction's last statement, turns it back
+	 * and adds a second (QUIT releases the lease next): that one finds
+	 * the row only while the claim is in effect, in the same transaction,
+	 * as with a user's quota. */
+	[ST_LOCK_CLAIM] = "UPDATE locks SET expires = -expires WHERE uid = ? AND owner = ? "
+			  "AND expires > 0",
+	[ST_LOCK_CONFIRM] = "UPDATE locks SET expires = 1 - expires WHERE uid = ? AND owner = ? "
+			    "AND expires < 0",
 	[ST_LOCK_RENEW] = "UPDATE locks SET expires = UNIX_TIMESTAMP() + ? "
 			  "WHERE uid = ? AND owner = ?",
 	[ST_LOCK_RELEASE] = "DELETE FROM locks WHERE uid = ? AND owner = ?",
@@ -92,7 +99,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "VALUES (?, 0, NOW(), ?, ?, ?, ?)",
 	[ST_MSG_PART_INSERT] = "INSERT INTO msg_part (id, pos, data) VALUES (?, ?, ?)",
 	[ST_MSG_USAGE] = "SELECT CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM msg WHERE uid = ?",
-	[ST_MSG_STORED] = "SELECT 1 FROM msg WHERE id = ?",
+	[ST_MSG_EXISTS] = "SELECT 1 FROM msg WHERE id = ?",
 	[ST_IMPORTED_ADD] = "INSERT IGNORE INTO msg_imported (uid, uidl) VALUES (?, ?)",
 	[ST_IMPORTED_LIST] = "SELECT uidl FROM msg_imported WHERE uid = ?",
 	/* the character set, with "/cs" when the collation tells letter case
