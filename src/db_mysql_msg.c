@@ -246,19 +246,15 @@ static int msg_read_once(struct db_mysql *d, void *arg)
 
 #define TXN_LOST "the server ended the transaction without saying so (a conflict on Galera)"
 
-/* After a COMMIT: is message id there? DB_OK or DB_NOT_FOUND; when the
- * check cannot run (the connection lost, say), the COMMIT's answer stands
- * and it answers expected. A transaction that the server ended without
- * saying so (dbm_begin) leaves a COMMIT that commits nothing. */
-static int committed_check(struct db_mysql *d, int64_t id, int expected)
+/* Is message id there, as this connection sees it: DB_OK, DB_NOT_FOUND,
+ * or an error. Used after a COMMIT, which commits nothing when the server
+ * ended the transaction without saying so (dbm_begin). */
+static int msg_present(struct db_mysql *d, int64_t id)
 {
 	MYSQL_BIND param;
 	dbm_bind_i64(&param, &id);
 	int64_t found = 0;
-	int status = dbm_query_i64(d, ST_MSG_EXISTS, &param, &found, "checking the commit");
-	if (status != DB_OK && status != DB_NOT_FOUND)
-		return expected;
-	return status;
+	return dbm_query_i64(d, ST_MSG_EXISTS, &param, &found, "checking a message");
 }
 
 struct deletion {
@@ -324,7 +320,9 @@ static int msg_delete_once(struct db_mysql *d, void *arg)
 		status = dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "deleting messages");
 	if (status != DB_OK || (status = dbm_commit(d)) != DB_OK)
 		goto fail;
-	if (witness != 0 && committed_check(d, witness, DB_NOT_FOUND) == DB_OK)
+	/* where the check cannot run (the connection lost, say), the
+	 * COMMIT's answer stands */
+	if (witness != 0 && msg_present(d, witness) == DB_OK)
 		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "deleting messages");
 	return DB_OK;
 fail:
@@ -541,8 +539,16 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 					    NULL)) != DB_OK)
 			goto fail;
 	}
-	if (sp.n[0] + sp.n[1] > 0 && (status = store_parts(d, id, &sp)) != DB_OK)
-		goto fail;
+	if (sp.n[0] + sp.n[1] > 0) {
+		if ((status = store_parts(d, id, &sp)) != DB_OK)
+			goto fail;
+		/* the parts commit only with their row: without a quota there
+		 * is no release to tell a lost transaction (below) */
+		if (quota <= 0 && (status = msg_present(d, id)) == DB_NOT_FOUND)
+			status = dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "storing a message");
+		if (status != DB_OK)
+			goto fail;
+	}
 	if (quota > 0) {
 		uint64_t unclaimed = 0;
 		status = dbm_exec_stmt(d, ST_USER_UNCLAIM, &user_param, "claiming the user's quota",
@@ -555,8 +561,9 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	}
 	if ((status = dbm_commit(d)) != DB_OK)
 		goto fail;
-	/* nothing stored: the delivery runs again */
-	if (committed_check(d, id, DB_OK) == DB_NOT_FOUND)
+	/* nothing stored: the delivery runs again (where the check cannot
+	 * run, the COMMIT's answer stands) */
+	if (msg_present(d, id) == DB_NOT_FOUND)
 		return dbm_fail_code(d, ER_LOCK_DEADLOCK, TXN_LOST, "storing a message");
 	return DB_OK;
 fail:
