@@ -149,8 +149,8 @@ static const int stmt_sync_wait[ST_COUNT] = {
 MYSQL_STMT *dbm_stmt(struct db_mysql *d, enum stmt_id id)
 {
 	if (d->stmts[id] == NULL) {
-		/* Galera: a prepare inside an aborted transaction has been seen
-		 * to swallow the abort (dbm_begin) */
+		/* Galera: a statement prepared inside an aborted transaction
+		 * was seen to run outside it (dbm_begin) */
 		assert(!d->in_txn && "a transaction's statements are prepared by dbm_begin");
 		MYSQL_STMT *s = mysql_stmt_init(d->conn);
 		if (s == NULL) {
@@ -336,8 +336,8 @@ static void autocommit_on(struct db_mysql *d)
  * With autocommit off such statements start a new transaction instead,
  * which commits only at our COMMIT, and each transaction checks there that
  * it is still the one it began (msg_store_once, msg_delete_once). Its
- * statements are prepared before it starts: a prepare inside it is one
- * place that lost the error. */
+ * statements are prepared before it starts: a statement prepared inside
+ * an aborted transaction was seen to run outside it without the error. */
 int dbm_begin(struct db_mysql *d, const enum stmt_id *uses, size_t count)
 {
 	for (size_t i = 0; i < count; i++)

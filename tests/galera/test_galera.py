@@ -216,7 +216,10 @@ def test_dbinit_upgrades_earlier_tpops_database(world):
     assert any("UNIQUE KEY uid (uid)" in s for s in old)
     create_with_mode_off(w, "tpops_galera_old", old + [
         "INSERT INTO `user` (login, passwd, mail) VALUES ('olduser', 'pw', 'old@example.com')",
-        "INSERT INTO locks (uid, owner, expires) VALUES (1, 'gone:1', 0)"])
+        # the uid as the node gave it: Galera's auto-increment offset is
+        # the node's place in the cluster (wsrep_auto_increment_control)
+        "INSERT INTO locks (uid, owner, expires) "
+        "SELECT uid, 'gone:1', 0 FROM `user` WHERE login = 'olduser'"])
     assert primary_key(w, "tpops_galera_old") is None
     t = w.install("dbinit-old", [2, 0, 1], db="tpops_galera_old")
     assert primary_key(w, "tpops_galera_old") == "uid"
@@ -232,9 +235,12 @@ def test_dbinit_upgrades_original_tpops_database(world):
     create_with_mode_off(w, "tpops_galera_seed", schema_statements(SEED_SCHEMA) + [
         "INSERT INTO user (login, passwd, mail, maildir, quota) "
         "VALUES ('tommy', 'tommypw', 'tommy@example.com', '', 0)",
-        "INSERT INTO locks (uid, timestamp) VALUES (1, '2001-07-11 00:00:00')",
-        "INSERT INTO msg (uid, header, body, size, timestamp) VALUES "
-        "(1, 'Subject: seed', 'hello\\n', 21, '2001-07-11 07:53:59')"], charset="latin1")
+        # the uid as the node gave it (see above)
+        "INSERT INTO locks (uid, timestamp) "
+        "SELECT uid, '2001-07-11 00:00:00' FROM user WHERE login = 'tommy'",
+        "INSERT INTO msg (uid, header, body, size, timestamp) "
+        "SELECT uid, 'Subject: seed', 'hello\\n', 21, '2001-07-11 07:53:59' "
+        "FROM user WHERE login = 'tommy'"], charset="latin1")
     t = w.install("dbinit-seed", [0, 1, 2], db="tpops_galera_seed")
     assert primary_key(w, "tpops_galera_seed") == "uid"
     t.start()
