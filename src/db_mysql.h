@@ -72,6 +72,7 @@ struct db_mysql {
 	int attempt;           /* 1, 2... */
 	unsigned int last_err; /* the error that ended it */
 	bool in_txn;           /* between START TRANSACTION and its end */
+	bool starting_txn;     /* in dbm_begin, before START TRANSACTION */
 	bool committing;       /* COMMIT sent, no answer yet */
 	bool autocommit_off;   /* inside dbm_begin's transaction, until its end */
 	bool outcome_unknown;  /* lost while a change may have been committed */

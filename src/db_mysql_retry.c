@@ -131,8 +131,10 @@ int dbm_fail_code(struct db_mysql *d, unsigned int err, const char *msg, const c
 		d->broken = true;
 		/* CR_SERVER_GONE_ERROR: the request could not be sent. Else it
 		 * may have run: a COMMIT, or a statement outside a transaction
-		 * (autocommit), may have been committed. */
-		if (err != CR_SERVER_GONE_ERROR && (d->committing || !d->in_txn))
+		 * (autocommit), may have been committed; what starts a
+		 * transaction commits nothing. */
+		if (err != CR_SERVER_GONE_ERROR &&
+		    (d->committing || (!d->in_txn && !d->starting_txn)))
 			d->outcome_unknown = true;
 	}
 	return status_of(err);
@@ -193,7 +195,7 @@ int dbm_run(struct db_mysql *d, enum dbm_repeat repeat, int (*attempt_once)(stru
 		d->attempt = attempt;
 		d->last_err = 0;
 		d->outcome_unknown = false;
-		d->in_txn = d->committing = false;
+		d->in_txn = d->committing = d->starting_txn = false;
 		int status = dbm_ready(d);
 		/* No host answered and was ready: waiting for one would only
 		 * keep the client waiting (a login is answered [SYS/TEMP] at

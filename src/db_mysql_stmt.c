@@ -340,16 +340,23 @@ static void autocommit_on(struct db_mysql *d)
  * an aborted transaction was seen to run outside it without the error. */
 int dbm_begin(struct db_mysql *d, const enum stmt_id *uses, size_t count)
 {
-	for (size_t i = 0; i < count; i++)
+	/* nothing here commits anything: a connection lost meanwhile leaves
+	 * no doubt, and the operation may run again on the next host */
+	d->starting_txn = true;
+	int status = DB_OK;
+	for (size_t i = 0; i < count && status == DB_OK; i++)
 		if (dbm_stmt(d, uses[i]) == NULL)
-			return d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
-	if (mysql_autocommit(d->conn, 0) != 0)
-		return dbm_fail_conn(d, "starting a transaction");
-	d->autocommit_off = true;
-	int status = dbm_plain_query(d, "START TRANSACTION", "starting a transaction");
-	d->in_txn = status == DB_OK;
-	if (status != DB_OK)
-		autocommit_on(d);
+			status = d->broken ? DB_TEMPFAIL : DB_PERMFAIL;
+	if (status == DB_OK && mysql_autocommit(d->conn, 0) != 0)
+		status = dbm_fail_conn(d, "starting a transaction");
+	if (status == DB_OK) {
+		d->autocommit_off = true;
+		status = dbm_plain_query(d, "START TRANSACTION", "starting a transaction");
+		d->in_txn = status == DB_OK;
+		if (status != DB_OK)
+			autocommit_on(d);
+	}
+	d->starting_txn = false;
 	return status;
 }
 
