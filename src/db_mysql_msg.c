@@ -247,8 +247,9 @@ static int msg_read_once(struct db_mysql *d, void *arg)
 #define TXN_LOST "the server ended the transaction without saying so (a conflict on Galera)"
 
 /* Is message id there, as this connection sees it: DB_OK, DB_NOT_FOUND,
- * or an error. Used after a COMMIT, which commits nothing when the server
- * ended the transaction without saying so (dbm_begin). */
+ * or an error. The checks around a COMMIT ask it: a transaction that the
+ * server ended without saying so (dbm_begin) loses its rows, and its
+ * COMMIT commits nothing. */
 static int msg_present(struct db_mysql *d, int64_t id)
 {
 	MYSQL_BIND param;
@@ -438,7 +439,7 @@ static int msg_store_once(struct db_mysql *d, void *arg)
 	uint64_t size = dl->size;
 	const char *uidl = dl->uidl;
 	MYSQL_STMT *s = NULL;
-	enum stmt_id uses[7];
+	enum stmt_id uses[7]; /* the statements below, each at most once */
 	size_t n_uses = 0;
 	uses[n_uses++] = ST_MSG_INSERT;
 	uses[n_uses++] = ST_MSG_EXISTS;
